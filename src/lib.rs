@@ -1,0 +1,21 @@
+//! batchdrop: OpenAI Batch API files run as Amazon Bedrock batch inference.
+//!
+//! - [`model`]: which Bedrock model a name means, and its family (Claude or Nova).
+//! - [`policy`]: every choice made where OpenAI and Bedrock differ, in one table.
+//! - [`openai`]: the OpenAI input line and chat body as read; [`request`]: the validated request.
+//! - [`bedrock`]: Claude and Nova request bodies; [`translate`]: a whole file, line by line.
+//! - [`results`]: Bedrock output back to OpenAI output and error lines, in input order.
+//! - [`output`]: OpenAI batch output lines; [`error`]: why a line was rejected.
+
+pub mod bedrock;
+pub mod completion;
+pub mod error;
+pub mod jsonl;
+pub mod model;
+pub mod openai;
+pub mod output;
+pub mod policy;
+pub mod record_id;
+pub mod request;
+pub mod results;
+pub mod translate;

@@ -1,0 +1,324 @@
+//! OpenAI Batch API input lines (SPEC §4.1) and the chat request body (SPEC §4.4), as read.
+//!
+//! Strings borrow from the line wherever JSON escaping allows, so the hot path copies little. Only the
+//! body has a hand-written reader: it has to notice the fields it does not know, to count what it drops.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, value::MapAccessDeserializer, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One line of an OpenAI batch input file.
+#[derive(Deserialize)]
+pub struct InputLine<'a> {
+    /// Kept raw so a number or an object here gets a precise message rather than a type error.
+    #[serde(borrow, default)]
+    pub custom_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub url: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub body: Option<Body<'a>>,
+}
+
+/// Only the custom_id of a line, read when the whole line would not parse, to name it in the message.
+#[derive(Deserialize)]
+pub struct LineHead<'a> {
+    #[serde(borrow, default)]
+    pub custom_id: Option<&'a RawValue>,
+}
+
+/// A chat completion request body: the fields batchdrop reads, and the names of those it drops.
+#[derive(Default)]
+pub struct Body<'a> {
+    pub model: Option<Cow<'a, str>>,
+    pub messages: Option<Vec<Message<'a>>>,
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
+    pub stop: Option<Stop<'a>>,
+    pub n: Option<u64>,
+    pub stream: Option<bool>,
+    pub logprobs: Option<bool>,
+    pub tools: Option<Vec<Tool<'a>>>,
+    pub tool_choice: Option<ToolChoice<'a>>,
+    pub response_format: Option<ResponseFormat<'a>>,
+    /// `functions` or `function_call`, the deprecated forerunners of `tools`.
+    pub legacy_functions: Option<&'static str>,
+    /// Fields present in the body that have no Bedrock meaning, in the order met.
+    pub dropped: Vec<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub struct Message<'a> {
+    #[serde(borrow, default)]
+    pub role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub content: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    pub tool_calls: Option<Vec<ToolCall<'a>>>,
+    #[serde(borrow, default)]
+    pub tool_call_id: Option<Cow<'a, str>>,
+}
+
+/// Message content: a plain string or a list of parts.
+pub enum Content<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
+}
+
+#[derive(Deserialize)]
+pub struct Part<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub image_url: Option<ImageUrl<'a>>,
+    #[serde(borrow, default)]
+    pub refusal: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub struct ImageUrl<'a> {
+    #[serde(borrow)]
+    pub url: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+pub struct ToolCall<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub function: Option<FunctionCall<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct FunctionCall<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub struct Tool<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub function: Option<FunctionDef<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct FunctionDef<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub parameters: Option<&'a RawValue>,
+}
+
+/// `"auto"`, `"none"`, `"required"`, or `{"type": "function", "function": {"name": …}}`.
+pub enum ToolChoice<'a> {
+    Mode(Cow<'a, str>),
+    Named(NamedToolChoice<'a>),
+}
+
+#[derive(Deserialize)]
+pub struct NamedToolChoice<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub function: Option<FunctionName<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct FunctionName<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub struct ResponseFormat<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+}
+
+/// `stop`: one string or a list of them.
+pub enum Stop<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+/// A string that borrows from the input when it can.
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Content<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(p) = seq.next_element()? {
+                    parts.push(p);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Stop<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Stop<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Stop::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Stop::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(CowStr(s)) = seq.next_element()? {
+                    all.push(s);
+                }
+                Ok(Stop::Many(all))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ToolChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ToolChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ToolChoice::Mode(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ToolChoice::Mode(Cow::Owned(v.to_owned())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                NamedToolChoice::deserialize(MapAccessDeserializer::new(map)).map(ToolChoice::Named)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+macro_rules! set_once {
+    ($map:ident, $slot:expr, $name:literal) => {{
+        if $slot.is_some() {
+            return Err(de::Error::duplicate_field($name));
+        }
+        $slot = $map.next_value()?;
+    }};
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Body<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the request body object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut b = Body::default();
+                while let Some(CowStr(key)) = map.next_key()? {
+                    match key.as_ref() {
+                        "model" => {
+                            let v: Option<CowStr> = map.next_value()?;
+                            b.model = v.map(|s| s.0);
+                        }
+                        "messages" => set_once!(map, b.messages, "messages"),
+                        "max_tokens" => set_once!(map, b.max_tokens, "max_tokens"),
+                        "max_completion_tokens" => set_once!(map, b.max_completion_tokens, "max_completion_tokens"),
+                        "temperature" => set_once!(map, b.temperature, "temperature"),
+                        "top_p" => set_once!(map, b.top_p, "top_p"),
+                        "top_k" => set_once!(map, b.top_k, "top_k"),
+                        "stop" => set_once!(map, b.stop, "stop"),
+                        "n" => set_once!(map, b.n, "n"),
+                        "stream" => set_once!(map, b.stream, "stream"),
+                        "logprobs" => set_once!(map, b.logprobs, "logprobs"),
+                        "tools" => set_once!(map, b.tools, "tools"),
+                        "tool_choice" => set_once!(map, b.tool_choice, "tool_choice"),
+                        "response_format" => set_once!(map, b.response_format, "response_format"),
+                        "functions" | "function_call" => {
+                            map.next_value::<IgnoredAny>()?;
+                            b.legacy_functions = Some(if key == "functions" { "functions" } else { "function_call" });
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            b.dropped.push(key);
+                        }
+                    }
+                }
+                Ok(b)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The string inside a raw JSON value, if it is a string.
+pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<CowStr>(raw.get()).ok().map(|s| s.0)
+}

@@ -1,0 +1,87 @@
+//! Every choice batchdrop makes where OpenAI and Bedrock do not line up, in one place.
+//!
+//! The README's "Formats" section documents this table; change both together.
+//!
+//! | OpenAI input | what batchdrop does | why |
+//! |---|---|---|
+//! | `body.model` naming a Bedrock Claude or Nova model | that model runs the line | DESIGN.md "Model choice" |
+//! | `body.model` naming another Bedrock model | line rejected (`unsupported_model`) | no translation for it yet |
+//! | `body.model` with any other name (`gpt-4o-mini`) | ignored, counted in the report | LangBatch does the same |
+//! | `n` > 1, `stream: true`, `logprobs: true` | line rejected | no Bedrock batch equivalent (SPEC §4.4) |
+//! | `temperature` outside 0–1, `top_p` outside 0–1 | line rejected, never clamped | Bedrock accepts 0–1 only (SPEC §4.4) |
+//! | `temperature` and `top_p` both, on Claude 4.5 models | line rejected | those models take one or the other (SPEC §3.1) |
+//! | neither `max_completion_tokens` nor `max_tokens` | [`Policy::default_max_tokens`] | Claude requires `max_tokens` (SPEC §3.1) |
+//! | `top_k` | passed through | a vendor extension OpenAI lacks (SPEC §4.4) |
+//! | `seed`, `user`, `metadata`, penalties, … ([`DROPPED_FIELDS`]) and unknown body fields | dropped, counted | no Bedrock meaning |
+//! | `functions` / `function_call` (deprecated) | line rejected | silently dropping them would change the answer; use `tools` |
+//! | image `http(s)://` URL | line rejected | Bedrock takes base64 only; batchdrop fetches nothing (SPEC §3.1) |
+//! | image type other than jpeg, png, gif, webp; images for Nova Micro | line rejected | SPEC §3.1, §3.2 |
+//! | audio or file content parts | line rejected | no Bedrock chat equivalent |
+//! | `tool_choice: "none"` | tools omitted; rejected when the history holds tool calls | Bedrock has no "none" (SPEC §4.4) |
+//! | `parallel_tool_calls` | dropped | SPEC §4.4 |
+//! | `response_format: text` | no-op | |
+//! | `response_format: json_object` | [`JSON_OBJECT_INSTRUCTION`] added as a last system block | no native field (SPEC §4.4) |
+//! | `response_format: json_schema` | line rejected | batch structured output is not reliable yet (SPEC §2.3) |
+//! | `tools` | translated (InvokeModel jobs only) | SPEC §2.3 |
+//! | a conversation that does not start with a user turn | line rejected | Claude and Nova require it (SPEC §3.2) |
+//! | consecutive turns of one role (tool results count as user) | merged | SPEC §4.4 |
+//!
+//! Output side (SPEC §6): `model` in each `chat.completion` is the Bedrock model id that answered; Nova
+//! `malformed_model_output` / `malformed_tool_use` become error lines (status 500), not half answers.
+
+/// Body fields with no Bedrock meaning: dropped and counted, never fatal.
+pub const DROPPED_FIELDS: &[&str] = &[
+    "audio",
+    "frequency_penalty",
+    "logit_bias",
+    "metadata",
+    "modalities",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "reasoning_effort",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "store",
+    "stream_options",
+    "top_logprobs",
+    "user",
+    "verbosity",
+    "web_search_options",
+];
+
+/// The system instruction that stands in for `response_format: {"type": "json_object"}`.
+pub const JSON_OBJECT_INSTRUCTION: &str =
+    "Respond with one valid JSON object and nothing else: no prose, no code fences.";
+
+/// The only endpoint whose lines batchdrop translates (SPEC §4.1).
+pub const CHAT_COMPLETIONS_URL: &str = "/v1/chat/completions";
+
+/// Image media types Claude and Nova both accept (SPEC §3.1, §3.2).
+pub const IMAGE_TYPES: &[&str] = &["jpeg", "png", "gif", "webp"];
+
+/// Claude's limit on one image, decoded (SPEC §3.1).
+pub const MAX_IMAGE_BYTES: usize = 3_750_000;
+
+/// OpenAI's tool name rule, which Bedrock shares (SPEC §4.4): `[a-zA-Z0-9_-]{1,64}`.
+pub const MAX_TOOL_NAME_LEN: usize = 64;
+
+/// Settings of the translation that a deployment may change.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `max_tokens` sent when a line gives neither `max_completion_tokens` nor `max_tokens`.
+    pub default_max_tokens: u64,
+    /// The longest `custom_id` accepted. OpenAI documents none (SPEC §8.9); ours keeps map lines small.
+    pub max_custom_id_len: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            default_max_tokens: 4096,
+            max_custom_id_len: 512,
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The validated, model-neutral chat request: what an OpenAI body means once every rule of SPEC §4.4 has
+//! been applied. [`crate::bedrock`] writes it out as a Claude or a Nova body.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::error::{Reason, Rejection};
+use crate::model::BedrockModel;
+use crate::openai::{Body, Content, Message, Part, Stop, ToolChoice};
+use crate::policy::{Policy, IMAGE_TYPES, JSON_OBJECT_INSTRUCTION, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug)]
+pub enum Block<'a> {
+    Text(Cow<'a, str>),
+    /// A base64 image; `format` is one of [`IMAGE_TYPES`].
+    Image { format: &'static str, data: Cow<'a, str> },
+    ToolUse { id: Cow<'a, str>, name: Cow<'a, str>, input: Box<RawValue> },
+    ToolResult { id: Cow<'a, str>, text: Cow<'a, str> },
+}
+
+#[derive(Debug)]
+pub struct Turn<'a> {
+    pub role: Role,
+    pub blocks: Vec<Block<'a>>,
+}
+
+#[derive(Debug)]
+pub struct ToolSpec<'a> {
+    pub name: Cow<'a, str>,
+    pub description: Option<Cow<'a, str>>,
+    /// The JSON Schema of the arguments; `None` means "no arguments".
+    pub schema: Option<&'a RawValue>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum ToolMode<'a> {
+    Auto,
+    Any,
+    Tool(Cow<'a, str>),
+}
+
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub system: Vec<Cow<'a, str>>,
+    pub turns: Vec<Turn<'a>>,
+    pub max_tokens: u64,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
+    pub stop: Vec<Cow<'a, str>>,
+    pub tools: Vec<ToolSpec<'a>>,
+    pub tool_choice: Option<ToolMode<'a>>,
+}
+
+fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::new(reason, field, message)
+}
+
+/// Applies SPEC §4.4 to a parsed body. `model` is `None` when validating without a batch model: the checks
+/// that depend on the model (images on Nova Micro, Claude 4.5 sampling) are then skipped.
+pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) -> Result<Request<'a>, Rejection> {
+    check_unsupported(&body)?;
+    let (temperature, top_p) = (body.temperature, body.top_p);
+    check_unit_range("body.temperature", temperature)?;
+    check_unit_range("body.top_p", top_p)?;
+    if let Some(m) = model {
+        if m.temperature_or_top_p && temperature.is_some() && top_p.is_some() {
+            return Err(reject(
+                Reason::Sampling,
+                "body.top_p",
+                format!("{} takes temperature or top_p, not both; remove one", m.id),
+            ));
+        }
+    }
+    let max_tokens = match body.max_completion_tokens.or(body.max_tokens) {
+        Some(0) => {
+            let field = if body.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
+            return Err(reject(Reason::MaxTokens, format!("body.{field}"), "must be at least 1"));
+        }
+        Some(n) => n,
+        None => policy.default_max_tokens,
+    };
+    let stop = match body.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    if let Some(i) = stop.iter().position(|s| s.is_empty()) {
+        return Err(reject(Reason::Stop, format!("body.stop[{i}]"), "an empty stop sequence can never match"));
+    }
+    let json_mode = match body.response_format.as_ref().and_then(|r| r.kind.as_deref()) {
+        None | Some("text") => false,
+        Some("json_object") => true,
+        Some("json_schema") => {
+            return Err(reject(
+                Reason::ResponseFormat,
+                "body.response_format",
+                "json_schema is not supported: Bedrock batch structured output is not reliable yet; use \
+                 json_object or describe the schema in the prompt",
+            ))
+        }
+        Some(other) => {
+            return Err(reject(
+                Reason::ResponseFormat,
+                "body.response_format.type",
+                format!("unknown type '{other}' (expected text, json_object or json_schema)"),
+            ))
+        }
+    };
+
+    let messages = match body.messages {
+        None => return Err(reject(Reason::Messages, "body.messages", "is missing")),
+        Some(m) if m.is_empty() => return Err(reject(Reason::Messages, "body.messages", "is empty")),
+        Some(m) => m,
+    };
+    let mut conv = Conversation::default();
+    for (i, message) in messages.into_iter().enumerate() {
+        conv.push(i, message, model)?;
+    }
+    let (mut system, turns, has_tool_blocks) = conv.finish()?;
+    if json_mode {
+        system.push(Cow::Borrowed(JSON_OBJECT_INSTRUCTION));
+    }
+
+    let mut tools = build_tools(body.tools)?;
+    let tool_choice = match body.tool_choice {
+        None => (!tools.is_empty()).then_some(ToolMode::Auto),
+        Some(ToolChoice::Mode(mode)) => match mode.as_ref() {
+            "auto" => (!tools.is_empty()).then_some(ToolMode::Auto),
+            "required" if tools.is_empty() => {
+                return Err(reject(Reason::ToolChoice, "body.tool_choice", "'required' but body.tools is empty"))
+            }
+            "required" => Some(ToolMode::Any),
+            "none" => {
+                if has_tool_blocks {
+                    return Err(reject(
+                        Reason::ToolChoice,
+                        "body.tool_choice",
+                        "'none' with tool calls in the history: Bedrock has no 'none', and Claude and Nova \
+                         cannot read tool calls without the tools; drop tool_choice or the tool messages",
+                    ));
+                }
+                tools.clear();
+                None
+            }
+            other => {
+                return Err(reject(
+                    Reason::ToolChoice,
+                    "body.tool_choice",
+                    format!("unknown value '{other}' (expected auto, none, required or a named function)"),
+                ))
+            }
+        },
+        Some(ToolChoice::Named(named)) => {
+            if named.kind.as_deref().is_some_and(|k| k != "function") {
+                return Err(reject(Reason::ToolChoice, "body.tool_choice.type", "must be 'function'"));
+            }
+            let Some(name) = named.function.and_then(|f| f.name) else {
+                return Err(reject(Reason::ToolChoice, "body.tool_choice.function.name", "is missing"));
+            };
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(reject(
+                    Reason::ToolChoice,
+                    "body.tool_choice.function.name",
+                    format!("'{name}' is not one of body.tools"),
+                ));
+            }
+            Some(ToolMode::Tool(name))
+        }
+    };
+    if has_tool_blocks && tools.is_empty() {
+        return Err(reject(
+            Reason::Tool,
+            "body.tools",
+            "the messages hold tool calls but no tools are defined; Claude and Nova need the tool \
+             definitions to read them",
+        ));
+    }
+
+    Ok(Request {
+        system,
+        turns,
+        max_tokens,
+        temperature,
+        top_p,
+        top_k: body.top_k,
+        stop,
+        tools,
+        tool_choice,
+    })
+}
+
+fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
+    if let Some(n) = body.n.filter(|n| *n != 1) {
+        return Err(reject(
+            Reason::N,
+            "body.n",
+            format!("asks for {n} choices; Bedrock batch gives one per request, so n must be 1"),
+        ));
+    }
+    if body.stream == Some(true) {
+        return Err(reject(Reason::Stream, "body.stream", "true is not possible in a batch"));
+    }
+    if body.logprobs == Some(true) {
+        return Err(reject(Reason::Logprobs, "body.logprobs", "true: Bedrock returns no log probabilities"));
+    }
+    if let Some(field) = body.legacy_functions {
+        return Err(reject(
+            Reason::LegacyFunctions,
+            format!("body.{field}"),
+            "deprecated function calling is not translated; use tools and tool_choice",
+        ));
+    }
+    Ok(())
+}
+
+/// Claude and Nova take `temperature` and `top_p` in 0–1 (SPEC §4.4): never clamped, since that would
+/// silently change the sampling the user asked for.
+fn check_unit_range(field: &str, value: Option<f64>) -> Result<(), Rejection> {
+    match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => {
+            let side = if v < 0.0 { "below 0, the lowest" } else { "above 1, the highest" };
+            Err(reject(Reason::Sampling, field, format!("{v} is {side} Claude and Nova accept")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn build_tools<'a>(tools: Option<Vec<crate::openai::Tool<'a>>>) -> Result<Vec<ToolSpec<'a>>, Rejection> {
+    let tools = tools.unwrap_or_default();
+    let mut specs: Vec<ToolSpec<'a>> = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.into_iter().enumerate() {
+        if tool.kind.as_deref().is_some_and(|k| k != "function") {
+            return Err(reject(Reason::Tool, format!("body.tools[{i}].type"), "only 'function' tools are supported"));
+        }
+        let Some(function) = tool.function else {
+            return Err(reject(Reason::Tool, format!("body.tools[{i}].function"), "is missing"));
+        };
+        let Some(name) = function.name else {
+            return Err(reject(Reason::Tool, format!("body.tools[{i}].function.name"), "is missing"));
+        };
+        check_tool_name(&name, || format!("body.tools[{i}].function.name"))?;
+        if specs.iter().any(|s| s.name == name) {
+            return Err(reject(
+                Reason::Tool,
+                format!("body.tools[{i}].function.name"),
+                format!("'{name}' is defined twice"),
+            ));
+        }
+        if let Some(params) = function.parameters {
+            if !params.get().trim_start().starts_with('{') {
+                return Err(reject(
+                    Reason::Tool,
+                    format!("body.tools[{i}].function.parameters"),
+                    "must be a JSON Schema object",
+                ));
+            }
+        }
+        specs.push(ToolSpec {
+            name,
+            description: function.description,
+            schema: function.parameters,
+        });
+    }
+    Ok(specs)
+}
+
+fn check_tool_name(name: &str, field: impl Fn() -> String) -> Result<(), Rejection> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOOL_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(reject(
+            Reason::Tool,
+            field(),
+            format!("'{name}' must be 1-{MAX_TOOL_NAME_LEN} characters of a-z, A-Z, 0-9, _ and -"),
+        ))
+    }
+}
+
+/// Builds turns from messages: system text set aside, same-role turns merged, tool results grouped into
+/// user turns, and each tool result checked against the calls of the assistant turn just before it.
+#[derive(Default)]
+struct Conversation<'a> {
+    system: Vec<Cow<'a, str>>,
+    turns: Vec<Turn<'a>>,
+    /// Tool calls of the latest assistant message still waiting for their tool message, with its index.
+    pending: Vec<(Cow<'a, str>, usize)>,
+    has_tool_blocks: bool,
+}
+
+impl<'a> Conversation<'a> {
+    fn push(&mut self, i: usize, message: Message<'a>, model: Option<&BedrockModel>) -> Result<(), Rejection> {
+        let field = |rest: &str| format!("body.messages[{i}]{rest}");
+        let Some(role) = message.role else {
+            return Err(reject(Reason::Role, field(".role"), "is missing"));
+        };
+        if role != "tool" && role != "assistant" {
+            if message.tool_calls.is_some() {
+                return Err(reject(Reason::ToolCall, field(".tool_calls"), format!("a {role} message cannot carry tool calls")));
+            }
+        }
+        if role != "tool" {
+            self.check_answered(i)?;
+        }
+        match role.as_ref() {
+            "system" | "developer" => {
+                let text = plain_text(message.content, &field)?;
+                if !text.is_empty() {
+                    self.system.push(text);
+                }
+            }
+            "user" => {
+                let blocks = user_blocks(message.content, &field, model)?;
+                if blocks.is_empty() {
+                    return Err(reject(Reason::Content, field(".content"), "is empty; Claude and Nova reject empty turns"));
+                }
+                self.append(Role::User, blocks);
+            }
+            "assistant" => {
+                let mut blocks = match message.content {
+                    None => Vec::new(),
+                    content => {
+                        let text = plain_text(content, &field)?;
+                        if text.is_empty() { Vec::new() } else { vec![Block::Text(text)] }
+                    }
+                };
+                for (j, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                    let call_field = |rest: &str| format!("body.messages[{i}].tool_calls[{j}]{rest}");
+                    let Some(id) = call.id.filter(|id| !id.is_empty()) else {
+                        return Err(reject(Reason::ToolCall, call_field(".id"), "is missing"));
+                    };
+                    if call.kind.as_deref().is_some_and(|k| k != "function") {
+                        return Err(reject(Reason::ToolCall, call_field(".type"), "must be 'function'"));
+                    }
+                    let Some(function) = call.function else {
+                        return Err(reject(Reason::ToolCall, call_field(".function"), "is missing"));
+                    };
+                    let Some(name) = function.name else {
+                        return Err(reject(Reason::ToolCall, call_field(".function.name"), "is missing"));
+                    };
+                    check_tool_name(&name, || call_field(".function.name"))?;
+                    let input = parse_arguments(function.arguments.as_deref().unwrap_or(""))
+                        .map_err(|why| reject(Reason::ToolCall, call_field(".function.arguments"), why))?;
+                    if self.pending.iter().any(|(p, _)| *p == id) {
+                        return Err(reject(Reason::ToolCall, call_field(".id"), format!("'{id}' is used twice")));
+                    }
+                    self.pending.push((id.clone(), i));
+                    self.has_tool_blocks = true;
+                    blocks.push(Block::ToolUse { id, name, input });
+                }
+                if blocks.is_empty() {
+                    return Err(reject(Reason::Content, field(""), "an assistant message needs content or tool_calls"));
+                }
+                self.append(Role::Assistant, blocks);
+            }
+            "tool" => {
+                let Some(id) = message.tool_call_id else {
+                    return Err(reject(Reason::ToolCall, field(".tool_call_id"), "is missing"));
+                };
+                let Some(at) = self.pending.iter().position(|(p, _)| *p == id) else {
+                    return Err(reject(
+                        Reason::ToolCall,
+                        field(".tool_call_id"),
+                        format!("'{id}' answers no tool call of the assistant message just before it"),
+                    ));
+                };
+                self.pending.swap_remove(at);
+                let text = plain_text(message.content, &field)?;
+                self.append(Role::User, vec![Block::ToolResult { id, text }]);
+            }
+            "function" => {
+                return Err(reject(Reason::Role, field(".role"), "'function' is deprecated; use 'tool' messages"))
+            }
+            other => {
+                return Err(reject(
+                    Reason::Role,
+                    field(".role"),
+                    format!("unknown role '{other}' (expected system, developer, user, assistant or tool)"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Anthropic's rule: every tool call is answered in the turn right after it (SPEC §3.1).
+    fn check_answered(&mut self, i: usize) -> Result<(), Rejection> {
+        match self.pending.first() {
+            None => Ok(()),
+            Some((id, at)) => Err(reject(
+                Reason::ToolCall,
+                format!("body.messages[{i}]"),
+                format!("tool call '{id}' of body.messages[{at}] has no tool message answering it before this message"),
+            )),
+        }
+    }
+
+    fn append(&mut self, role: Role, blocks: Vec<Block<'a>>) {
+        match self.turns.last_mut() {
+            Some(last) if last.role == role => last.blocks.extend(blocks),
+            _ => self.turns.push(Turn { role, blocks }),
+        }
+    }
+
+    fn finish(mut self) -> Result<(Vec<Cow<'a, str>>, Vec<Turn<'a>>, bool), Rejection> {
+        let end = self.turns.len();
+        self.check_answered(end)
+            .map_err(|r| Rejection { field: "body.messages".into(), ..r })?;
+        match self.turns.first() {
+            None => Err(reject(Reason::Messages, "body.messages", "holds no user message")),
+            Some(t) if t.role != Role::User => Err(reject(
+                Reason::Messages,
+                "body.messages",
+                "the first message after the system messages must be a user message (Claude and Nova require it)",
+            )),
+            Some(_) => Ok((self.system, self.turns, self.has_tool_blocks)),
+        }
+    }
+}
+
+/// Text of a system, assistant or tool message: a string, or text (and refusal) parts joined.
+fn plain_text<'a>(content: Option<Content<'a>>, field: &dyn Fn(&str) -> String) -> Result<Cow<'a, str>, Rejection> {
+    match content {
+        None => Ok(Cow::Borrowed("")),
+        Some(Content::Text(s)) => Ok(s),
+        Some(Content::Parts(parts)) => {
+            let mut texts: Vec<Cow<'a, str>> = Vec::with_capacity(parts.len());
+            for (j, part) in parts.into_iter().enumerate() {
+                match part.kind.as_deref() {
+                    Some("text") => texts.push(part_text(part.text, || field(&format!(".content[{j}].text")))?),
+                    Some("refusal") => texts.push(part_text(part.refusal, || field(&format!(".content[{j}].refusal")))?),
+                    other => {
+                        return Err(reject(
+                            Reason::Content,
+                            field(&format!(".content[{j}].type")),
+                            format!("{} parts are not allowed here; only text", describe(other)),
+                        ))
+                    }
+                }
+            }
+            Ok(join_texts(texts))
+        }
+    }
+}
+
+fn part_text<'a>(text: Option<Cow<'a, str>>, field: impl Fn() -> String) -> Result<Cow<'a, str>, Rejection> {
+    text.ok_or_else(|| reject(Reason::Content, field(), "is missing"))
+}
+
+fn describe(kind: Option<&str>) -> String {
+    match kind {
+        Some(k) => format!("'{k}'"),
+        None => "untyped".to_string(),
+    }
+}
+
+/// Several text parts become one text, separated by blank lines; one part is passed through uncopied.
+fn join_texts(mut texts: Vec<Cow<'_, str>>) -> Cow<'_, str> {
+    texts.retain(|t| !t.is_empty());
+    match texts.len() {
+        0 => Cow::Borrowed(""),
+        1 => texts.pop().unwrap_or(Cow::Borrowed("")),
+        _ => Cow::Owned(texts.join("\n\n")),
+    }
+}
+
+fn user_blocks<'a>(
+    content: Option<Content<'a>>,
+    field: &dyn Fn(&str) -> String,
+    model: Option<&BedrockModel>,
+) -> Result<Vec<Block<'a>>, Rejection> {
+    match content {
+        None => Err(reject(Reason::Content, field(".content"), "is missing")),
+        Some(Content::Text(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Content::Text(s)) => Ok(vec![Block::Text(s)]),
+        Some(Content::Parts(parts)) => {
+            let mut blocks = Vec::with_capacity(parts.len());
+            for (j, part) in parts.into_iter().enumerate() {
+                let block = user_part(part, &|rest: &str| field(&format!(".content[{j}]{rest}")), model)?;
+                if let Some(b) = block {
+                    blocks.push(b);
+                }
+            }
+            Ok(blocks)
+        }
+    }
+}
+
+fn user_part<'a>(
+    part: Part<'a>,
+    field: &dyn Fn(&str) -> String,
+    model: Option<&BedrockModel>,
+) -> Result<Option<Block<'a>>, Rejection> {
+    match part.kind.as_deref() {
+        Some("text") => {
+            let text = part_text(part.text, || field(".text"))?;
+            Ok((!text.is_empty()).then_some(Block::Text(text)))
+        }
+        Some("image_url") => {
+            if let Some(m) = model.filter(|m| m.text_only) {
+                return Err(reject(Reason::Image, field(""), format!("{} takes text only, no images", m.id)));
+            }
+            let Some(image) = part.image_url else {
+                return Err(reject(Reason::Image, field(".image_url"), "is missing"));
+            };
+            let (format, data) = data_url(image.url).map_err(|why| reject(Reason::Image, field(".image_url.url"), why))?;
+            Ok(Some(Block::Image { format, data }))
+        }
+        Some(kind @ ("input_audio" | "file")) => Err(reject(
+            Reason::Content,
+            field(".type"),
+            format!("'{kind}' parts have no Bedrock chat equivalent"),
+        )),
+        other => Err(reject(
+            Reason::Content,
+            field(".type"),
+            format!("{} is not a content part type (expected text or image_url)", describe(other)),
+        )),
+    }
+}
+
+/// `data:image/png;base64,<payload>` into (`"png"`, payload). Bedrock takes base64 only (SPEC §3.1).
+fn data_url(url: Cow<'_, str>) -> Result<(&'static str, Cow<'_, str>), String> {
+    let Some(rest) = url.strip_prefix("data:") else {
+        let shown: String = url.chars().take(40).collect();
+        return Err(format!(
+            "'{shown}…' is not a base64 data URL; Bedrock takes inline images only, so batchdrop fetches nothing"
+        ));
+    };
+    let Some((meta, payload)) = rest.split_once(',') else {
+        return Err("data URL has no ',' before its payload".into());
+    };
+    let Some(mime) = meta.strip_suffix(";base64") else {
+        return Err(format!("data URL '{meta}' is not base64-encoded"));
+    };
+    let subtype = mime.strip_prefix("image/").unwrap_or("");
+    let subtype = if subtype == "jpg" { "jpeg" } else { subtype };
+    let Some(format) = IMAGE_TYPES.iter().find(|t| **t == subtype) else {
+        return Err(format!("image type '{mime}' is not supported (jpeg, png, gif or webp)"));
+    };
+    let b = payload.as_bytes();
+    let valid_chars = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+    if b.is_empty() || !valid_chars || b.len() % 4 != 0 {
+        return Err("the image payload is not valid base64".into());
+    }
+    let decoded = b.len() / 4 * 3 - b.iter().rev().take_while(|c| **c == b'=').count();
+    if decoded > MAX_IMAGE_BYTES {
+        return Err(format!("the image is {decoded} bytes; Bedrock takes at most {MAX_IMAGE_BYTES}"));
+    }
+    let offset = url.len() - payload.len();
+    let data = match url {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[offset..]),
+        Cow::Owned(s) => Cow::Owned(s[offset..].to_owned()),
+    };
+    Ok((format, data))
+}
+
+/// Tool-call `arguments` are a JSON string; Bedrock wants the object itself.
+fn parse_arguments(arguments: &str) -> Result<Box<RawValue>, String> {
+    let trimmed = arguments.trim();
+    if trimmed.is_empty() {
+        return RawValue::from_string("{}".to_string()).map_err(|e| e.to_string());
+    }
+    let raw: Box<RawValue> = serde_json::from_str(trimmed).map_err(|e| format!("is not valid JSON: {e}"))?;
+    if !raw.get().starts_with('{') {
+        return Err("must be a JSON object".into());
+    }
+    Ok(raw)
+}
