@@ -40,9 +40,8 @@ fn schema<'a>(tool: &'a ToolSpec<'_>) -> &'a RawValue {
 fn empty_schema() -> &'static RawValue {
     // A constant that is valid JSON; the conversion cannot fail, but a failure must not panic either.
     static SCHEMA: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        RawValue::from_string(EMPTY_SCHEMA.to_string()).unwrap_or_else(|_| Box::<RawValue>::default())
-    })
+    SCHEMA
+        .get_or_init(|| RawValue::from_string(EMPTY_SCHEMA.to_string()).unwrap_or_else(|_| Box::<RawValue>::default()))
 }
 
 /// A list written from an iterator, without collecting it.
@@ -345,7 +344,10 @@ impl Serialize for NovaToolConfig<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("tools", &Seq(|| r.tools.iter().map(|t| One("toolSpec", NovaToolSpec(t)))))?;
+        m.serialize_entry(
+            "tools",
+            &Seq(|| r.tools.iter().map(|t| One("toolSpec", NovaToolSpec(t)))),
+        )?;
         match &r.tool_choice {
             None => {}
             Some(ToolMode::Auto) => m.serialize_entry("toolChoice", &One("auto", Empty))?,

@@ -164,7 +164,9 @@ pub fn read(family: Family, model_output: &RawValue) -> Result<Completion<'_>, U
 fn unreadable(family: &str, e: serde_json::Error) -> Unusable {
     let text = e.to_string();
     let text = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
-    Unusable(format!("Bedrock returned a {family} response batchdrop could not read: {text}"))
+    Unusable(format!(
+        "Bedrock returned a {family} response batchdrop could not read: {text}"
+    ))
 }
 
 fn join(parts: Vec<Cow<'_, str>>) -> Option<String> {
@@ -184,7 +186,9 @@ fn read_claude(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
             "text" => texts.extend(block.text),
             "tool_use" => {
                 let (Some(id), Some(name), Some(arguments)) = (block.id, block.name, block.input) else {
-                    return Err(Unusable("Bedrock returned a Claude tool_use block without id, name or input".into()));
+                    return Err(Unusable(
+                        "Bedrock returned a Claude tool_use block without id, name or input".into(),
+                    ));
                 };
                 tool_calls.push(ToolCallOut { id, name, arguments });
             }
@@ -235,7 +239,9 @@ fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
         "tool_use" => ("tool_calls", None),
         "content_filtered" | "guardrail_intervened" => ("content_filter", None),
         "malformed_model_output" | "malformed_tool_use" => {
-            return Err(Unusable(format!("the model produced unusable output (Nova stopReason {stop})")))
+            return Err(Unusable(format!(
+                "the model produced unusable output (Nova stopReason {stop})"
+            )))
         }
         other => ("stop", Some(other.to_string())),
     };
@@ -261,7 +267,10 @@ fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
             total_tokens: u.total_tokens.unwrap_or(u.input_tokens + u.output_tokens),
-            cached_tokens: u.cache_read_input_token_count.or(u.cache_read_input_tokens).unwrap_or(0),
+            cached_tokens: u
+                .cache_read_input_token_count
+                .or(u.cache_read_input_tokens)
+                .unwrap_or(0),
         },
         unknown_stop_reason: unknown,
     })
@@ -340,7 +349,13 @@ impl Serialize for ToolCallJson<'_, '_> {
         m.serialize_entry("id", &t.id)?;
         m.serialize_entry("type", "function")?;
         // SPEC §4.3: `arguments` is a JSON string, not an object.
-        m.serialize_entry("function", &FunctionOut { name: &t.name, arguments: t.arguments.get() })?;
+        m.serialize_entry(
+            "function",
+            &FunctionOut {
+                name: &t.name,
+                arguments: t.arguments.get(),
+            },
+        )?;
         m.end()
     }
 }

@@ -70,7 +70,13 @@ const BEDROCK_PROVIDERS: &[&str] = &[
 ];
 
 /// Nova models that are not chat models and so cannot take a `messages-v1` body.
-const NOVA_NOT_CHAT: &[&str] = &["nova-canvas", "nova-reel", "nova-sonic", "nova-2-sonic", "nova-2-multimodal"];
+const NOVA_NOT_CHAT: &[&str] = &[
+    "nova-canvas",
+    "nova-reel",
+    "nova-sonic",
+    "nova-2-sonic",
+    "nova-2-multimodal",
+];
 
 /// Classifies a model name: a supported Bedrock model, an unsupported one, or a foreign name.
 pub fn classify(name: &str) -> ModelName {
@@ -110,10 +116,7 @@ fn classify_arn(full: &str, after_arn: &str) -> ModelName {
 }
 
 fn classify_id(full: &str, id: &str) -> ModelName {
-    let bare = GEO_PREFIXES
-        .iter()
-        .find_map(|p| id.strip_prefix(p))
-        .unwrap_or(id);
+    let bare = GEO_PREFIXES.iter().find_map(|p| id.strip_prefix(p)).unwrap_or(id);
     let Some((provider, model)) = bare.split_once('.') else {
         return foreign_or_error(full, id);
     };
@@ -168,8 +171,14 @@ mod tests {
     #[test]
     fn recognises_ids_profiles_and_arns() {
         assert_eq!(family("anthropic.claude-3-haiku-20240307-v1:0"), Some(Family::Claude));
-        assert_eq!(family("us.anthropic.claude-3-5-haiku-20241022-v1:0"), Some(Family::Claude));
-        assert_eq!(family("global.anthropic.claude-sonnet-4-5-20250929-v1:0"), Some(Family::Claude));
+        assert_eq!(
+            family("us.anthropic.claude-3-5-haiku-20241022-v1:0"),
+            Some(Family::Claude)
+        );
+        assert_eq!(
+            family("global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(Family::Claude)
+        );
         assert_eq!(family("apac.amazon.nova-lite-v1:0"), Some(Family::Nova));
         assert_eq!(family("eu.amazon.nova-pro-v1:0"), Some(Family::Nova));
         assert_eq!(family("amazon.nova-2-lite-v1:0"), Some(Family::Nova));

@@ -300,7 +300,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
                         "response_format" => set_once!(map, b.response_format, "response_format"),
                         "functions" | "function_call" => {
                             map.next_value::<IgnoredAny>()?;
-                            b.legacy_functions = Some(if key == "functions" { "functions" } else { "function_call" });
+                            b.legacy_functions = Some(if key == "functions" {
+                                "functions"
+                            } else {
+                                "function_call"
+                            });
                         }
                         _ => {
                             map.next_value::<IgnoredAny>()?;

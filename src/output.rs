@@ -125,7 +125,11 @@ pub fn write_http_error<W: Write>(
     err: &HttpError<'_>,
 ) -> io::Result<()> {
     let (id, request_id) = (ids.line_id(line), ids.request_id(line));
-    let kind = if err.status >= 500 { "server_error" } else { "invalid_request_error" };
+    let kind = if err.status >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
     write_line(
         out,
         &Line {

@@ -62,7 +62,15 @@ mod tests {
         assert_eq!(RecordId::new(42).as_str(), "R0000000042");
         assert_eq!(RecordId::new(RecordId::MAX).as_str(), "R9999999999");
         assert_eq!(RecordId::parse("R0000000042").map(RecordId::number), Some(42));
-        for bad in ["", "R", "R42", "X0000000042", "R00000000420", "R00000000a2", "R+000000042"] {
+        for bad in [
+            "",
+            "R",
+            "R42",
+            "X0000000042",
+            "R00000000420",
+            "R00000000a2",
+            "R+000000042",
+        ] {
             assert_eq!(RecordId::parse(bad), None, "{bad}");
         }
     }

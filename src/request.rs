@@ -20,9 +20,19 @@ pub enum Role {
 pub enum Block<'a> {
     Text(Cow<'a, str>),
     /// A base64 image; `format` is one of [`IMAGE_TYPES`].
-    Image { format: &'static str, data: Cow<'a, str> },
-    ToolUse { id: Cow<'a, str>, name: Cow<'a, str>, input: Box<RawValue> },
-    ToolResult { id: Cow<'a, str>, text: Cow<'a, str> },
+    Image {
+        format: &'static str,
+        data: Cow<'a, str>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: Box<RawValue>,
+    },
+    ToolResult {
+        id: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
 }
 
 #[derive(Debug)]
@@ -81,7 +91,11 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
     }
     let max_tokens = match body.max_completion_tokens.or(body.max_tokens) {
         Some(0) => {
-            let field = if body.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
+            let field = if body.max_completion_tokens.is_some() {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
             return Err(reject(Reason::MaxTokens, format!("body.{field}"), "must be at least 1"));
         }
         Some(n) => n,
@@ -93,7 +107,11 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         Some(Stop::Many(v)) => v,
     };
     if let Some(i) = stop.iter().position(|s| s.is_empty()) {
-        return Err(reject(Reason::Stop, format!("body.stop[{i}]"), "an empty stop sequence can never match"));
+        return Err(reject(
+            Reason::Stop,
+            format!("body.stop[{i}]"),
+            "an empty stop sequence can never match",
+        ));
     }
     let json_mode = match body.response_format.as_ref().and_then(|r| r.kind.as_deref()) {
         None | Some("text") => false,
@@ -135,7 +153,11 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         Some(ToolChoice::Mode(mode)) => match mode.as_ref() {
             "auto" => (!tools.is_empty()).then_some(ToolMode::Auto),
             "required" if tools.is_empty() => {
-                return Err(reject(Reason::ToolChoice, "body.tool_choice", "'required' but body.tools is empty"))
+                return Err(reject(
+                    Reason::ToolChoice,
+                    "body.tool_choice",
+                    "'required' but body.tools is empty",
+                ))
             }
             "required" => Some(ToolMode::Any),
             "none" => {
@@ -160,10 +182,18 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         },
         Some(ToolChoice::Named(named)) => {
             if named.kind.as_deref().is_some_and(|k| k != "function") {
-                return Err(reject(Reason::ToolChoice, "body.tool_choice.type", "must be 'function'"));
+                return Err(reject(
+                    Reason::ToolChoice,
+                    "body.tool_choice.type",
+                    "must be 'function'",
+                ));
             }
             let Some(name) = named.function.and_then(|f| f.name) else {
-                return Err(reject(Reason::ToolChoice, "body.tool_choice.function.name", "is missing"));
+                return Err(reject(
+                    Reason::ToolChoice,
+                    "body.tool_choice.function.name",
+                    "is missing",
+                ));
             };
             if !tools.iter().any(|t| t.name == name) {
                 return Err(reject(
@@ -209,7 +239,11 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
         return Err(reject(Reason::Stream, "body.stream", "true is not possible in a batch"));
     }
     if body.logprobs == Some(true) {
-        return Err(reject(Reason::Logprobs, "body.logprobs", "true: Bedrock returns no log probabilities"));
+        return Err(reject(
+            Reason::Logprobs,
+            "body.logprobs",
+            "true: Bedrock returns no log probabilities",
+        ));
     }
     if let Some(field) = body.legacy_functions {
         return Err(reject(
@@ -226,8 +260,16 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
 fn check_unit_range(field: &str, value: Option<f64>) -> Result<(), Rejection> {
     match value {
         Some(v) if !(0.0..=1.0).contains(&v) => {
-            let side = if v < 0.0 { "below 0, the lowest" } else { "above 1, the highest" };
-            Err(reject(Reason::Sampling, field, format!("{v} is {side} Claude and Nova accept")))
+            let side = if v < 0.0 {
+                "below 0, the lowest"
+            } else {
+                "above 1, the highest"
+            };
+            Err(reject(
+                Reason::Sampling,
+                field,
+                format!("{v} is {side} Claude and Nova accept"),
+            ))
         }
         _ => Ok(()),
     }
@@ -238,13 +280,21 @@ fn build_tools<'a>(tools: Option<Vec<crate::openai::Tool<'a>>>) -> Result<Vec<To
     let mut specs: Vec<ToolSpec<'a>> = Vec::with_capacity(tools.len());
     for (i, tool) in tools.into_iter().enumerate() {
         if tool.kind.as_deref().is_some_and(|k| k != "function") {
-            return Err(reject(Reason::Tool, format!("body.tools[{i}].type"), "only 'function' tools are supported"));
+            return Err(reject(
+                Reason::Tool,
+                format!("body.tools[{i}].type"),
+                "only 'function' tools are supported",
+            ));
         }
         let Some(function) = tool.function else {
             return Err(reject(Reason::Tool, format!("body.tools[{i}].function"), "is missing"));
         };
         let Some(name) = function.name else {
-            return Err(reject(Reason::Tool, format!("body.tools[{i}].function.name"), "is missing"));
+            return Err(reject(
+                Reason::Tool,
+                format!("body.tools[{i}].function.name"),
+                "is missing",
+            ));
         };
         check_tool_name(&name, || format!("body.tools[{i}].function.name"))?;
         if specs.iter().any(|s| s.name == name) {
@@ -275,7 +325,9 @@ fn build_tools<'a>(tools: Option<Vec<crate::openai::Tool<'a>>>) -> Result<Vec<To
 fn check_tool_name(name: &str, field: impl Fn() -> String) -> Result<(), Rejection> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TOOL_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -306,7 +358,11 @@ impl<'a> Conversation<'a> {
         };
         if role != "tool" && role != "assistant" {
             if message.tool_calls.is_some() {
-                return Err(reject(Reason::ToolCall, field(".tool_calls"), format!("a {role} message cannot carry tool calls")));
+                return Err(reject(
+                    Reason::ToolCall,
+                    field(".tool_calls"),
+                    format!("a {role} message cannot carry tool calls"),
+                ));
             }
         }
         if role != "tool" {
@@ -322,7 +378,11 @@ impl<'a> Conversation<'a> {
             "user" => {
                 let blocks = user_blocks(message.content, &field, model)?;
                 if blocks.is_empty() {
-                    return Err(reject(Reason::Content, field(".content"), "is empty; Claude and Nova reject empty turns"));
+                    return Err(reject(
+                        Reason::Content,
+                        field(".content"),
+                        "is empty; Claude and Nova reject empty turns",
+                    ));
                 }
                 self.append(Role::User, blocks);
             }
@@ -331,7 +391,11 @@ impl<'a> Conversation<'a> {
                     None => Vec::new(),
                     content => {
                         let text = plain_text(content, &field)?;
-                        if text.is_empty() { Vec::new() } else { vec![Block::Text(text)] }
+                        if text.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![Block::Text(text)]
+                        }
                     }
                 };
                 for (j, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
@@ -352,14 +416,22 @@ impl<'a> Conversation<'a> {
                     let input = parse_arguments(function.arguments.as_deref().unwrap_or(""))
                         .map_err(|why| reject(Reason::ToolCall, call_field(".function.arguments"), why))?;
                     if self.pending.iter().any(|(p, _)| *p == id) {
-                        return Err(reject(Reason::ToolCall, call_field(".id"), format!("'{id}' is used twice")));
+                        return Err(reject(
+                            Reason::ToolCall,
+                            call_field(".id"),
+                            format!("'{id}' is used twice"),
+                        ));
                     }
                     self.pending.push((id.clone(), i));
                     self.has_tool_blocks = true;
                     blocks.push(Block::ToolUse { id, name, input });
                 }
                 if blocks.is_empty() {
-                    return Err(reject(Reason::Content, field(""), "an assistant message needs content or tool_calls"));
+                    return Err(reject(
+                        Reason::Content,
+                        field(""),
+                        "an assistant message needs content or tool_calls",
+                    ));
                 }
                 self.append(Role::Assistant, blocks);
             }
@@ -379,7 +451,11 @@ impl<'a> Conversation<'a> {
                 self.append(Role::User, vec![Block::ToolResult { id, text }]);
             }
             "function" => {
-                return Err(reject(Reason::Role, field(".role"), "'function' is deprecated; use 'tool' messages"))
+                return Err(reject(
+                    Reason::Role,
+                    field(".role"),
+                    "'function' is deprecated; use 'tool' messages",
+                ))
             }
             other => {
                 return Err(reject(
@@ -413,8 +489,10 @@ impl<'a> Conversation<'a> {
 
     fn finish(mut self) -> Result<(Vec<Cow<'a, str>>, Vec<Turn<'a>>, bool), Rejection> {
         let end = self.turns.len();
-        self.check_answered(end)
-            .map_err(|r| Rejection { field: "body.messages".into(), ..r })?;
+        self.check_answered(end).map_err(|r| Rejection {
+            field: "body.messages".into(),
+            ..r
+        })?;
         match self.turns.first() {
             None => Err(reject(Reason::Messages, "body.messages", "holds no user message")),
             Some(t) if t.role != Role::User => Err(reject(
@@ -437,7 +515,9 @@ fn plain_text<'a>(content: Option<Content<'a>>, field: &dyn Fn(&str) -> String) 
             for (j, part) in parts.into_iter().enumerate() {
                 match part.kind.as_deref() {
                     Some("text") => texts.push(part_text(part.text, || field(&format!(".content[{j}].text")))?),
-                    Some("refusal") => texts.push(part_text(part.refusal, || field(&format!(".content[{j}].refusal")))?),
+                    Some("refusal") => {
+                        texts.push(part_text(part.refusal, || field(&format!(".content[{j}].refusal")))?)
+                    }
                     other => {
                         return Err(reject(
                             Reason::Content,
@@ -507,12 +587,17 @@ fn user_part<'a>(
         }
         Some("image_url") => {
             if let Some(m) = model.filter(|m| m.text_only) {
-                return Err(reject(Reason::Image, field(""), format!("{} takes text only, no images", m.id)));
+                return Err(reject(
+                    Reason::Image,
+                    field(""),
+                    format!("{} takes text only, no images", m.id),
+                ));
             }
             let Some(image) = part.image_url else {
                 return Err(reject(Reason::Image, field(".image_url"), "is missing"));
             };
-            let (format, data) = data_url(image.url).map_err(|why| reject(Reason::Image, field(".image_url.url"), why))?;
+            let (format, data) =
+                data_url(image.url).map_err(|why| reject(Reason::Image, field(".image_url.url"), why))?;
             Ok(Some(Block::Image { format, data }))
         }
         Some(kind @ ("input_audio" | "file")) => Err(reject(
@@ -523,7 +608,10 @@ fn user_part<'a>(
         other => Err(reject(
             Reason::Content,
             field(".type"),
-            format!("{} is not a content part type (expected text or image_url)", describe(other)),
+            format!(
+                "{} is not a content part type (expected text or image_url)",
+                describe(other)
+            ),
         )),
     }
 }
@@ -548,13 +636,17 @@ fn data_url(url: Cow<'_, str>) -> Result<(&'static str, Cow<'_, str>), String> {
         return Err(format!("image type '{mime}' is not supported (jpeg, png, gif or webp)"));
     };
     let b = payload.as_bytes();
-    let valid_chars = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+    let valid_chars = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
     if b.is_empty() || !valid_chars || b.len() % 4 != 0 {
         return Err("the image payload is not valid base64".into());
     }
     let decoded = b.len() / 4 * 3 - b.iter().rev().take_while(|c| **c == b'=').count();
     if decoded > MAX_IMAGE_BYTES {
-        return Err(format!("the image is {decoded} bytes; Bedrock takes at most {MAX_IMAGE_BYTES}"));
+        return Err(format!(
+            "the image is {decoded} bytes; Bedrock takes at most {MAX_IMAGE_BYTES}"
+        ));
     }
     let offset = url.len() - payload.len();
     let data = match url {

@@ -240,8 +240,15 @@ impl Runs {
 }
 
 enum Source {
-    Disk { reader: BufReader<File>, payload: Vec<u8> },
-    Memory { arena: Vec<u8>, index: Vec<(u64, Kind, usize, usize)>, at: usize },
+    Disk {
+        reader: BufReader<File>,
+        payload: Vec<u8>,
+    },
+    Memory {
+        arena: Vec<u8>,
+        index: Vec<(u64, Kind, usize, usize)>,
+        at: usize,
+    },
 }
 
 /// A k-way merge of the runs by record number; ties go to the earlier run.
@@ -274,7 +281,11 @@ impl Merge {
                         payload.clear();
                         payload.resize(len, 0);
                         reader.read_exact(payload)?;
-                        let kind = if kind[0] == Kind::Error as u8 { Kind::Error } else { Kind::Output };
+                        let kind = if kind[0] == Kind::Error as u8 {
+                            Kind::Error
+                        } else {
+                            Kind::Output
+                        };
                         Some((u64::from_le_bytes(n), kind))
                     }
                 }
@@ -393,9 +404,13 @@ pub fn join<M: BufRead, O: Write, E: Write>(
     let Some((_, header)) = lines.next_line()? else {
         return Err(bad_map(1, "the record map is empty"));
     };
-    let header: MapHeader = serde_json::from_slice(header).map_err(|e| bad_map(1, format!("not a record map header: {e}")))?;
+    let header: MapHeader =
+        serde_json::from_slice(header).map_err(|e| bad_map(1, format!("not a record map header: {e}")))?;
     if header.batchdrop_record_map != MAP_VERSION {
-        return Err(bad_map(1, format!("format {} is not {MAP_VERSION}", header.batchdrop_record_map)));
+        return Err(bad_map(
+            1,
+            format!("format {} is not {MAP_VERSION}", header.batchdrop_record_map),
+        ));
     }
     let ids = Ids::new(&header.batch_id);
     let mut merge = collector.runs.into_merge()?;
@@ -426,9 +441,13 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             )?;
             continue;
         }
-        let (Some(record_id), Some(model_id), Some(custom_id)) = (entry.record_id.as_deref(), entry.model.as_deref(), custom_id)
+        let (Some(record_id), Some(model_id), Some(custom_id)) =
+            (entry.record_id.as_deref(), entry.model.as_deref(), custom_id)
         else {
-            return Err(bad_map(map_line, "an accepted entry needs recordId, model and custom_id"));
+            return Err(bad_map(
+                map_line,
+                "an accepted entry needs recordId, model and custom_id",
+            ));
         };
         let Some(record) = RecordId::parse(record_id).map(RecordId::number) else {
             return Err(bad_map(map_line, format!("'{record_id}' is not a batchdrop recordId")));
@@ -444,7 +463,12 @@ pub fn join<M: BufRead, O: Write, E: Write>(
                     family_cache = Some((m.id, m.family));
                     m.family
                 }
-                _ => return Err(bad_map(map_line, format!("'{model_id}' is not a model batchdrop translates for"))),
+                _ => {
+                    return Err(bad_map(
+                        map_line,
+                        format!("'{model_id}' is not a model batchdrop translates for"),
+                    ))
+                }
             },
         };
 
@@ -507,17 +531,30 @@ impl Ctx<'_> {
             .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()));
         let raw = match raw {
             Ok(r) => r,
-            Err(why) => return self.fail(errors, report, 500, &format!("Bedrock's result could not be read: {why}")),
+            Err(why) => {
+                return self.fail(
+                    errors,
+                    report,
+                    500,
+                    &format!("Bedrock's result could not be read: {why}"),
+                )
+            }
         };
         if kind == Kind::Error {
             // SPEC §6.4: errorCode may be a number or a string.
-            let err: RecordError = serde_json::from_str(raw.get()).unwrap_or(RecordError { code: None, message: None });
+            let err: RecordError = serde_json::from_str(raw.get()).unwrap_or(RecordError {
+                code: None,
+                message: None,
+            });
             let status = err
                 .code
                 .and_then(|c| c.get().trim_matches('"').parse::<u16>().ok())
                 .filter(|s| (400..600).contains(s))
                 .unwrap_or(500);
-            let message = err.message.as_deref().unwrap_or("Bedrock reported an error for this request.");
+            let message = err
+                .message
+                .as_deref()
+                .unwrap_or("Bedrock reported an error for this request.");
             return self.fail(errors, report, status, message);
         }
         match completion::read(self.family, raw) {

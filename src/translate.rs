@@ -136,7 +136,11 @@ impl Translator {
             }
             Err(e) => {
                 self.report.rejected += 1;
-                *self.report.rejected_by_reason.entry(e.rejection.reason.as_str()).or_default() += 1;
+                *self
+                    .report
+                    .rejected_by_reason
+                    .entry(e.rejection.reason.as_str())
+                    .or_default() += 1;
             }
         }
         result
@@ -167,18 +171,39 @@ impl Translator {
         let id = Some(custom_id.as_ref());
         match parsed.method.as_deref() {
             Some("POST") => {}
-            None => return Err(fail(id, Rejection::new(Reason::Method, "method", "is missing (must be POST)"))),
-            Some(m) => return Err(fail(id, Rejection::new(Reason::Method, "method", format!("'{m}' is not POST")))),
+            None => {
+                return Err(fail(
+                    id,
+                    Rejection::new(Reason::Method, "method", "is missing (must be POST)"),
+                ))
+            }
+            Some(m) => {
+                return Err(fail(
+                    id,
+                    Rejection::new(Reason::Method, "method", format!("'{m}' is not POST")),
+                ))
+            }
         }
         match parsed.url.as_deref() {
             Some(CHAT_COMPLETIONS_URL) => {}
             None => {
-                return Err(fail(id, Rejection::new(Reason::Url, "url", format!("is missing (must be {CHAT_COMPLETIONS_URL})"))))
+                return Err(fail(
+                    id,
+                    Rejection::new(
+                        Reason::Url,
+                        "url",
+                        format!("is missing (must be {CHAT_COMPLETIONS_URL})"),
+                    ),
+                ))
             }
             Some(u) => {
                 return Err(fail(
                     id,
-                    Rejection::new(Reason::Url, "url", format!("'{u}' is not supported; only {CHAT_COMPLETIONS_URL} is")),
+                    Rejection::new(
+                        Reason::Url,
+                        "url",
+                        format!("'{u}' is not supported; only {CHAT_COMPLETIONS_URL} is"),
+                    ),
                 ))
             }
         }
@@ -194,7 +219,10 @@ impl Translator {
                     self.batch_model
                 }
                 Resolution::Unsupported(why) => {
-                    return Err(fail(id, Rejection::new(Reason::UnsupportedModel, "body.model", why.clone())))
+                    return Err(fail(
+                        id,
+                        Rejection::new(Reason::UnsupportedModel, "body.model", why.clone()),
+                    ))
                 }
             },
         };
@@ -204,7 +232,10 @@ impl Translator {
         if let (Some(out), Some(m)) = (body_out, model) {
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
             bedrock::write_body(m.family, &request, out).map_err(|e| {
-                fail(id, Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")))
+                fail(
+                    id,
+                    Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
+                )
             })?;
         }
         for name in &dropped {
@@ -215,12 +246,20 @@ impl Translator {
 
     /// SPEC §4.1: a custom_id is required, a string, unique in the file. The first line to use one owns
     /// it, whether that line was accepted or not.
-    fn custom_id<'l>(&mut self, line_no: u64, raw: Option<&'l serde_json::value::RawValue>) -> Result<Cow<'l, str>, Rejection> {
+    fn custom_id<'l>(
+        &mut self,
+        line_no: u64,
+        raw: Option<&'l serde_json::value::RawValue>,
+    ) -> Result<Cow<'l, str>, Rejection> {
         let Some(raw) = raw.filter(|r| r.get() != "null") else {
             return Err(Rejection::new(Reason::MissingCustomId, "custom_id", "is missing"));
         };
         let Some(id) = raw_str(raw) else {
-            return Err(Rejection::new(Reason::InvalidCustomId, "custom_id", format!("must be a string, not {}", raw.get())));
+            return Err(Rejection::new(
+                Reason::InvalidCustomId,
+                "custom_id",
+                format!("must be a string, not {}", raw.get()),
+            ));
         };
         if id.is_empty() {
             return Err(Rejection::new(Reason::MissingCustomId, "custom_id", "is empty"));
@@ -229,7 +268,11 @@ impl Translator {
             return Err(Rejection::new(
                 Reason::InvalidCustomId,
                 "custom_id",
-                format!("is {} bytes long; the limit is {}", id.len(), self.policy.max_custom_id_len),
+                format!(
+                    "is {} bytes long; the limit is {}",
+                    id.len(),
+                    self.policy.max_custom_id_len
+                ),
             ));
         }
         let key = xxhash_rust::xxh3::xxh3_128(id.as_bytes());
@@ -278,7 +321,11 @@ impl Translator {
             let what = strip_position(&err.to_string());
             return at(
                 None,
-                Rejection::new(Reason::InvalidJson, "", format!("not valid JSON: {what} at column {}", err.column())),
+                Rejection::new(
+                    Reason::InvalidJson,
+                    "",
+                    format!("not valid JSON: {what} at column {}", err.column()),
+                ),
             );
         }
         let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
@@ -290,7 +337,14 @@ impl Translator {
                 Some(b'n') => "null",
                 _ => "a number",
             };
-            return at(None, Rejection::new(Reason::NotAnObject, "", format!("the line is {kind}, not a JSON object")));
+            return at(
+                None,
+                Rejection::new(
+                    Reason::NotAnObject,
+                    "",
+                    format!("the line is {kind}, not a JSON object"),
+                ),
+            );
         }
         // The line is a JSON object with a wrong type somewhere: name its custom_id, then find the field.
         let custom_id = serde_json::from_slice::<LineHead>(line)
@@ -302,7 +356,11 @@ impl Translator {
             if let Some(first) = self.seen.get(&key) {
                 return at(
                     custom_id.clone(),
-                    Rejection::new(Reason::DuplicateCustomId, "custom_id", format!("is used twice: first on line {first}")),
+                    Rejection::new(
+                        Reason::DuplicateCustomId,
+                        "custom_id",
+                        format!("is used twice: first on line {first}"),
+                    ),
                 );
             }
             self.seen.insert(key, line_no);
@@ -332,8 +390,9 @@ fn strip_position(message: &str) -> String {
 
 /// Where the outcome of each line goes.
 pub trait Sink {
-    /// A Bedrock input record (one JSONL line, newline included) for model group `group`.
-    fn record(&mut self, group: usize, record: &[u8]) -> io::Result<()>;
+    /// A Bedrock input record (one JSONL line, newline included) for model group `group`, whose
+    /// Bedrock model is `model`.
+    fn record(&mut self, group: usize, model: &BedrockModel, record: &[u8]) -> io::Result<()>;
     /// One line of the record map (newline included); one per non-blank input line, in input order.
     fn map_entry(&mut self, entry: &[u8]) -> io::Result<()>;
     /// A rejected line: its OpenAI error line (newline included) and the error itself.
@@ -407,8 +466,9 @@ pub fn translate<R: BufRead, S: Sink>(
                 };
                 debug_assert!(record.len() > body_start);
                 record.extend_from_slice(b"}\n");
-                sink.record(group, &record)?;
-                let model = &translator.models()[group].id;
+                let model = &translator.models()[group];
+                sink.record(group, model, &record)?;
+                let model = &model.id;
                 serde_json::to_writer(
                     &mut scratch,
                     &MapLine {

@@ -1,0 +1,263 @@
+//! Property tests for the promises that must hold for any input:
+//! - no input, however broken, makes translation or results conversion panic;
+//! - every non-blank input line is accounted for exactly once: one record-map entry, and in the end one
+//!   line of output.jsonl or errors.jsonl, whatever Bedrock returns (in any order, with errors, duplicates,
+//!   strays or records missing), and no custom_id is lost or duplicated on the way.
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
+
+use batchdrop::error::LineError;
+use batchdrop::model::{classify, BedrockModel, ModelName};
+use batchdrop::policy::Policy;
+use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
+use batchdrop::translate::{translate, Sink, Translator};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn claude() -> BedrockModel {
+    match classify("us.anthropic.claude-3-5-haiku-20241022-v1:0") {
+        ModelName::Supported(m) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    records: Vec<(usize, Vec<u8>)>,
+    map: Vec<u8>,
+    rejected: Vec<LineError>,
+}
+
+impl Sink for Collected {
+    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8]) -> io::Result<()> {
+        self.records.push((group, record.to_vec()));
+        Ok(())
+    }
+    fn map_entry(&mut self, entry: &[u8]) -> io::Result<()> {
+        self.map.extend_from_slice(entry);
+        Ok(())
+    }
+    fn rejected(&mut self, _: &[u8], error: &LineError) -> io::Result<()> {
+        self.rejected.push(error.clone());
+        Ok(())
+    }
+}
+
+/// Lines that are valid, or broken in one of many ways, or blank; custom_ids drawn from a small pool
+/// so that duplicates happen.
+fn line_strategy() -> impl Strategy<Value = String> {
+    let id = prop_oneof![
+        (0u8..40).prop_map(|n| json!(format!("id-{n}"))),
+        Just(json!(null)),
+        Just(json!("")),
+        Just(json!(7)),
+    ];
+    let body = prop_oneof![
+        4 => (any::<bool>(), 0.0f64..1.5, "[a-zé漢😀\"\\\\\n ]{0,12}").prop_map(|(sys, t, text)| {
+            let mut messages = vec![];
+            if sys {
+                messages.push(json!({"role": "system", "content": "be brief"}));
+            }
+            messages.push(json!({"role": "user", "content": text}));
+            json!({"model": "gpt-4o-mini", "messages": messages, "temperature": t, "seed": 1})
+        }),
+        1 => Just(json!({"messages": []})),
+        1 => Just(json!({"messages": [{"role": "wizard", "content": "hi"}]})),
+        1 => Just(json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]})),
+        1 => Just(json!({"messages": [{"role": "user", "content": "hi"}], "n": 2})),
+        1 => Just(json!("not a body")),
+    ];
+    let line = (id, body).prop_map(|(id, body)| {
+        json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+    });
+    prop_oneof![
+        8 => line,
+        1 => Just(String::new()),
+        1 => Just("   ".to_string()),
+        1 => "[ -~]{0,30}",
+        1 => Just("[1,2]".to_string()),
+    ]
+}
+
+/// What Bedrock does with one record.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Answered,
+    Failed,
+    Lost,
+    Twice,
+}
+
+fn fate_strategy() -> impl Strategy<Value = Fate> {
+    prop_oneof![5 => Just(Fate::Answered), 1 => Just(Fate::Failed), 1 => Just(Fate::Lost), 1 => Just(Fate::Twice)]
+}
+
+fn bedrock_output(record: &[u8], fate: Fate) -> Vec<String> {
+    let rec: Value = serde_json::from_slice(record).expect("records are JSON");
+    let id = rec["recordId"].clone();
+    let answer = json!({"recordId": id, "modelInput": rec["modelInput"], "modelOutput": {
+        "id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}});
+    let failure = json!({"recordId": id, "modelInput": rec["modelInput"], "error": {"errorCode": 400, "errorMessage": "bad"}});
+    match fate {
+        Fate::Answered => vec![answer.to_string()],
+        Fate::Failed => vec![failure.to_string()],
+        Fate::Lost => vec![],
+        Fate::Twice => vec![answer.to_string(), failure.to_string()],
+    }
+}
+
+fn custom_ids_of(lines: &[u8]) -> Vec<Option<String>> {
+    lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).expect("output lines are JSON");
+            v["custom_id"].as_str().map(str::to_string)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let mut t = Translator::new(Policy::default(), Some(claude()));
+        let mut out = Vec::new();
+        let _ = t.line(1, &bytes, Some(&mut out));
+        let mut c = Collector::new(64, None);
+        c.add("fuzz", Cursor::new(&bytes)).expect("in-memory reads do not fail");
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(v in arbitrary_json()) {
+        let line = v.to_string();
+        let mut t = Translator::new(Policy::default(), Some(claude()));
+        let mut out = Vec::new();
+        let _ = t.line(1, line.as_bytes(), Some(&mut out));
+        let wrapped = json!({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": v}).to_string();
+        let _ = t.line(2, wrapped.as_bytes(), Some(&mut out));
+        let as_output = json!({"recordId": "R0000000001", "modelOutput": v}).to_string();
+        let map = "{\"batchdrop_record_map\":1,\"batch_id\":\"b\"}\n{\"line\":1,\"custom_id\":\"x\",\"recordId\":\"R0000000001\",\"model\":\"us.amazon.nova-lite-v1:0\"}\n";
+        let mut c = Collector::new(1 << 20, None);
+        c.add("fuzz", Cursor::new(as_output.as_bytes())).expect("in-memory reads do not fail");
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let report = results::join(Cursor::new(map), c, &JoinOptions { created: 0, status: &|_, _| JobStatus::Completed }, &mut o, &mut e)
+            .expect("a valid map joins");
+        prop_assert_eq!(custom_ids_of(&o).len() + custom_ids_of(&e).len(), 1);
+        prop_assert_eq!(report.lines, 1);
+    }
+
+    #[test]
+    fn every_line_ends_in_exactly_one_place(
+        lines in proptest::collection::vec(line_strategy(), 0..60),
+        fates in proptest::collection::vec(fate_strategy(), 60),
+        order_seed in any::<u64>(),
+        budget in prop_oneof![Just(64usize), Just(1 << 20)],
+    ) {
+        let input = lines.join("\n");
+        let non_blank: Vec<u64> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+
+        let mut t = Translator::new(Policy::default(), Some(claude()));
+        let mut sink = Collected::default();
+        let report = translate(Cursor::new(input.as_bytes()), &mut t, "batch", &mut sink).expect("in memory");
+        prop_assert_eq!(report.lines, non_blank.len() as u64);
+        prop_assert_eq!(report.accepted + report.rejected, report.lines);
+        prop_assert_eq!(sink.records.len() as u64, report.accepted);
+        prop_assert_eq!(sink.rejected.len() as u64, report.rejected);
+
+        // The record map: a header, then exactly one entry per non-blank line, in order.
+        let entries: Vec<Value> = sink.map.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("map lines are JSON")).collect();
+        let entry_lines: Vec<u64> = entries.iter().map(|e| e["line"].as_u64().expect("line")).collect();
+        prop_assert_eq!(&entry_lines, &non_blank);
+
+        // Bedrock answers, fails, loses or repeats records, in a shuffled order.
+        let mut out_lines: Vec<String> = sink.records.iter().zip(fates.iter().cycle())
+            .flat_map(|((_, rec), fate)| bedrock_output(rec, *fate)).collect();
+        out_lines.push("{\"recordId\":\"R0000999999\",\"modelOutput\":{}}".to_string());
+        out_lines.push("garbage".to_string());
+        let mut state = order_seed | 1;
+        for i in (1..out_lines.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            out_lines.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut collector = Collector::new(budget, None);
+        collector.add("out", Cursor::new(out_lines.join("\n"))).expect("in memory");
+        let (mut output, mut errors) = (Vec::new(), Vec::new());
+        let results = results::join(Cursor::new(&sink.map), collector,
+            &JoinOptions { created: 1, status: &|_, _| JobStatus::PartiallyCompleted }, &mut output, &mut errors)
+            .expect("join");
+
+        let out_ids = custom_ids_of(&output);
+        let err_ids = custom_ids_of(&errors);
+        prop_assert_eq!(out_ids.len() + err_ids.len(), non_blank.len());
+        prop_assert_eq!(results.lines, non_blank.len() as u64);
+        prop_assert_eq!(results.succeeded + results.error_lines(), results.lines);
+        // Each map entry's custom_id comes back exactly as often as it went in.
+        let mut expected: BTreeMap<Option<String>, i64> = BTreeMap::new();
+        for e in &entries {
+            *expected.entry(e["custom_id"].as_str().map(str::to_string)).or_default() += 1;
+        }
+        for id in out_ids.into_iter().chain(err_ids) {
+            *expected.entry(id).or_default() -= 1;
+        }
+        prop_assert!(expected.values().all(|n| *n == 0), "custom_ids lost or duplicated: {:?}", expected);
+        prop_assert_eq!(results.unexpected_results, 1);
+    }
+}
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (-3.0f64..3.0).prop_map(|f| json!(f)),
+        prop_oneof![
+            Just("user".to_string()),
+            Just("assistant".to_string()),
+            Just("tool".to_string()),
+            Just("text".to_string()),
+            Just("image_url".to_string()),
+            Just("data:image/png;base64,AAAA".to_string()),
+            "[a-z{}\"]{0,8}"
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("messages".to_string()),
+                    Just("role".to_string()),
+                    Just("content".to_string()),
+                    Just("tool_calls".to_string()),
+                    Just("tool_call_id".to_string()),
+                    Just("function".to_string()),
+                    Just("arguments".to_string()),
+                    Just("tools".to_string()),
+                    Just("tool_choice".to_string()),
+                    Just("type".to_string()),
+                    Just("stop".to_string()),
+                    Just("output".to_string()),
+                    Just("message".to_string()),
+                    Just("stop_reason".to_string()),
+                    Just("stopReason".to_string()),
+                    Just("usage".to_string()),
+                    "[a-z_]{1,6}"
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
