@@ -336,7 +336,7 @@ struct ToolCallsOut<'c, 'a>(&'c [ToolCallOut<'a>]);
 
 impl Serialize for ToolCallsOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|t| ToolCallJson(t)))
+        s.collect_seq(self.0.iter().map(ToolCallJson))
     }
 }
 

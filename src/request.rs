@@ -142,7 +142,12 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
     for (i, message) in messages.into_iter().enumerate() {
         conv.push(i, message, model)?;
     }
-    let (mut system, turns, has_tool_blocks) = conv.finish()?;
+    let Conversation {
+        mut system,
+        turns,
+        has_tool_blocks,
+        ..
+    } = conv.finish()?;
     if json_mode {
         system.push(Cow::Borrowed(JSON_OBJECT_INSTRUCTION));
     }
@@ -356,14 +361,12 @@ impl<'a> Conversation<'a> {
         let Some(role) = message.role else {
             return Err(reject(Reason::Role, field(".role"), "is missing"));
         };
-        if role != "tool" && role != "assistant" {
-            if message.tool_calls.is_some() {
-                return Err(reject(
-                    Reason::ToolCall,
-                    field(".tool_calls"),
-                    format!("a {role} message cannot carry tool calls"),
-                ));
-            }
+        if role != "tool" && role != "assistant" && message.tool_calls.is_some() {
+            return Err(reject(
+                Reason::ToolCall,
+                field(".tool_calls"),
+                format!("a {role} message cannot carry tool calls"),
+            ));
         }
         if role != "tool" {
             self.check_answered(i)?;
@@ -487,7 +490,7 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    fn finish(mut self) -> Result<(Vec<Cow<'a, str>>, Vec<Turn<'a>>, bool), Rejection> {
+    fn finish(mut self) -> Result<Self, Rejection> {
         let end = self.turns.len();
         self.check_answered(end).map_err(|r| Rejection {
             field: "body.messages".into(),
@@ -500,7 +503,7 @@ impl<'a> Conversation<'a> {
                 "body.messages",
                 "the first message after the system messages must be a user message (Claude and Nova require it)",
             )),
-            Some(_) => Ok((self.system, self.turns, self.has_tool_blocks)),
+            Some(_) => Ok(self),
         }
     }
 }

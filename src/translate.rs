@@ -157,6 +157,10 @@ impl Translator {
         line: &'l [u8],
         body_out: Option<&mut Vec<u8>>,
     ) -> Result<Accepted<'l>, LineError> {
+        // serde would read a JSON array as a struct too: only an object is a request.
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(not_an_object(line_no, line));
+        }
         let parsed: InputLine<'l> = match serde_json::from_slice(line) {
             Ok(p) => p,
             Err(e) => return Err(self.diagnose(line_no, line, e)),
@@ -167,7 +171,14 @@ impl Translator {
             rejection,
         };
 
-        let custom_id = self.custom_id(line_no, parsed.custom_id).map_err(|r| fail(None, r))?;
+        let custom_id = self.custom_id(line_no, parsed.custom_id).map_err(|r| {
+            // A duplicate is named, so its error line carries the custom_id it tried to use.
+            let named = parsed
+                .custom_id
+                .filter(|_| r.reason == Reason::DuplicateCustomId)
+                .and_then(raw_str);
+            fail(named.as_deref(), r)
+        })?;
         let id = Some(custom_id.as_ref());
         match parsed.method.as_deref() {
             Some("POST") => {}
@@ -207,7 +218,7 @@ impl Translator {
                 ))
             }
         }
-        let Some(body) = parsed.body else {
+        let Some(mut body) = parsed.body else {
             return Err(fail(id, Rejection::new(Reason::MissingBody, "body", "is missing")));
         };
         let group = match body.model.as_deref() {
@@ -227,7 +238,7 @@ impl Translator {
             },
         };
         let model = group.map(|g| &self.models[g]);
-        let dropped = body.dropped.clone();
+        let dropped = std::mem::take(&mut body.dropped);
         let request = request::build(body, &self.policy, model).map_err(|r| fail(id, r))?;
         if let (Some(out), Some(m)) = (body_out, model) {
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
@@ -328,24 +339,6 @@ impl Translator {
                 ),
             );
         }
-        let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
-        if first != Some(b'{') {
-            let kind = match first {
-                Some(b'[') => "an array",
-                Some(b'"') => "a string",
-                Some(b't' | b'f') => "a boolean",
-                Some(b'n') => "null",
-                _ => "a number",
-            };
-            return at(
-                None,
-                Rejection::new(
-                    Reason::NotAnObject,
-                    "",
-                    format!("the line is {kind}, not a JSON object"),
-                ),
-            );
-        }
         // The line is a JSON object with a wrong type somewhere: name its custom_id, then find the field.
         let custom_id = serde_json::from_slice::<LineHead>(line)
             .ok()
@@ -380,12 +373,51 @@ impl Translator {
     }
 }
 
-/// serde_json ends messages with " at line 1 column N"; within one JSONL line only the column helps.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
+/// A line that is not a JSON object: say what it is, or that it is not JSON at all.
+fn not_an_object(line_no: u64, line: &[u8]) -> LineError {
+    let rejection = match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+        Err(e) => Rejection::new(
+            Reason::InvalidJson,
+            "",
+            format!(
+                "not valid JSON: {} at column {}",
+                strip_position(&e.to_string()),
+                e.column()
+            ),
+        ),
+        Ok(_) => {
+            let kind = match line.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'[') => "an array",
+                Some(b'"') => "a string",
+                Some(b't' | b'f') => "a boolean",
+                Some(b'n') => "null",
+                _ => "a number",
+            };
+            Rejection::new(
+                Reason::NotAnObject,
+                "",
+                format!("the line is {kind}, not a JSON object"),
+            )
+        }
+    };
+    LineError {
+        line: line_no,
+        custom_id: None,
+        rejection,
     }
+}
+
+/// serde_json ends messages with " at line 1 column N"; within one JSONL line only the column helps.
+/// Its Rust type names are put in words.
+fn strip_position(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    message
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace("expected f64", "expected a number")
+        .replace("expected a borrowed string", "expected a string")
 }
 
 /// Where the outcome of each line goes.
