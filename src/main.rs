@@ -139,61 +139,35 @@ fn policy(default_max_tokens: u64) -> Policy {
     }
 }
 
-/// Validation writes nothing but the report: a sink that keeps only the rejections' messages.
-struct PrintRejections<W: Write> {
-    out: W,
-}
-
-impl<W: Write> Sink for PrintRejections<W> {
-    fn record(&mut self, _: usize, _: &BedrockModel, _: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-    fn map_entry(&mut self, _: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-    fn rejected(&mut self, _: &[u8], error: &LineError) -> io::Result<()> {
-        writeln!(self.out, "{error}")
-    }
-}
-
 fn validate(file: &Path, model: Option<&str>, default_max_tokens: u64, json: bool) -> CliResult {
     let mut translator = Translator::new(policy(default_max_tokens), batch_model(model)?);
-    let report = {
-        let stdout = io::stdout().lock();
-        let mut sink = PrintRejections {
-            out: BufWriter::new(stdout),
-        };
-        let report = validate_lines(open(file)?, &mut translator, &mut sink)?;
-        sink.out.flush()?;
-        report
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    // With --json, stdout holds the JSON report alone; the rejections go to stderr.
+    let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if json {
+        Box::new(io::stderr().lock())
     } else {
-        print_report(&report, model.is_none());
+        Box::new(io::stdout().lock())
+    });
+    let mut lines = batchdrop::jsonl::Lines::new(open(file)?);
+    while let Some((n, line)) = lines.next_line()? {
+        if batchdrop::jsonl::is_blank(line) {
+            translator.blank();
+        } else if let Err(e) = translator.line(n, line, None) {
+            writeln!(out, "{e}")?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    let report = translator.report();
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_report(report, model.is_none());
     }
     Ok(if report.rejected > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Validation without a model still checks everything that does not depend on one.
-fn validate_lines<W: Write>(
-    input: BufReader<File>,
-    translator: &mut Translator,
-    sink: &mut PrintRejections<W>,
-) -> io::Result<Report> {
-    let mut lines = batchdrop::jsonl::Lines::new(input);
-    while let Some((n, line)) = lines.next_line()? {
-        if batchdrop::jsonl::is_blank(line) {
-            translator.blank();
-        } else if let Err(e) = translator.line(n, line, None) {
-            sink.rejected(&[], &e)?;
-        }
-    }
-    Ok(translator.report().clone())
 }
 
 fn print_counts(title: &str, counts: &BTreeMap<impl AsRef<str>, u64>) {
@@ -305,7 +279,8 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
         format!("--job-status: '{job_status}' is not a final Bedrock status (Completed, PartiallyCompleted, Expired, Stopped, Failed)")
     })?;
     fs::create_dir_all(out)?;
-    let mut collector = Collector::new(16 << 20, None);
+    // 8 MiB of results in memory before spilling a sorted run: keeps peak memory far under 32 MB.
+    let mut collector = Collector::new(8 << 20, None);
     let mut files = 0;
     for input in inputs {
         for path in output_files(input)? {

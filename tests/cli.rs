@@ -1,0 +1,200 @@
+//! The `batchdrop` binary as a user runs it: exit codes, the files each command writes, and a round trip
+//! translate → (Bedrock output, made here) → results that accounts for every line of a file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+const CLAUDE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+const NOVA: &str = "us.amazon.nova-lite-v1:0";
+
+fn batchdrop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batchdrop"))
+        .args(args)
+        .output()
+        .expect("the batchdrop binary runs")
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples/langbatch_bedrock.jsonl")
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn chat(id: &str, extra: Value) -> String {
+    let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+}
+
+#[test]
+fn validate_accepts_the_sample_file() {
+    let out = batchdrop(&[
+        "validate",
+        sample().to_str().expect("utf-8 path"),
+        "--model",
+        CLAUDE,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["lines"], 104);
+    assert_eq!(report["accepted"], 104);
+    assert_eq!(report["ignored_model_names"]["gpt-4o-mini"], 104);
+    assert_eq!(report["accepted_by_model"][CLAUDE], 104);
+}
+
+#[test]
+fn validate_names_line_custom_id_and_field_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    let lines = [
+        chat("a", json!({})),
+        String::new(),
+        chat("b", json!({"temperature": 1.5})),
+        "{not json".to_string(),
+        chat("a", json!({})),
+    ];
+    fs::write(&file, lines.join("\n")).expect("write");
+    let out = batchdrop(&["validate", file.to_str().expect("utf-8 path"), "--model", NOVA]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        printed,
+        [
+            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Claude and Nova accept",
+            "line 4: not valid JSON: key must be a string at column 2",
+            "line 5, custom_id \"a\": custom_id: is used twice: first on line 1",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("4 lines: 1 accepted, 3 rejected (1 blank lines skipped)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_model_is_a_usage_error() {
+    let out = batchdrop(&["validate", sample().to_str().expect("utf-8 path"), "--model", "gpt-4o"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Bedrock model"));
+}
+
+/// Translate a file with good and bad lines, answer some records as Bedrock would (shuffled, one error,
+/// one never returned), and check that results put every input line in exactly one place, in order.
+#[test]
+fn round_trip_accounts_for_every_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("batch.jsonl");
+    let mut lines = Vec::new();
+    for i in 0..10 {
+        lines.push(chat(&format!("r{i}"), json!({"max_tokens": 5})));
+    }
+    lines.insert(3, chat("bad-n", json!({"n": 3})));
+    lines.insert(7, chat("nova", json!({"model": NOVA})));
+    fs::write(&input, lines.join("\n") + "\n").expect("write");
+
+    let work = dir.path().join("work");
+    let out = batchdrop(&[
+        "translate",
+        input.to_str().expect("utf-8"),
+        "--model",
+        CLAUDE,
+        "--out",
+        work.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let claude_records = jsonl(&work.join("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1-0.jsonl"));
+    let nova_records = jsonl(&work.join("bedrock/us.amazon.nova-lite-v1-0.jsonl"));
+    assert_eq!((claude_records.len(), nova_records.len()), (10, 1));
+    assert_eq!(nova_records[0]["modelInput"]["schemaVersion"], "messages-v1");
+    let rejected = jsonl(&work.join("errors.jsonl"));
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["custom_id"], "bad-n");
+    assert_eq!(rejected[0]["response"]["body"]["error"]["code"], "unsupported_n");
+
+    // Bedrock's side: answer in reverse order, fail one record, lose another.
+    let bedrock = dir.path().join("bedrock-out");
+    fs::create_dir_all(&bedrock).expect("mkdir");
+    let mut answers = Vec::new();
+    for rec in claude_records.iter().rev() {
+        let id = rec["recordId"].as_str().expect("recordId");
+        match id {
+            "R0000000002" => continue,
+            "R0000000005" => answers.push(json!({"recordId": id, "modelInput": rec["modelInput"],
+                "error": {"errorCode": 429, "errorMessage": "Too many tokens"}})),
+            _ => answers.push(json!({"recordId": id, "modelInput": rec["modelInput"], "modelOutput": {
+                "id": "msg", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "max_tokens", "usage": {"input_tokens": 8, "output_tokens": 5}}})),
+        }
+    }
+    let text: Vec<String> = answers.iter().map(Value::to_string).collect();
+    fs::write(bedrock.join("batch.jsonl.out"), text.join("\n")).expect("write");
+    fs::write(bedrock.join("manifest.json.out"), "{\"totalRecordCount\":10}").expect("write");
+    let nova_answer = json!({"recordId": nova_records[0]["recordId"], "modelOutput": {
+        "output": {"message": {"role": "assistant", "content": [{"text": "salut"}]}},
+        "stopReason": "end_turn", "usage": {"inputTokens": 4, "outputTokens": 2, "totalTokens": 6}}});
+    let nova_file = dir.path().join("nova.jsonl.out");
+    fs::write(&nova_file, nova_answer.to_string()).expect("write");
+
+    let results = dir.path().join("results");
+    let out = batchdrop(&[
+        "results",
+        "--map",
+        work.join("record-map.jsonl").to_str().expect("utf-8"),
+        "--out",
+        results.to_str().expect("utf-8"),
+        "--job-status",
+        "PartiallyCompleted",
+        "--created",
+        "1700000000",
+        bedrock.to_str().expect("utf-8"),
+        nova_file.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let output = jsonl(&results.join("output.jsonl"));
+    let errors = jsonl(&results.join("errors.jsonl"));
+    let ids = |v: &[Value]| {
+        v.iter()
+            .map(|l| l["custom_id"].as_str().unwrap_or("?").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&output), ["r0", "r2", "r3", "r5", "nova", "r6", "r7", "r8", "r9"]);
+    assert_eq!(ids(&errors), ["r1", "bad-n", "r4"]);
+    assert_eq!(errors[0]["error"]["code"], "batch_expired");
+    assert_eq!(errors[0]["response"], Value::Null);
+    assert_eq!(errors[2]["response"]["status_code"], 429);
+    assert_eq!(errors[2]["response"]["body"]["error"]["message"], "Too many tokens");
+    let first = &output[0]["response"]["body"];
+    assert_eq!(first["object"], "chat.completion");
+    assert_eq!(first["created"], 1_700_000_000);
+    assert_eq!(first["model"], CLAUDE);
+    assert_eq!(first["choices"][0]["finish_reason"], "length");
+    assert_eq!(output[4]["response"]["body"]["model"], NOVA);
+    assert_eq!(
+        output[4]["response"]["body"]["choices"][0]["message"]["content"],
+        "salut"
+    );
+    let mut all_ids: Vec<&str> = output
+        .iter()
+        .chain(&errors)
+        .map(|l| l["id"].as_str().expect("id"))
+        .collect();
+    all_ids.sort_unstable();
+    all_ids.dedup();
+    assert_eq!(all_ids.len(), 12, "batch_req ids are unique");
+    assert!(all_ids.iter().all(|id| id.starts_with("batch_req_")));
+}
