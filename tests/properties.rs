@@ -99,7 +99,8 @@ fn bedrock_output(record: &[u8], fate: Fate) -> Vec<String> {
     let answer = json!({"recordId": id, "modelInput": rec["modelInput"], "modelOutput": {
         "id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}});
-    let failure = json!({"recordId": id, "modelInput": rec["modelInput"], "error": {"errorCode": 400, "errorMessage": "bad"}});
+    let failure =
+        json!({"recordId": id, "modelInput": rec["modelInput"], "error": {"errorCode": 400, "errorMessage": "bad"}});
     match fate {
         Fate::Answered => vec![answer.to_string()],
         Fate::Failed => vec![failure.to_string()],
