@@ -1,0 +1,182 @@
+//! Job planning: how a model's records are cut into Bedrock jobs that Bedrock will accept (SPEC §2.3).
+
+use serde::{Deserialize, Serialize};
+
+/// Bedrock's per-model batch quotas (SPEC §2.3). The defaults are the documented ones; accounts may have
+/// lower or raised values, so deployments set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Minimum records in one job.
+    pub min_records: u64,
+    /// Maximum records in one input file.
+    pub max_records_per_file: u64,
+    /// Maximum records in one job.
+    pub max_records_per_job: u64,
+    /// Maximum size of one input file, in bytes.
+    pub max_file_bytes: u64,
+    /// Maximum size of all input files of one job, in bytes.
+    pub max_job_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_records: 100,
+            max_records_per_file: 50_000,
+            max_records_per_job: 50_000,
+            max_file_bytes: 1_000_000_000,
+            max_job_bytes: 5_000_000_000,
+        }
+    }
+}
+
+/// A contiguous run of a model group's records that becomes one job (with one input file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Index of the first record within the group.
+    pub start: usize,
+    pub records: usize,
+    pub bytes: u64,
+}
+
+/// Why a model group cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("{model} needs at least {min} records per Bedrock batch job, and this file has {count} for it")]
+    BelowMinimum { model: String, count: usize, min: u64 },
+    #[error(
+        "{model}: {count} records cannot be cut into jobs of at least {min} records within {max_bytes} bytes each"
+    )]
+    CannotSplit {
+        model: String,
+        count: usize,
+        min: u64,
+        max_bytes: u64,
+    },
+}
+
+/// Cuts a group, given each record's size in bytes (in order), into the fewest jobs that respect every
+/// limit, with record counts as even as possible so that none falls below the minimum.
+pub fn plan_group(model: &str, sizes: &[u64], limits: &Limits) -> Result<Vec<Chunk>, PlanError> {
+    let n = sizes.len();
+    let min = limits.min_records;
+    if (n as u64) < min {
+        return Err(PlanError::BelowMinimum {
+            model: model.to_string(),
+            count: n,
+            min,
+        });
+    }
+    let max_records = limits.max_records_per_file.min(limits.max_records_per_job).max(1);
+    let max_bytes = limits.max_file_bytes.min(limits.max_job_bytes);
+    let total: u64 = sizes.iter().sum();
+    let mut k = (n as u64)
+        .div_ceil(max_records)
+        .max(total.div_ceil(max_bytes.max(1)))
+        .max(1) as usize;
+    while k <= n {
+        // The smallest chunk of an even split has n / k records.
+        if ((n / k) as u64) < min {
+            break;
+        }
+        if let Some(chunks) = even_split(sizes, k, max_bytes) {
+            return Ok(chunks);
+        }
+        k += 1;
+    }
+    Err(PlanError::CannotSplit {
+        model: model.to_string(),
+        count: n,
+        min,
+        max_bytes,
+    })
+}
+
+/// `k` contiguous chunks whose record counts differ by at most one, if each fits in `max_bytes`.
+fn even_split(sizes: &[u64], k: usize, max_bytes: u64) -> Option<Vec<Chunk>> {
+    let n = sizes.len();
+    let (base, extra) = (n / k, n % k);
+    let mut chunks = Vec::with_capacity(k);
+    let mut start = 0;
+    for i in 0..k {
+        let records = base + usize::from(i < extra);
+        let bytes: u64 = sizes[start..start + records].iter().sum();
+        if bytes > max_bytes {
+            return None;
+        }
+        chunks.push(Chunk { start, records, bytes });
+        start += records;
+    }
+    Some(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(chunks: &[Chunk]) -> Vec<usize> {
+        chunks.iter().map(|c| c.records).collect()
+    }
+
+    #[test]
+    fn one_job_when_it_fits() {
+        let chunks = plan_group("m", &vec![100; 500], &Limits::default()).expect("plan");
+        assert_eq!(
+            chunks,
+            vec![Chunk {
+                start: 0,
+                records: 500,
+                bytes: 50_000
+            }]
+        );
+    }
+
+    #[test]
+    fn balanced_jobs_never_below_the_minimum() {
+        // 50,001 records: two jobs of 25,001 and 25,000, not 50,000 + 1.
+        let chunks = plan_group("m", &vec![10; 50_001], &Limits::default()).expect("plan");
+        assert_eq!(counts(&chunks), vec![25_001, 25_000]);
+        assert_eq!(chunks[1].start, 25_001);
+    }
+
+    #[test]
+    fn size_limits_add_jobs() {
+        let limits = Limits {
+            max_file_bytes: 1_250,
+            ..Limits::default()
+        };
+        let chunks = plan_group("m", &vec![10; 250], &limits).expect("plan");
+        assert_eq!(counts(&chunks), vec![125, 125]);
+        assert!(chunks.iter().all(|c| c.bytes <= 1_250));
+        // Uneven sizes: the first half is heavier, so three jobs are needed.
+        let mut sizes = vec![7; 150];
+        sizes.extend(vec![1; 150]);
+        let limits = Limits {
+            max_file_bytes: 700,
+            ..Limits::default()
+        };
+        let chunks = plan_group("m", &sizes, &limits).expect("plan");
+        assert_eq!(counts(&chunks), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn below_minimum_says_model_count_and_minimum() {
+        let err = plan_group("us.amazon.nova-lite-v1:0", &[1; 99], &Limits::default()).expect_err("too few");
+        assert_eq!(
+            err.to_string(),
+            "us.amazon.nova-lite-v1:0 needs at least 100 records per Bedrock batch job, and this file has 99 for it"
+        );
+    }
+
+    #[test]
+    fn impossible_splits_are_reported() {
+        let limits = Limits {
+            max_file_bytes: 1_000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            plan_group("m", &vec![9; 150], &limits),
+            Err(PlanError::CannotSplit { .. })
+        ));
+    }
+}
