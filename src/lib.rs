@@ -20,4 +20,5 @@ pub mod policy;
 pub mod record_id;
 pub mod request;
 pub mod results;
+pub mod status;
 pub mod translate;
