@@ -292,7 +292,7 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
     let created = created.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let mut output = create(&out.join("output.jsonl"))?;
     let mut errors = create(&out.join("errors.jsonl"))?;
-    let status_of = move |_: u64, _: &str| status;
+    let status_of = move |_: Option<usize>, _: &str| status;
     let report = results::join(
         open(map)?,
         collector,

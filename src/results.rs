@@ -22,7 +22,7 @@ use crate::jsonl::{is_blank, Lines};
 use crate::model::{self, Family, ModelName};
 use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
-use crate::translate::{MapHeader, MAP_VERSION};
+use crate::translate::{MapHeader, MapLine, MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,30 +320,6 @@ impl Merge {
     }
 }
 
-/// One record-map entry as read back.
-#[derive(Deserialize)]
-struct MapEntry<'a> {
-    line: u64,
-    #[serde(borrow, default)]
-    custom_id: Option<Cow<'a, str>>,
-    #[serde(rename = "recordId", borrow, default)]
-    record_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    rejected: Option<MapRejection<'a>>,
-}
-
-#[derive(Deserialize)]
-struct MapRejection<'a> {
-    #[serde(borrow)]
-    code: Cow<'a, str>,
-    #[serde(borrow, default)]
-    param: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-}
-
 #[derive(Deserialize)]
 struct RecordError<'a> {
     #[serde(rename = "errorCode", borrow, default)]
@@ -384,8 +360,8 @@ impl ResultsReport {
 pub struct JoinOptions<'f> {
     /// `created` of every `chat.completion` (unix seconds): when the results were made.
     pub created: u64,
-    /// The final status of the job that ran a record, given its record number and model.
-    pub status: &'f dyn Fn(u64, &str) -> JobStatus,
+    /// The final status of the job that ran a record, given the record's job (when planned) and model.
+    pub status: &'f dyn Fn(Option<usize>, &str) -> JobStatus,
 }
 
 fn bad_map(line: u64, why: impl std::fmt::Display) -> io::Error {
@@ -422,7 +398,7 @@ pub fn join<M: BufRead, O: Write, E: Write>(
         if is_blank(entry) {
             continue;
         }
-        let entry: MapEntry = serde_json::from_slice(entry).map_err(|e| bad_map(map_line, e))?;
+        let entry: MapLine = serde_json::from_slice(entry).map_err(|e| bad_map(map_line, e))?;
         report.lines += 1;
         let custom_id = entry.custom_id.as_deref();
         if let Some(rej) = &entry.rejected {
@@ -492,7 +468,7 @@ pub fn join<M: BufRead, O: Write, E: Write>(
         match found {
             Some(written) => written?,
             None => {
-                let (code, message) = (options.status)(record, model_id).missing();
+                let (code, message) = (options.status)(entry.job, model_id).missing();
                 *report.missing.entry(code).or_default() += 1;
                 write_batch_error(errors, &ids, entry.line, custom_id, code, message)?;
             }

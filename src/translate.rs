@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead, Write};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 
 use crate::bedrock;
@@ -49,8 +49,9 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
     }
 }
 
-/// custom_ids are remembered by a 128-bit hash (with the line that first used them) so that memory stays
-/// small on files of millions of lines; a false "duplicate" would need a 128-bit collision.
+/// custom_ids are remembered by a 64-bit hash with the line that first used them: about 20 bytes a line,
+/// whatever the ids' length. A false "duplicate" needs a 64-bit collision: about one chance in 30 million
+/// for a million-line file.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -63,8 +64,8 @@ impl Hasher for PassThrough {
             self.0 = (self.0 << 8) | u64::from(*b);
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
@@ -90,7 +91,7 @@ pub struct Translator {
     models: Vec<BedrockModel>,
     /// The last `body.model` string met and what it resolved to: files repeat one name on every line.
     last_model: Option<(String, Resolution)>,
-    seen: HashMap<u128, u64, BuildHasherDefault<PassThrough>>,
+    seen: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
     report: Report,
 }
 
@@ -286,7 +287,7 @@ impl Translator {
                 ),
             ));
         }
-        let key = xxhash_rust::xxh3::xxh3_128(id.as_bytes());
+        let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
         if let Some(first) = self.seen.get(&key) {
             return Err(Rejection::new(
                 Reason::DuplicateCustomId,
@@ -294,7 +295,7 @@ impl Translator {
                 format!("is used twice: first on line {first}"),
             ));
         }
-        self.seen.insert(key, line_no);
+        self.seen.insert(key, u32::try_from(line_no).unwrap_or(u32::MAX));
         Ok(id)
     }
 
@@ -345,7 +346,7 @@ impl Translator {
             .and_then(|h| h.custom_id)
             .and_then(|raw| raw_str(raw).map(Cow::into_owned));
         if let Some(id) = custom_id.as_deref().filter(|id| !id.is_empty()) {
-            let key = xxhash_rust::xxh3::xxh3_128(id.as_bytes());
+            let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
             if let Some(first) = self.seen.get(&key) {
                 return at(
                     custom_id.clone(),
@@ -356,7 +357,7 @@ impl Translator {
                     ),
                 );
             }
-            self.seen.insert(key, line_no);
+            self.seen.insert(key, u32::try_from(line_no).unwrap_or(u32::MAX));
         }
         let mut de = serde_json::Deserializer::from_slice(line);
         let (field, message) = match serde_path_to_error::deserialize::<_, InputLine>(&mut de) {
@@ -431,28 +432,54 @@ pub trait Sink {
     fn rejected(&mut self, error_line: &[u8], error: &LineError) -> io::Result<()>;
 }
 
-/// One record-map line (see the README, "The record map").
-#[derive(Serialize)]
-struct MapLine<'a> {
-    line: u64,
-    custom_id: Option<&'a str>,
-    #[serde(rename = "recordId", skip_serializing_if = "Option::is_none")]
-    record_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rejected: Option<MapRejection<'a>>,
+/// One record-map line (README, "The record map"): one per non-blank input line, in input order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MapLine<'a> {
+    pub line: u64,
+    #[serde(borrow, default)]
+    pub custom_id: Option<Cow<'a, str>>,
+    #[serde(rename = "recordId", borrow, default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Cow<'a, str>>,
+    /// The index of the Bedrock job that runs the record, once jobs are planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<usize>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<MapRejection<'a>>,
 }
 
-#[derive(Serialize)]
-struct MapRejection<'a> {
-    code: &'static str,
-    param: &'a str,
-    message: String,
+/// Why a line was rejected before Bedrock: the code, field and message of its error line.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MapRejection<'a> {
+    #[serde(borrow)]
+    pub code: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub param: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+}
+
+impl<'a> MapLine<'a> {
+    /// The entry of a rejected line.
+    pub fn rejected(error: &'a LineError) -> Self {
+        MapLine {
+            line: error.line,
+            custom_id: error.custom_id.as_deref().map(Cow::Borrowed),
+            record_id: None,
+            model: None,
+            job: None,
+            rejected: Some(MapRejection {
+                code: Cow::Borrowed(error.rejection.reason.as_str()),
+                param: Some(Cow::Borrowed(error.rejection.field.as_str())).filter(|f| !f.is_empty()),
+                message: Cow::Owned(error.to_string()),
+            }),
+        }
+    }
 }
 
 /// The first line of every record map: its format version and the batch it belongs to.
-#[derive(Serialize, serde::Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct MapHeader {
     pub batchdrop_record_map: u32,
     pub batch_id: String,
@@ -505,9 +532,10 @@ pub fn translate<R: BufRead, S: Sink>(
                     &mut scratch,
                     &MapLine {
                         line: line_no,
-                        custom_id: Some(&accepted.custom_id),
-                        record_id: Some(next_record.as_str()),
-                        model: Some(model),
+                        custom_id: Some(Cow::Borrowed(&accepted.custom_id)),
+                        record_id: Some(Cow::Borrowed(next_record.as_str())),
+                        model: Some(Cow::Borrowed(model)),
+                        job: None,
                         rejected: None,
                     },
                 )?;
@@ -516,21 +544,7 @@ pub fn translate<R: BufRead, S: Sink>(
                 next_record = next_record.next();
             }
             Err(error) => {
-                let custom_id = error.custom_id.as_deref();
-                serde_json::to_writer(
-                    &mut scratch,
-                    &MapLine {
-                        line: line_no,
-                        custom_id,
-                        record_id: None,
-                        model: None,
-                        rejected: Some(MapRejection {
-                            code: error.rejection.reason.as_str(),
-                            param: &error.rejection.field,
-                            message: error.to_string(),
-                        }),
-                    },
-                )?;
+                serde_json::to_writer(&mut scratch, &MapLine::rejected(&error))?;
                 scratch.push(b'\n');
                 sink.map_entry(&scratch)?;
                 scratch.clear();

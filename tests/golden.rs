@@ -584,7 +584,7 @@ mod results {
         }
         assert_eq!(collector.report().unmatched_lines, 0, "{:?}", collector.report());
         let (mut output, mut errors) = (Vec::new(), Vec::new());
-        let status = move |_: u64, _: &str| status;
+        let status = move |_: Option<usize>, _: &str| status;
         let options = JoinOptions {
             created: CREATED,
             status: &status,

@@ -1,0 +1,1426 @@
+//! Throughput and peak memory of the release `batchdrop` binary, on generated files.
+//!
+//! ```text
+//! cargo build --release
+//! cargo run --release --example bench -- [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+//! ```
+//!
+//! - Generates into DIR (default `bench-data/` at the repo root, git-ignored) a mixed OpenAI chat batch
+//!   file of 50,000 lines and about 75 MB, and a second one of 133,000 lines and about 200 MB (skipped
+//!   with `--quick`), which shows whether peak memory grows with the file. The files are deterministic
+//!   and kept between runs (`--regen` rewrites them).
+//! - Runs `batchdrop translate` on each, then writes the Bedrock output a Claude job would return for
+//!   the produced Bedrock input, shuffled, and runs `batchdrop results` on it.
+//! - The binary runs as a child process, as a user runs it: wall-clock time is taken around spawn and
+//!   wait, and peak memory is the child's `ru_maxrss` from `wait4`. Each step runs `--runs` times
+//!   (default 3); the table shows the fastest time and the highest peak RSS of those runs.
+//! - Prints the figures next to the project's targets, then a reference point: serde_json parsing each
+//!   line into a `Value` and serializing it again, in this process.
+//!
+//! Nothing fails on a missed target: speed depends on the machine, so the verdicts are for reading.
+//! MB means 1,000,000 bytes throughout.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// The model the benchmark translates for; its output is generated in Claude's shape (SPEC §3.1).
+const MODEL: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+/// What Claude names itself in `modelOutput.model`.
+const CLAUDE_NAME: &str = "claude-3-5-haiku-20241022";
+
+/// The project's targets, per direction (translate, results).
+const TARGET_MB_PER_S: f64 = 90.0;
+const TARGET_RECORDS_PER_S: f64 = 60_000.0;
+const TARGET_PEAK_RSS_MB: f64 = 32.0;
+
+/// Bump when the generator changes, so that kept files are written again.
+const GENERATOR_VERSION: u32 = 1;
+
+const MB: f64 = 1_000_000.0;
+
+struct Dataset {
+    name: &'static str,
+    lines: u64,
+    bytes: u64,
+    seed: u64,
+}
+
+const STANDARD: Dataset = Dataset {
+    name: "openai-50k",
+    lines: 50_000,
+    bytes: 75_000_000,
+    seed: 0x6261_7463_6864_7270,
+};
+
+const BIG: Dataset = Dataset {
+    name: "openai-133k",
+    lines: 133_000,
+    bytes: 200_000_000,
+    seed: 0x7468_6520_6269_6721,
+};
+
+struct Options {
+    dir: PathBuf,
+    bin: PathBuf,
+    quick: bool,
+    runs: usize,
+    regen: bool,
+}
+
+const USAGE: &str = "usage: cargo run --release --example bench -- [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+
+  DIR         where data and outputs go (default: bench-data/ at the repo root)
+  --quick     only the 50,000-line (~75 MB) file, not the 133,000-line (~200 MB) one
+  --runs N    runs per measurement; the best time is shown (default 3)
+  --bin PATH  the batchdrop binary (default: target/release/batchdrop; build it first)
+  --regen     write the generated input files again even if they are up to date";
+
+fn parse_options() -> Result<Options> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut options = Options {
+        dir: root.join("bench-data"),
+        bin: root.join("target/release/batchdrop"),
+        quick: false,
+        runs: 3,
+        regen: false,
+    };
+    let mut args = std::env::args_os().skip(1);
+    let mut dir_given = false;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--quick") => options.quick = true,
+            // Both files are the default; `--big` is accepted for those who ask for it by name.
+            Some("--big") => options.quick = false,
+            Some("--regen") => options.regen = true,
+            Some("--runs") => {
+                let n = args.next().and_then(|v| v.to_str().and_then(|s| s.parse().ok()));
+                options.runs = n.filter(|n| *n > 0).ok_or("--runs needs a number of at least 1")?;
+            }
+            Some("--bin") => options.bin = args.next().map(PathBuf::from).ok_or("--bin needs a path")?,
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Some(s) if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}").into()),
+            _ if !dir_given => {
+                options.dir = PathBuf::from(arg);
+                dir_given = true;
+            }
+            _ => return Err(format!("one data folder only\n{USAGE}").into()),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> Result<()> {
+    let options = parse_options()?;
+    check_binary(&options.bin)?;
+    fs::create_dir_all(&options.dir)?;
+
+    let mut datasets = vec![&STANDARD];
+    if !options.quick {
+        datasets.push(&BIG);
+    }
+    let mut rows = Vec::new();
+    for ds in datasets {
+        let input = ensure_input(&options.dir, ds, options.regen)?;
+        rows.extend(bench_dataset(&options, ds, &input)?);
+    }
+
+    // Last, and everything before it streams: should std ever spawn by fork rather than posix_spawn, a
+    // child's ru_maxrss would start at this process's size, so this process stays small while children
+    // are measured.
+    let reference = serde_reference(&options.dir.join(format!("{}.jsonl", STANDARD.name)), options.runs)?;
+
+    print_table(&options, &rows, &reference);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Running the binary
+
+/// A step measured on one file: its fastest run, and the highest peak RSS of all runs.
+struct Row {
+    step: &'static str,
+    file: String,
+    bytes: u64,
+    records: u64,
+    seconds: f64,
+    peak_rss_kib: u64,
+    /// The first line the binary printed (its summary), to show the run did what was meant.
+    summary: String,
+}
+
+fn check_binary(bin: &Path) -> Result<()> {
+    let built = fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("{}: {e}; run `cargo build --release` first", bin.display()))?;
+    // A stale binary would measure old code without saying so.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut pending = vec![root.join("src")];
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        if let Ok(t) = fs::metadata(root.join(file)).and_then(|m| m.modified()) {
+            newest = newest.max(t);
+        }
+    }
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    if newest > built {
+        eprintln!(
+            "warning: {} is older than the sources; run `cargo build --release` first",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the command to completion and returns (seconds, peak RSS in KiB). stderr goes to `log`.
+fn measure(mut command: Command, log: &Path) -> Result<(f64, u64)> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log)?);
+    let start = Instant::now();
+    let child = command.spawn()?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value, and wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // std's Child::wait cannot return the child's rusage, so the child is reaped here instead
+        // (and `child` must not be waited on again).
+        // SAFETY: valid pointers to live locals; pid is our own unreaped child.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(format!("wait4: {err}").into());
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(child);
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let stderr = fs::read_to_string(log).unwrap_or_default();
+        return Err(format!("{command:?} failed (wait status {status}):\n{stderr}").into());
+    }
+    // ru_maxrss is in KiB on Linux.
+    Ok((seconds, u64::try_from(usage.ru_maxrss)?))
+}
+
+/// Runs a step `runs` times; keeps the fastest time and the highest peak RSS.
+fn best_of(runs: usize, log_dir: &Path, step: &str, make: impl Fn() -> Command) -> Result<(f64, u64, String)> {
+    let mut best = f64::INFINITY;
+    let mut peak = 0;
+    let mut summary = String::new();
+    for run in 1..=runs {
+        let log = log_dir.join(format!("{step}-{run}.log"));
+        let (seconds, rss) = measure(make(), &log)?;
+        eprintln!(
+            "  {step} run {run}/{runs}: {seconds:.3} s, peak RSS {:.1} MB",
+            kib_to_mb(rss)
+        );
+        best = best.min(seconds);
+        peak = peak.max(rss);
+        if run == 1 {
+            summary = fs::read_to_string(&log)?.lines().next().unwrap_or_default().to_string();
+        }
+    }
+    Ok((best, peak, summary))
+}
+
+fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Row>> {
+    let work = options.dir.join(ds.name);
+    let (translated, bedrock_out, results, logs) = (
+        work.join("translate"),
+        work.join("bedrock-out"),
+        work.join("results"),
+        work.join("logs"),
+    );
+    for dir in [&translated, &bedrock_out, &results, &logs] {
+        fs::create_dir_all(dir)?;
+    }
+    let input_bytes = fs::metadata(input)?.len();
+
+    eprintln!("{}: translate", ds.name);
+    let (seconds, rss, summary) = best_of(options.runs, &logs, "translate", || {
+        let mut c = Command::new(&options.bin);
+        c.arg("translate")
+            .arg(input)
+            .args(["--model", MODEL, "--batch-id", ds.name])
+            .arg("--out")
+            .arg(&translated);
+        c
+    })?;
+    let translate_row = Row {
+        step: "translate",
+        file: ds.name.to_string(),
+        bytes: input_bytes,
+        records: ds.lines,
+        seconds,
+        peak_rss_kib: rss,
+        summary,
+    };
+
+    // Bedrock writes one `<input file>.out` per input file (SPEC §2.2); with one model there is one.
+    eprintln!("{}: writing the Bedrock output (shuffled)", ds.name);
+    let started = Instant::now();
+    let mut out_files = Vec::new();
+    let mut records = 0;
+    let mut inputs: Vec<PathBuf> = fs::read_dir(translated.join("bedrock"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    inputs.sort();
+    for (i, bedrock_in) in inputs.iter().enumerate() {
+        let name = bedrock_in.file_name().ok_or("Bedrock input file without a name")?;
+        let out = bedrock_out.join(format!("{}.out", name.to_string_lossy()));
+        records += write_bedrock_output(bedrock_in, &out, ds.seed ^ (i as u64 + 1))?;
+        out_files.push(out);
+    }
+    let out_bytes = out_files
+        .iter()
+        .map(|f| fs::metadata(f).map(|m| m.len()))
+        .sum::<io::Result<u64>>()?;
+    eprintln!(
+        "  {} records, {:.1} MB in {:.1} s",
+        records,
+        out_bytes as f64 / MB,
+        started.elapsed().as_secs_f64()
+    );
+
+    eprintln!("{}: results", ds.name);
+    let (seconds, rss, summary) = best_of(options.runs, &logs, "results", || {
+        let mut c = Command::new(&options.bin);
+        c.arg("results")
+            .arg("--map")
+            .arg(translated.join("record-map.jsonl"))
+            .arg("--out")
+            .arg(&results);
+        // A fixed `created` keeps output.jsonl identical from run to run.
+        c.args(["--job-status", "Completed", "--created", "1735689600"])
+            .args(&out_files);
+        c
+    })?;
+    let results_row = Row {
+        step: "results",
+        file: ds.name.to_string(),
+        bytes: out_bytes,
+        records,
+        seconds,
+        peak_rss_kib: rss,
+        summary,
+    };
+    Ok(vec![translate_row, results_row])
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reference point and report
+
+struct Reference {
+    seconds: f64,
+    bytes: u64,
+    lines: u64,
+}
+
+/// serde_json's own speed on the same lines: read, parse into a `Value`, serialize again. It reads
+/// through a buffer like the binary does, so the two compare like for like.
+fn serde_reference(path: &Path, runs: usize) -> Result<Reference> {
+    eprintln!("reference: serde_json Value round trip of {}", path.display());
+    let mut best = Reference {
+        seconds: f64::INFINITY,
+        bytes: 0,
+        lines: 0,
+    };
+    for run in 1..=runs {
+        let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+        let (mut line, mut out) = (Vec::with_capacity(64 * 1024), Vec::with_capacity(64 * 1024));
+        let (mut bytes, mut lines) = (0u64, 0u64);
+        let start = Instant::now();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            let value: serde_json::Value = serde_json::from_slice(&line)?;
+            out.clear();
+            serde_json::to_writer(&mut out, &value)?;
+            std::hint::black_box(&out);
+            lines += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!("  run {run}/{runs}: {seconds:.3} s");
+        if seconds < best.seconds {
+            best = Reference { seconds, bytes, lines };
+        }
+    }
+    Ok(best)
+}
+
+fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / MB
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// 1234567 → "1,234,567".
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "batchdrop benchmark: {cpu} ({cores} CPUs), binary {}",
+        options.bin.display()
+    );
+    println!(
+        "seconds: fastest of {} runs; peak RSS: highest of them; MB = 10^6 bytes; records and MB are the input \
+         lines and file for translate, the Bedrock output records and files for results",
+        options.runs
+    );
+    println!();
+    println!(
+        "{:<10} {:<12} {:>6} {:>8} {:>7} {:>9} {:>6} {:>11}   {:<11} {:<16} {:<11}",
+        "step",
+        "file",
+        "MB",
+        "records",
+        "seconds",
+        "records/s",
+        "MB/s",
+        "peak RSS MB",
+        "MB/s >= 90",
+        "records/s >= 60k",
+        "RSS < 32 MB"
+    );
+    for r in rows {
+        let mb = r.bytes as f64 / MB;
+        let mb_s = mb / r.seconds;
+        let rec_s = r.records as f64 / r.seconds;
+        let rss = kib_to_mb(r.peak_rss_kib);
+        println!(
+            "{:<10} {:<12} {:>6.1} {:>8} {:>7.3} {:>9} {:>6.1} {:>11.1}   {:<11} {:<16} {:<11}",
+            r.step,
+            r.file,
+            mb,
+            grouped(r.records),
+            r.seconds,
+            grouped(rec_s as u64),
+            mb_s,
+            rss,
+            verdict(mb_s >= TARGET_MB_PER_S),
+            verdict(rec_s >= TARGET_RECORDS_PER_S),
+            verdict(rss < TARGET_PEAK_RSS_MB),
+        );
+    }
+    println!();
+    println!(
+        "targets per direction: >= {TARGET_MB_PER_S} MB/s, >= {} records/s, peak RSS < {TARGET_PEAK_RSS_MB} MB",
+        grouped(TARGET_RECORDS_PER_S as u64)
+    );
+    let all_met = rows.iter().all(|r| {
+        r.bytes as f64 / MB / r.seconds >= TARGET_MB_PER_S
+            && r.records as f64 / r.seconds >= TARGET_RECORDS_PER_S
+            && kib_to_mb(r.peak_rss_kib) < TARGET_PEAK_RSS_MB
+    });
+    println!("all targets: {}", verdict(all_met));
+    // The point of the second file: memory should stay flat as the file grows.
+    for step in ["translate", "results"] {
+        let of_step: Vec<&Row> = rows.iter().filter(|r| r.step == step).collect();
+        if let [small, .., big] = of_step.as_slice() {
+            println!(
+                "{step} peak RSS from {} to {} records: {:.1} MB -> {:.1} MB",
+                grouped(small.records),
+                grouped(big.records),
+                kib_to_mb(small.peak_rss_kib),
+                kib_to_mb(big.peak_rss_kib)
+            );
+        }
+    }
+    println!();
+    println!(
+        "reference: serde_json parse to Value + serialize, per line, 1 thread, {} ({:.1} MB, {} lines): {:.1} MB/s, \
+         {} lines/s",
+        STANDARD.name,
+        reference.bytes as f64 / MB,
+        grouped(reference.lines),
+        reference.bytes as f64 / MB / reference.seconds,
+        grouped((reference.lines as f64 / reference.seconds) as u64),
+    );
+    println!();
+    for r in rows {
+        println!("{} {}: {}", r.step, r.file, r.summary);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Deterministic data
+
+/// SplitMix64: a few lines, fast, and plenty for varied but reproducible data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// In `0..n` (n > 0), by multiply-shift; its bias is far too small to matter here.
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+
+    /// In `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+
+    fn percent(&mut self, p: usize) -> bool {
+        self.below(100) < p
+    }
+
+    fn permille(&mut self, p: usize) -> bool {
+        self.below(1000) < p
+    }
+
+    /// `items` is never empty: every caller passes a constant table or checks first.
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    /// `len` characters of [A-Za-z0-9], like the random part of Bedrock and OpenAI ids.
+    fn alnum(&mut self, out: &mut Vec<u8>, len: usize) {
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        for _ in 0..len {
+            out.push(self.pick(CHARS));
+        }
+    }
+}
+
+// Text in many scripts. Fragments are joined at random, so that every line mixes several of them.
+const ENGLISH: &[&str] = &[
+    "Could you explain how the quarterly revenue figures were calculated?",
+    "The migration finished overnight, but three services still report stale caches.",
+    "Please summarize the following meeting notes in five bullet points.",
+    "We need a polite reply to a customer whose order arrived damaged.",
+    "List the trade-offs between eventual and strong consistency.",
+    "Write a haiku about autumn rain on a tin roof.",
+    "Translate the paragraph below and keep the formatting intact.",
+    "What is the capital of Australia, and why isn't it Sydney?",
+    "Classify the sentiment of this review as positive, negative or neutral.",
+    "The invoice total was $1,249.50 including 8.25% sales tax.",
+    "Extract every date and person's name from the text that follows.",
+    "You are a helpful assistant that answers concisely and cites sources.",
+];
+
+const EUROPEAN: &[&str] = &[
+    "Le café de la gare ferme à dix-huit heures ; réservez votre table à l'avance.",
+    "Über die Brücke fährt täglich ein Güterzug mit Bier aus München.",
+    "¿Dónde está la biblioteca? Necesito devolver un libro de García Márquez.",
+    "A reunião foi adiada para sexta-feira por causa da manutenção do servidor.",
+    "Håkon og Åse kjøpte brød på Østbanehallen før toget gikk.",
+    "Zażółć gęślą jaźń — to zdanie zawiera wszystkie polskie znaki.",
+    "Η γρήγορη καφέ αλεπού πηδά πάνω από τον τεμπέλη σκύλο.",
+    "Привет! Отчёт будет готов к понедельнику, ёлки-палки.",
+    "Straße, Maße, Fußgängerübergänge: ß bleibt ß, auch in ẞ-Großschreibung.",
+    "naïve café résumé coöperate façade jalapeño Ångström crème brûlée",
+    "Quotes: “curly”, ‘single’, «guillemets», „deutsch“ and ‹simple›.",
+    "Math: ∑ x² ≤ ∞, π ≈ 3.14159, √2 ≈ 1.414, ±0.5 °C, 5 µm, ½ + ¼ = ¾.",
+];
+
+const CJK: &[&str] = &[
+    "请帮我总结一下这篇文章的主要观点，并列出三个关键数据。",
+    "明天的会议改到下午三点，在二楼会议室。",
+    "東京の天気は晴れのち曇り、最高気温は二十三度です。",
+    "このコードのバグを見つけて、修正案を提案してください。",
+    "카페에서 친구를 만나 커피를 마셨어요. 날씨가 정말 좋았어요.",
+    "한국어 텍스트도 제대로 처리되어야 합니다.",
+    "漢字、ひらがな、カタカナ、そしてｈａｌｆ－ｗｉｄｔｈ ｶﾀｶﾅ が混在する文章。",
+    "𠜎𠜱𠝹𠱓：基本多文種面の外にある CJK 拡張 B の文字。",
+    "价格：￥1,280（含税），数量：３件。",
+];
+
+const RIGHT_TO_LEFT: &[&str] = &[
+    "مرحبا بالعالم، كيف يمكنني مساعدتك اليوم؟",
+    "الاجتماع القادم يوم الثلاثاء في الساعة العاشرة صباحاً.",
+    "שלום עולם! הדוח השבועי מצורף לקובץ.",
+    "Mixed direction: the word \u{200F}سلام\u{200F} sits inside English text.",
+    "עברית ו-English באותה שורה, עם המספר 12,345.",
+    "فارسی: لطفاً این متن را به انگلیسی ترجمه کنید.",
+];
+
+const EMOJI: &[&str] = &[
+    "Great job team! 🎉🚀✨",
+    "Status: ✅ build, ❌ tests, ⚠️ lint",
+    "Family 👨‍👩‍👧‍👦, flags 🇫🇷🇯🇵🇧🇷, skin tones 👍🏽👋🏿.",
+    "I ❤️ Rust 🦀 and coffee ☕ in the morning.",
+    "Weather today: ☀️ → 🌧️ → 🌈",
+    "Keycaps 1️⃣2️⃣3️⃣ and a woman technologist 👩🏻‍💻.",
+];
+
+const CODE: &[&str] = &[
+    "Here is the snippet:\n```python\nprint(\"hello, world\")\nfor i in range(3):\n\tprint(i)\n```\n",
+    "Path on Windows: C:\\Users\\data\\report.csv and a UNC share \\\\srv\\drop.",
+    "JSON inside text: {\"key\": \"value\", \"n\": 42, \"nested\": {\"ok\": true}}",
+    "Tabs\tand\tnewlines\nin the\r\nsame string.",
+    "Regex: ^\\d{3}-\\d{4}$ and a URL https://example.com/a/b?c=d&e=f#frag",
+    "HTML: <div class=\"note\">5 &lt; 6 &amp;&amp; 7 &gt; 3</div>",
+    "Control characters: bell\u{7}, escape \u{1b}[0m, backspace\u{8}, form feed\u{c}, unit separator\u{1f}.",
+    "SQL: SELECT name, COUNT(*) FROM \"orders\" WHERE note LIKE '%\\_%' GROUP BY 1;",
+    "A backslash at the end \\",
+];
+
+/// (weight in percent, fragments)
+const POOLS: &[(usize, &[&str])] = &[
+    (40, ENGLISH),
+    (18, EUROPEAN),
+    (14, CJK),
+    (8, RIGHT_TO_LEFT),
+    (8, EMOJI),
+    (12, CODE),
+];
+
+const SEPARATORS: &[&str] = &[" ", " ", " ", "\n", "\n\n", "\n- ", " — ", "\n1. "];
+
+fn fragment(rng: &mut Rng) -> &'static str {
+    let mut r = rng.below(100);
+    for (weight, pool) in POOLS {
+        if r < *weight {
+            return rng.pick(pool);
+        }
+        r -= weight;
+    }
+    rng.pick(ENGLISH)
+}
+
+/// How a string is written as JSON: most files carry raw UTF-8, some writers escape everything that is
+/// not ASCII (`\u00e9`, surrogate pairs for emoji, `\/`), and the reader must take both.
+#[derive(Clone, Copy)]
+enum Escape {
+    Raw,
+    Ascii { upper_hex: bool },
+}
+
+impl Escape {
+    fn pick(rng: &mut Rng) -> Escape {
+        if rng.percent(12) {
+            Escape::Ascii {
+                upper_hex: rng.percent(30),
+            }
+        } else {
+            Escape::Raw
+        }
+    }
+}
+
+fn short_escape(c: u32) -> Option<&'static [u8]> {
+    Some(match c {
+        0x22 => b"\\\"",
+        0x5C => b"\\\\",
+        0x0A => b"\\n",
+        0x0D => b"\\r",
+        0x09 => b"\\t",
+        0x08 => b"\\b",
+        0x0C => b"\\f",
+        _ => return None,
+    })
+}
+
+fn unicode_escape(out: &mut Vec<u8>, unit: u16, upper: bool) {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(digits[usize::from((unit >> shift) & 0xF)]);
+    }
+}
+
+/// The inside of a JSON string literal.
+fn escaped(out: &mut Vec<u8>, s: &str, mode: Escape) {
+    match mode {
+        Escape::Raw => {
+            for &b in s.as_bytes() {
+                match short_escape(u32::from(b)) {
+                    Some(e) => out.extend_from_slice(e),
+                    None if b < 0x20 => unicode_escape(out, u16::from(b), false),
+                    None => out.push(b),
+                }
+            }
+        }
+        Escape::Ascii { upper_hex } => {
+            for c in s.chars() {
+                match short_escape(c as u32) {
+                    Some(e) => out.extend_from_slice(e),
+                    None if c == '/' => out.extend_from_slice(b"\\/"),
+                    None if c < ' ' || !c.is_ascii() => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            unicode_escape(out, *unit, upper_hex);
+                        }
+                    }
+                    None => out.push(c as u8),
+                }
+            }
+        }
+    }
+}
+
+/// A JSON string literal.
+fn string(out: &mut Vec<u8>, rng: &mut Rng, s: &str) {
+    let mode = Escape::pick(rng);
+    out.push(b'"');
+    escaped(out, s, mode);
+    out.push(b'"');
+}
+
+/// A JSON string of `fragments` random fragments.
+fn text(out: &mut Vec<u8>, rng: &mut Rng, fragments: usize) {
+    let mode = Escape::pick(rng);
+    out.push(b'"');
+    for i in 0..fragments.max(1) {
+        if i > 0 {
+            escaped(out, rng.pick(SEPARATORS), mode);
+        }
+        escaped(out, fragment(rng), mode);
+    }
+    out.push(b'"');
+}
+
+/// A JSON string of at least one fragment, grown until `out` reaches `limit` bytes: this is what sizes
+/// each line.
+fn text_until(out: &mut Vec<u8>, rng: &mut Rng, limit: usize) {
+    let mode = Escape::pick(rng);
+    out.push(b'"');
+    escaped(out, fragment(rng), mode);
+    while out.len() < limit {
+        escaped(out, rng.pick(SEPARATORS), mode);
+        escaped(out, fragment(rng), mode);
+    }
+    out.push(b'"');
+}
+
+fn number(out: &mut Vec<u8>, n: impl Display) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+struct ToolDef {
+    name: &'static str,
+    description: &'static str,
+    /// JSON Schema, as raw JSON.
+    parameters: &'static str,
+    /// Arguments a model might call it with, as raw JSON objects.
+    arguments: &'static [&'static str],
+}
+
+const TOOLS: &[ToolDef] = &[
+    ToolDef {
+        name: "get_weather",
+        description: "Current weather for a city. Température en °C par défaut.",
+        parameters: r#"{"type":"object","properties":{"city":{"type":"string","description":"City name, e.g. Zürich or 東京"},"units":{"type":"string","enum":["metric","imperial"]}},"required":["city"],"additionalProperties":false}"#,
+        arguments: &[
+            r#"{"city":"Zürich","units":"metric"}"#,
+            r#"{"city":"東京"}"#,
+            r#"{"city":"القاهرة","units":"imperial"}"#,
+        ],
+    },
+    ToolDef {
+        name: "search_docs",
+        description: "Full-text search over the internal knowledge base.",
+        parameters: r#"{"type":"object","properties":{"query":{"type":"string"},"top_k":{"type":"integer","minimum":1,"maximum":50},"filters":{"type":"object","properties":{"lang":{"type":"string"},"after":{"type":"string","format":"date"}}}},"required":["query"]}"#,
+        arguments: &[
+            r#"{"query":"refund policy \"damaged goods\"","top_k":5}"#,
+            r#"{"query":"índice de satisfação","filters":{"lang":"pt"}}"#,
+        ],
+    },
+    ToolDef {
+        name: "create_ticket",
+        description: "Open a support ticket 🎫 in the tracker.",
+        parameters: r#"{"type":"object","properties":{"title":{"type":"string","maxLength":120},"priority":{"type":"string","enum":["low","normal","high","urgent"]},"tags":{"type":"array","items":{"type":"string"}}},"required":["title","priority"]}"#,
+        arguments: &[
+            r#"{"title":"Login fails with ❌ on Safari","priority":"high","tags":["auth","safari"]}"#,
+            r#"{"title":"Typo in invoice footer","priority":"low"}"#,
+        ],
+    },
+    ToolDef {
+        name: "convert_currency",
+        description: "Convert an amount between two ISO 4217 currencies.",
+        parameters: r#"{"type":"object","properties":{"amount":{"type":"number"},"from":{"type":"string","pattern":"^[A-Z]{3}$"},"to":{"type":"string","pattern":"^[A-Z]{3}$"}},"required":["amount","from","to"]}"#,
+        arguments: &[
+            r#"{"amount":1249.5,"from":"USD","to":"EUR"}"#,
+            r#"{"amount":1e3,"from":"JPY","to":"KRW"}"#,
+        ],
+    },
+    ToolDef {
+        name: "lookup_order",
+        description: "Fetch an order by its id.",
+        parameters: r#"{"type":"object","properties":{"order_id":{"type":"string"}},"required":["order_id"]}"#,
+        arguments: &[r#"{"order_id":"A-1042"}"#, r#"{"order_id":"Ω-77\/b"}"#],
+    },
+    ToolDef {
+        name: "translate_text",
+        description: "Translate text; keeps markup. Übersetzt Text.",
+        parameters: r#"{"type":"object","properties":{"text":{"type":"string"},"target_lang":{"type":"string","enum":["en","fr","de","ja","ar","he"]}},"required":["text","target_lang"]}"#,
+        arguments: &[
+            r#"{"text":"שלום, מה שלומך?","target_lang":"en"}"#,
+            r#"{"text":"Line one\nLine \"two\"","target_lang":"ja"}"#,
+        ],
+    },
+    ToolDef {
+        name: "get_time",
+        description: "The current time. Takes no arguments.",
+        parameters: r#"{"type":"object","properties":{}}"#,
+        arguments: &[r#"{}"#],
+    },
+];
+
+const TOOL_RESULTS: &[&str] = &[
+    r#"{"temp_c":18,"conditions":"partly cloudy ⛅","humidity":0.64}"#,
+    "Order #A-1042 shipped on 2024-03-02 via DHL.",
+    "[]",
+    r#"{"rate":1.0873,"from":"EUR","to":"USD"}"#,
+    "错误：未找到该用户",
+    "Found 3 documents: «Guide», “FAQ”, 'Notes'.",
+    "Ticket PRJ-9921 created ✅",
+];
+
+const STOPS: &[&str] = &[
+    "\n\nUser:",
+    "END",
+    "###",
+    "。",
+    "</answer>",
+    "\n\n",
+    "Observation:",
+    "🛑",
+];
+
+/// A line sized to about `target` bytes, newline not included.
+struct LineGen {
+    head: Vec<u8>,
+    params: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl LineGen {
+    fn line(&mut self, rng: &mut Rng, index: u64, target: usize, out: &mut Vec<u8>) {
+        // About one line in a thousand breaks a rule, as real files do; each becomes an error line.
+        let defect = rng.permille(1);
+        let mut tools: Vec<&'static ToolDef> = Vec::new();
+        if !defect && rng.percent(20) {
+            let n = rng.range(1, 4);
+            while tools.len() < n {
+                let t = &TOOLS[rng.below(TOOLS.len())];
+                if !tools.iter().any(|x| x.name == t.name) {
+                    tools.push(t);
+                }
+            }
+        }
+        let tool_history = !tools.is_empty() && rng.percent(50);
+        self.params.clear();
+        write_params(&mut self.params, rng, &tools, tool_history, defect);
+
+        // custom_id
+        let custom_id = match rng.below(100) {
+            0..=74 => format!("request-{index:07}"),
+            75..=84 => format!("batch-2025-01/{index}"),
+            85..=94 => format!("user:{}/conv:{index}", rng.below(5000)),
+            _ => format!("tâche-{index}-東京"),
+        };
+        let mut id = Vec::with_capacity(64);
+        string(&mut id, rng, &custom_id);
+        let envelope_first = !rng.percent(10);
+        let messages_first = rng.percent(70);
+
+        // Everything around the messages is known before they are written, so the last user message
+        // can be grown to the exact size the line should have.
+        self.head.clear();
+        self.tail.clear();
+        if envelope_first {
+            self.head.extend_from_slice(b"{\"custom_id\":");
+            self.head.extend_from_slice(&id);
+            self.head
+                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{");
+        } else {
+            self.head.extend_from_slice(b"{\"body\":{");
+        }
+        if messages_first || self.params.is_empty() {
+            self.tail.extend_from_slice(&self.params);
+        } else {
+            self.head.extend_from_slice(&self.params[1..]);
+            self.head.push(b',');
+        }
+        self.tail.push(b'}');
+        if envelope_first {
+            self.tail.push(b'}');
+        } else {
+            self.tail.extend_from_slice(b",\"custom_id\":");
+            self.tail.extend_from_slice(&id);
+            self.tail
+                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/chat/completions\"}");
+        }
+
+        out.clear();
+        out.extend_from_slice(&self.head);
+        let limit = target.saturating_sub(self.tail.len() + 8);
+        write_messages(out, rng, &tools, tool_history, limit);
+        out.extend_from_slice(&self.tail);
+    }
+}
+
+/// Body fields other than `messages`, each written as `,"name":value`.
+fn write_params(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_history: bool, defect: bool) {
+    match rng.below(100) {
+        0..=49 => out.extend_from_slice(b",\"model\":\"gpt-4o-mini\""),
+        50..=59 => out.extend_from_slice(b",\"model\":\"gpt-4.1-nano-2025-04-14\""),
+        60..=74 => {
+            out.extend_from_slice(b",\"model\":");
+            string(out, rng, MODEL);
+        }
+        _ => {}
+    }
+    if defect {
+        out.extend_from_slice(match rng.below(7) {
+            0 => b",\"temperature\":1.5".as_slice(),
+            1 => b",\"n\":2",
+            2 => b",\"stream\":true",
+            3 => b",\"logprobs\":true,\"top_logprobs\":3",
+            4 => b",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}",
+            5 => b",\"functions\":[{\"name\":\"legacy\",\"parameters\":{\"type\":\"object\"}}]",
+            _ => b",\"tool_choice\":\"required\"",
+        });
+        return;
+    }
+    if rng.percent(60) {
+        out.extend_from_slice(b",\"temperature\":");
+        out.extend_from_slice(
+            rng.pick(&["0", "0.0", "0.2", "0.5", "0.7", "1", "1.0", "0.33", "5e-1", "0.85"])
+                .as_bytes(),
+        );
+    }
+    if rng.percent(25) {
+        out.extend_from_slice(b",\"top_p\":");
+        out.extend_from_slice(rng.pick(&["0.9", "0.95", "1", "0.5", "9.5E-1"]).as_bytes());
+    }
+    if rng.percent(2) {
+        out.extend_from_slice(b",\"top_k\":40");
+    }
+    const TOKENS: &[u64] = &[64, 128, 256, 512, 1000, 1024, 2048, 4096, 8192];
+    match rng.below(100) {
+        0..=39 => {
+            out.extend_from_slice(b",\"max_tokens\":");
+            number(out, rng.pick(TOKENS));
+        }
+        40..=69 => {
+            out.extend_from_slice(b",\"max_completion_tokens\":");
+            number(out, rng.pick(TOKENS));
+        }
+        70..=79 => {
+            out.extend_from_slice(b",\"max_tokens\":");
+            number(out, rng.pick(TOKENS));
+            out.extend_from_slice(b",\"max_completion_tokens\":");
+            number(out, rng.pick(TOKENS));
+        }
+        _ => {}
+    }
+    if rng.percent(15) {
+        out.extend_from_slice(b",\"stop\":");
+        if rng.percent(40) {
+            let stop = rng.pick(STOPS);
+            string(out, rng, stop);
+        } else {
+            out.push(b'[');
+            for i in 0..rng.range(1, 4) {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let stop = rng.pick(STOPS);
+                string(out, rng, stop);
+            }
+            out.push(b']');
+        }
+    }
+    // Fields with no Bedrock meaning: dropped and counted by translate.
+    if rng.percent(10) {
+        out.extend_from_slice(b",\"seed\":");
+        number(out, rng.below(1_000_000));
+    }
+    if rng.percent(8) {
+        out.extend_from_slice(b",\"user\":");
+        let user = format!("user-{}", rng.below(100_000));
+        string(out, rng, &user);
+    }
+    if rng.percent(4) {
+        out.extend_from_slice(b",\"metadata\":{\"team\":\"ml-platform\",\"run\":\"nightly\",\"owner\":\"zo\\u00eb\"}");
+    }
+    if rng.percent(5) {
+        out.extend_from_slice(b",\"presence_penalty\":0.5,\"frequency_penalty\":0.0");
+    }
+    if rng.percent(3) {
+        out.extend_from_slice(b",\"n\":1,\"stream\":false,\"logprobs\":false");
+    }
+    if rng.percent(5) {
+        out.extend_from_slice(if rng.percent(60) {
+            b",\"response_format\":{\"type\":\"json_object\"}".as_slice()
+        } else {
+            b",\"response_format\":{\"type\":\"text\"}"
+        });
+    }
+    if !tools.is_empty() {
+        out.extend_from_slice(b",\"tools\":[");
+        for (i, t) in tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":\"");
+            out.extend_from_slice(t.name.as_bytes());
+            out.extend_from_slice(b"\",\"description\":");
+            string(out, rng, t.description);
+            out.extend_from_slice(b",\"parameters\":");
+            out.extend_from_slice(t.parameters.as_bytes());
+            if rng.percent(20) {
+                out.extend_from_slice(b",\"strict\":true");
+            }
+            out.extend_from_slice(b"}}");
+        }
+        out.push(b']');
+        match rng.below(100) {
+            0..=54 => {}
+            55..=74 => out.extend_from_slice(b",\"tool_choice\":\"auto\""),
+            75..=86 => out.extend_from_slice(b",\"tool_choice\":\"required\""),
+            87..=96 => {
+                out.extend_from_slice(b",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"");
+                out.extend_from_slice(rng.pick(tools).name.as_bytes());
+                out.extend_from_slice(b"\"}}");
+            }
+            // "none" drops the tools, which a history with tool calls forbids.
+            _ if tool_history => out.extend_from_slice(b",\"tool_choice\":\"auto\""),
+            _ => out.extend_from_slice(b",\"tool_choice\":\"none\""),
+        }
+        if rng.percent(30) {
+            out.extend_from_slice(b",\"parallel_tool_calls\":false");
+        }
+    }
+}
+
+/// Text parts: `[{"type":"text","text":…},…]`.
+fn text_parts(out: &mut Vec<u8>, rng: &mut Rng, parts: usize) {
+    out.push(b'[');
+    for i in 0..parts {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
+        let n = rng.range(1, 3);
+        text(out, rng, n);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// A string or a list of text parts.
+fn content(out: &mut Vec<u8>, rng: &mut Rng, string_percent: usize, max_fragments: usize) {
+    if rng.percent(string_percent) {
+        let n = rng.range(1, max_fragments);
+        text(out, rng, n);
+    } else {
+        let n = rng.range(1, 3);
+        text_parts(out, rng, n);
+    }
+}
+
+/// `"messages":[…]`: an optional system prompt, earlier turns (one of them a tool round trip when
+/// `tool_history`), and a last user message grown until `out` reaches `limit` bytes.
+fn write_messages(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_history: bool, limit: usize) {
+    out.extend_from_slice(b"\"messages\":[");
+    if rng.percent(65) {
+        out.extend_from_slice(if rng.percent(15) {
+            b"{\"role\":\"developer\",\"content\":".as_slice()
+        } else {
+            b"{\"role\":\"system\",\"content\":"
+        });
+        content(out, rng, 70, 4);
+        out.extend_from_slice(b"},");
+    }
+    let mut exchanges = match rng.below(100) {
+        0..=44 => 0,
+        45..=69 => 1,
+        70..=84 => 2,
+        _ => rng.range(3, 5),
+    };
+    if tool_history {
+        exchanges = exchanges.max(1);
+    }
+    let tool_exchange = if tool_history { Some(rng.below(exchanges)) } else { None };
+    for e in 0..exchanges {
+        out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
+        content(out, rng, 65, 3);
+        out.extend_from_slice(b"},");
+        if tool_exchange == Some(e) {
+            let calls = if rng.percent(25) { 2 } else { 1 };
+            let mut ids = Vec::with_capacity(calls);
+            out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
+            if rng.percent(60) {
+                out.extend_from_slice(b"null");
+            } else {
+                text(out, rng, 1);
+            }
+            out.extend_from_slice(b",\"tool_calls\":[");
+            for c in 0..calls {
+                if c > 0 {
+                    out.push(b',');
+                }
+                let mut id = b"call_".to_vec();
+                rng.alnum(&mut id, 24);
+                id.push(b'0' + c as u8);
+                let tool = rng.pick(tools);
+                out.extend_from_slice(b"{\"id\":\"");
+                out.extend_from_slice(&id);
+                out.extend_from_slice(b"\",\"type\":\"function\",\"function\":{\"name\":\"");
+                out.extend_from_slice(tool.name.as_bytes());
+                // `arguments` is JSON inside a JSON string: escapes within escapes.
+                out.extend_from_slice(b"\",\"arguments\":");
+                let arguments = rng.pick(tool.arguments);
+                string(out, rng, arguments);
+                out.extend_from_slice(b"}}");
+                ids.push(id);
+            }
+            out.extend_from_slice(b"]},");
+            for id in &ids {
+                out.extend_from_slice(b"{\"role\":\"tool\",\"tool_call_id\":\"");
+                out.extend_from_slice(id);
+                out.extend_from_slice(b"\",\"content\":");
+                let result = rng.pick(TOOL_RESULTS);
+                string(out, rng, result);
+                out.extend_from_slice(b"},");
+            }
+        }
+        out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
+        content(out, rng, 85, 4);
+        out.extend_from_slice(b"},");
+    }
+    out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
+    if rng.percent(65) {
+        text_until(out, rng, limit);
+    } else {
+        out.extend_from_slice(b"[{\"type\":\"text\",\"text\":");
+        let n = rng.range(1, 2);
+        text(out, rng, n);
+        out.extend_from_slice(b"},{\"type\":\"text\",\"text\":");
+        text_until(out, rng, limit);
+        out.extend_from_slice(b"}]");
+    }
+    out.extend_from_slice(b"}]");
+}
+
+/// The size a line aims for: mostly short, some long, a few documents of tens of KB.
+fn draw_size(rng: &mut Rng) -> usize {
+    match rng.below(100) {
+        0..=59 => rng.range(400, 1200),
+        60..=89 => rng.range(1200, 2800),
+        90..=98 => rng.range(2800, 6000),
+        _ => rng.range(6000, 24_000),
+    }
+}
+
+/// The generated input of `ds`, written unless an up-to-date copy is already there.
+fn ensure_input(dir: &Path, ds: &Dataset, regen: bool) -> Result<PathBuf> {
+    let path = dir.join(format!("{}.jsonl", ds.name));
+    let stamp_path = dir.join(format!("{}.stamp", ds.name));
+    let stamp = |size: u64| {
+        format!(
+            "generator {GENERATOR_VERSION}, lines {}, aimed at {} bytes, seed {:x}, size {size}\n",
+            ds.lines, ds.bytes, ds.seed
+        )
+    };
+    if !regen {
+        if let (Ok(meta), Ok(kept)) = (fs::metadata(&path), fs::read_to_string(&stamp_path)) {
+            if kept == stamp(meta.len()) {
+                eprintln!("{}: using {}", ds.name, path.display());
+                return Ok(path);
+            }
+        }
+    }
+    eprintln!("{}: generating {} lines", ds.name, grouped(ds.lines));
+    let started = Instant::now();
+    // Written aside and renamed, so an interrupted run never leaves a short file that looks complete.
+    let partial = dir.join(format!("{}.jsonl.partial", ds.name));
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+    let mut rng = Rng(ds.seed);
+    let mut gen = LineGen {
+        head: Vec::new(),
+        params: Vec::new(),
+        tail: Vec::new(),
+    };
+    let mut line = Vec::with_capacity(64 * 1024);
+    let average = ds.bytes / ds.lines;
+    let mut written = 0u64;
+    for i in 1..=ds.lines {
+        // Steer toward the planned total: lines whose structure alone overshoots (long histories,
+        // several tools) are paid back by shorter lines after them.
+        let drift = (ds.bytes * i / ds.lines) as i64 - (written + average) as i64;
+        let target = (draw_size(&mut rng) as i64 + drift / 4).max(0) as usize;
+        gen.line(&mut rng, i, target, &mut line);
+        line.push(b'\n');
+        w.write_all(&line)?;
+        written += line.len() as u64;
+    }
+    w.flush()?;
+    drop(w);
+    fs::rename(&partial, &path)?;
+    fs::write(&stamp_path, stamp(written))?;
+    eprintln!(
+        "  {:.1} MB in {:.1} s",
+        written as f64 / MB,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Bedrock output
+
+#[derive(Deserialize)]
+struct InputRecord<'a> {
+    #[serde(rename = "recordId")]
+    record_id: String,
+    #[serde(rename = "modelInput", borrow)]
+    model_input: &'a RawValue,
+}
+
+/// What of a Claude body decides the shape of its answer.
+#[derive(Deserialize)]
+struct ClaudeBody {
+    #[serde(default)]
+    max_tokens: u64,
+    #[serde(default)]
+    tools: Vec<NamedTool>,
+    #[serde(default)]
+    tool_choice: Option<ClaudeToolChoice>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedTool {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ClaudeToolChoice {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Writes the output Bedrock would return for a Claude job over `input`: every record echoes its
+/// `modelInput`, most carry a `modelOutput`, a few an `error`, in shuffled order (SPEC §2.2). Returns
+/// the number of records.
+fn write_bedrock_output(input: &Path, out: &Path, seed: u64) -> Result<u64> {
+    let file = File::open(input)?;
+    // Offsets, not lines: records are read back in shuffled order with positioned reads, so that this
+    // process stays small even for the 200 MB file (see `main`).
+    let mut spans: Vec<(u64, usize)> = Vec::new();
+    {
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let (mut buf, mut at) = (Vec::new(), 0u64);
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let len = buf.strip_suffix(b"\n").unwrap_or(&buf).len();
+            if len > 0 {
+                spans.push((at, len));
+            }
+            at += n as u64;
+        }
+    }
+    let mut rng = Rng(seed);
+    for i in (1..spans.len()).rev() {
+        spans.swap(i, rng.below(i + 1));
+    }
+
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(out)?);
+    let (mut buf, mut record) = (Vec::new(), Vec::with_capacity(64 * 1024));
+    for &(at, len) in &spans {
+        buf.resize(len, 0);
+        file.read_exact_at(&mut buf, at)?;
+        let bad = |e: serde_json::Error| format!("{}: record at byte {at}: {e}", input.display());
+        let rec: InputRecord = serde_json::from_slice(&buf).map_err(bad)?;
+        let body: ClaudeBody = serde_json::from_str(rec.model_input.get()).map_err(bad)?;
+
+        record.clear();
+        let id_first = rng.percent(50);
+        let id = |record: &mut Vec<u8>| {
+            record.extend_from_slice(b"\"recordId\":\"");
+            record.extend_from_slice(rec.record_id.as_bytes());
+            record.push(b'"');
+        };
+        record.push(b'{');
+        if id_first {
+            id(&mut record);
+            record.push(b',');
+        }
+        record.extend_from_slice(b"\"modelInput\":");
+        record.extend_from_slice(rec.model_input.get().as_bytes());
+        if rng.permille(3) {
+            record.extend_from_slice(b",\"error\":");
+            record.extend_from_slice(match rng.below(5) {
+                0 => br#"{"errorCode":400,"errorMessage":"ValidationException: messages.0.content: text content blocks must be non-empty"}"#.as_slice(),
+                1 => br#"{"errorCode":429,"errorMessage":"ThrottlingException: Too many requests, please wait before trying again."}"#,
+                2 => br#"{"errorCode":500,"errorMessage":"InternalServerException: The system encountered an unexpected error during processing. Try your request again."}"#,
+                3 => br#"{"errorCode":424,"errorMessage":"ModelErrorException: The model produced an invalid response \u2014 retry."}"#,
+                _ => br#"{"errorCode":"400","errorMessage":"Malformed input request: #/temperature: expected maximum: 1, please reformat your input and try again."}"#,
+            });
+        } else {
+            record.extend_from_slice(b",\"modelOutput\":");
+            claude_output(&mut record, &mut rng, &body, rec.model_input.get().len());
+        }
+        if !id_first {
+            record.push(b',');
+            id(&mut record);
+        }
+        record.extend_from_slice(b"}\n");
+        w.write_all(&record)?;
+    }
+    w.flush()?;
+    Ok(spans.len() as u64)
+}
+
+/// A Claude Messages response (SPEC §3.1): text, sometimes a tool call when tools were offered, and
+/// the stop reasons a real job returns.
+fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len: usize) {
+    let forced = body
+        .tool_choice
+        .as_ref()
+        .filter(|c| c.kind == "any" || c.kind == "tool");
+    let call = if body.tools.is_empty() || !(forced.is_some() || rng.percent(45)) {
+        None
+    } else {
+        Some(match forced.and_then(|c| c.name.as_deref()) {
+            Some(name) => name,
+            None => body.tools[rng.below(body.tools.len())].name.as_str(),
+        })
+    };
+    let stop_reason = if call.is_some() {
+        "tool_use"
+    } else if rng.percent(7) {
+        "max_tokens"
+    } else if !body.stop_sequences.is_empty() && rng.percent(10) {
+        "stop_sequence"
+    } else {
+        "end_turn"
+    };
+
+    out.extend_from_slice(b"{\"id\":\"msg_bdrk_01");
+    rng.alnum(out, 22);
+    out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+    out.extend_from_slice(CLAUDE_NAME.as_bytes());
+    out.extend_from_slice(b"\",\"content\":[");
+    let content_start = out.len();
+    if call.is_none() || rng.percent(50) {
+        out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
+        let fragments = match (call, stop_reason) {
+            (Some(_), _) => 1,
+            (None, "max_tokens") => rng.range(8, 20),
+            _ => rng.range(1, 10),
+        };
+        text(out, rng, fragments);
+        out.push(b'}');
+    }
+    if let Some(name) = call {
+        if out.len() > content_start {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":\"toolu_bdrk_01");
+        rng.alnum(out, 22);
+        out.extend_from_slice(b"\",\"name\":\"");
+        escaped(out, name, Escape::Raw);
+        out.extend_from_slice(b"\",\"input\":");
+        let arguments = TOOLS
+            .iter()
+            .find(|t| t.name == name)
+            .map_or("{}", |t| rng.pick(t.arguments));
+        out.extend_from_slice(arguments.as_bytes());
+        out.push(b'}');
+    }
+    let output_tokens = if stop_reason == "max_tokens" {
+        body.max_tokens
+    } else {
+        ((out.len() - content_start) / 4 + 1) as u64
+    };
+    out.extend_from_slice(b"],\"stop_reason\":\"");
+    out.extend_from_slice(stop_reason.as_bytes());
+    out.extend_from_slice(b"\",\"stop_sequence\":");
+    if stop_reason == "stop_sequence" {
+        let seq = &body.stop_sequences[rng.below(body.stop_sequences.len())];
+        string(out, rng, seq);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b",\"usage\":{\"input_tokens\":");
+    number(out, input_len / 4 + rng.below(50));
+    out.extend_from_slice(b",\"output_tokens\":");
+    number(out, output_tokens);
+    if rng.percent(10) {
+        out.extend_from_slice(b",\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":");
+        number(out, rng.range(1024, 4096));
+    }
+    out.extend_from_slice(b"}}");
+}
