@@ -15,6 +15,8 @@ pub mod layout;
 pub mod model;
 pub mod openai;
 pub mod output;
+#[cfg(feature = "aws")]
+pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod record_id;

@@ -36,7 +36,10 @@ pub const QUEUED: &str = "Queued";
 
 /// SPEC §1.3: the statuses after which a job never changes.
 pub fn is_terminal_job_status(status: &str) -> bool {
-    matches!(status, "Completed" | "PartiallyCompleted" | "Failed" | "Stopped" | "Expired")
+    matches!(
+        status,
+        "Completed" | "PartiallyCompleted" | "Failed" | "Stopped" | "Expired"
+    )
 }
 
 /// SPEC §4.6's mapping of one Bedrock job status to OpenAI's; "Queued" is ours (not yet created).
@@ -368,7 +371,11 @@ mod tests {
     fn doc_with(statuses: &[&str]) -> BatchDoc {
         let mut d = BatchDoc::new("b", "s3://in/inbox/f.jsonl", 0, 24);
         for (i, s) in statuses.iter().enumerate() {
-            let chunk = Chunk { start: 0, records: 1, bytes: 1 };
+            let chunk = Chunk {
+                start: 0,
+                records: 1,
+                bytes: 1,
+            };
             let mut j = Job::from_chunk(i, "m", &chunk, ("n".into(), "t".into()), ("i".into(), "o".into()));
             j.status = s.to_string();
             d.bedrock.jobs.push(j);
@@ -379,13 +386,31 @@ mod tests {
     #[test]
     fn final_status_of_several_jobs() {
         assert_eq!(doc_with(&[]).final_status(false), BatchStatus::Failed);
-        assert_eq!(doc_with(&["Completed", "Completed"]).final_status(false), BatchStatus::Completed);
-        assert_eq!(doc_with(&["Completed", "Failed"]).final_status(false), BatchStatus::Completed);
+        assert_eq!(
+            doc_with(&["Completed", "Completed"]).final_status(false),
+            BatchStatus::Completed
+        );
+        assert_eq!(
+            doc_with(&["Completed", "Failed"]).final_status(false),
+            BatchStatus::Completed
+        );
         assert_eq!(doc_with(&["Failed", "Failed"]).final_status(false), BatchStatus::Failed);
-        assert_eq!(doc_with(&["Completed", "PartiallyCompleted"]).final_status(false), BatchStatus::Expired);
-        assert_eq!(doc_with(&["Stopped", "Completed"]).final_status(false), BatchStatus::Cancelled);
+        assert_eq!(
+            doc_with(&["Completed", "PartiallyCompleted"]).final_status(false),
+            BatchStatus::Expired
+        );
+        assert_eq!(
+            doc_with(&["Stopped", "Completed"]).final_status(false),
+            BatchStatus::Cancelled
+        );
         assert_eq!(doc_with(&["Completed"]).final_status(true), BatchStatus::Failed);
-        assert_eq!(doc_with(&["Queued", "InProgress"]).running_status(), BatchStatus::InProgress);
-        assert_eq!(doc_with(&["Queued", "Validating"]).running_status(), BatchStatus::Validating);
+        assert_eq!(
+            doc_with(&["Queued", "InProgress"]).running_status(),
+            BatchStatus::InProgress
+        );
+        assert_eq!(
+            doc_with(&["Queued", "Validating"]).running_status(),
+            BatchStatus::Validating
+        );
     }
 }

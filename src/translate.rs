@@ -238,6 +238,16 @@ impl Translator {
                 }
             },
         };
+        if group.is_none() && body_out.is_some() {
+            return Err(fail(
+                id,
+                Rejection::new(
+                    Reason::NoModel,
+                    "body.model",
+                    "names no Bedrock model, and the batch has none to run this line on",
+                ),
+            ));
+        }
         let model = group.map(|g| &self.models[g]);
         let dropped = std::mem::take(&mut body.dropped);
         let request = request::build(body, &self.policy, model).map_err(|r| fail(id, r))?;
@@ -521,7 +531,7 @@ pub fn translate<R: BufRead, S: Sink>(
         match translator.line(line_no, line, Some(&mut record)) {
             Ok(accepted) => {
                 let Some(group) = accepted.group else {
-                    return Err(io::Error::other("translate needs a batch model; none was given"));
+                    return Err(io::Error::other("a line was accepted without a model"));
                 };
                 debug_assert!(record.len() > body_start);
                 record.extend_from_slice(b"}\n");

@@ -1,0 +1,249 @@
+//! The pipeline steps, written against the AWS SDK clients: [`submit`] (S3 event → jobs and execution),
+//! [`check`] (one poll of the state machine's loop) and [`finalize`] (results, final batch.json, event
+//! detail). The Lambda crates in `functions/` only build [`Deps`] and call these.
+
+pub mod check;
+pub mod finalize;
+pub mod s3;
+pub mod submit;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::layout;
+use crate::model::{self, BedrockModel, ModelName};
+use crate::plan::Limits;
+use crate::policy::Policy;
+use crate::status::{Backoff, BatchDoc};
+
+/// What a step failed on. The variant's name is the Lambda error type, which the state machine's Retry
+/// and Catch match on (statemachine/batch.asl.json).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Worth retrying: throttling, a 5xx, a network failure.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: configuration, permissions, corrupt state. The batch fails, and says why.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl StepError {
+    /// The Lambda `errorType` the runtime reports for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StepError::Transient(_) => "BatchdropTransientError",
+            StepError::Fatal(_) => "BatchdropFatalError",
+        }
+    }
+}
+
+impl From<std::io::Error> for StepError {
+    fn from(e: std::io::Error) -> Self {
+        StepError::Fatal(format!("local file: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for StepError {
+    fn from(e: serde_json::Error) -> Self {
+        StepError::Fatal(format!("JSON: {e}"))
+    }
+}
+
+/// Error codes AWS uses for "slow down" and "try again" (SPEC §1.7 and S3's own).
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "InternalServerException",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "SlowDown",
+    "RequestTimeout",
+];
+
+/// Sorts an SDK failure into retryable or not, keeping AWS's code and message for the reader.
+pub fn aws_error<E, R>(context: &str, e: SdkError<E, R>) -> StepError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let transient_kind = matches!(
+        e,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    );
+    let code = e.code().map(str::to_string);
+    let message = e.message().map(str::to_string);
+    let text = match (&code, &message) {
+        (Some(c), Some(m)) => format!("{context}: {c}: {m}"),
+        (Some(c), None) => format!("{context}: {c}"),
+        _ => format!("{context}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+    };
+    if transient_kind || code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c)) {
+        StepError::Transient(text)
+    } else {
+        StepError::Fatal(text)
+    }
+}
+
+/// The deployment's settings, read once at start-up (README, "Configuration").
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub input_bucket: String,
+    pub output_bucket: String,
+    pub state_machine_arn: Option<String>,
+    pub bedrock_role_arn: String,
+    pub default_model: BedrockModel,
+    pub job_timeout_hours: u32,
+    pub limits: Limits,
+    pub max_concurrent_jobs: usize,
+    pub backoff: Backoff,
+    pub output_kms_key: Option<String>,
+    pub policy: Policy,
+    /// Local scratch space (Lambda's ephemeral storage).
+    pub work_dir: PathBuf,
+}
+
+/// A missing or malformed setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the settings through `var` (the process environment in Lambda, a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |name: &str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ConfigError(format!("{name} is not set")))
+        };
+        fn number<T: std::str::FromStr>(
+            var: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+            default: T,
+        ) -> Result<T, ConfigError> {
+            match var(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{name}={v} is not a valid number"))),
+            }
+        }
+        let var_ref: &dyn Fn(&str) -> Option<String> = &var;
+        let model_name = required("DEFAULT_MODEL")?;
+        let default_model = match model::classify(&model_name) {
+            ModelName::Supported(m) => m,
+            ModelName::Unsupported(why) => return Err(ConfigError(format!("DEFAULT_MODEL: {why}"))),
+            ModelName::Foreign => {
+                return Err(ConfigError(format!(
+                    "DEFAULT_MODEL: '{model_name}' is not a Bedrock model"
+                )))
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            min_records: number(var_ref, "MIN_RECORDS_PER_JOB", defaults.min_records)?,
+            max_records_per_file: number(var_ref, "MAX_RECORDS_PER_FILE", defaults.max_records_per_file)?,
+            max_records_per_job: number(var_ref, "MAX_RECORDS_PER_JOB", defaults.max_records_per_job)?,
+            max_file_bytes: number(var_ref, "MAX_FILE_BYTES", defaults.max_file_bytes)?,
+            max_job_bytes: number(var_ref, "MAX_JOB_BYTES", defaults.max_job_bytes)?,
+        };
+        let backoff_default = Backoff::default();
+        let backoff = Backoff {
+            initial: number(var_ref, "POLL_INITIAL_SECONDS", backoff_default.initial)?,
+            factor: number(var_ref, "POLL_FACTOR", backoff_default.factor)?,
+            max: number(var_ref, "POLL_MAX_SECONDS", backoff_default.max)?,
+        };
+        let job_timeout_hours = number(var_ref, "JOB_TIMEOUT_HOURS", 24u32)?;
+        if !(24..=168).contains(&job_timeout_hours) {
+            return Err(ConfigError(format!(
+                "JOB_TIMEOUT_HOURS={job_timeout_hours} is outside 24-168 (SPEC §1.2)"
+            )));
+        }
+        Ok(Config {
+            input_bucket: required("INPUT_BUCKET")?,
+            output_bucket: required("OUTPUT_BUCKET")?,
+            state_machine_arn: var("STATE_MACHINE_ARN").filter(|v| !v.is_empty()),
+            bedrock_role_arn: required("BEDROCK_ROLE_ARN")?,
+            default_model,
+            job_timeout_hours,
+            limits,
+            max_concurrent_jobs: number(var_ref, "MAX_CONCURRENT_JOBS", 20usize)?.max(1),
+            backoff,
+            output_kms_key: var("OUTPUT_KMS_KEY_ID").filter(|v| !v.is_empty()),
+            policy: Policy {
+                default_max_tokens: number(var_ref, "DEFAULT_MAX_TOKENS", Policy::default().default_max_tokens)?,
+                ..Policy::default()
+            },
+            work_dir: PathBuf::from(
+                var("WORK_DIR")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "/tmp".to_string()),
+            ),
+        })
+    }
+}
+
+/// Clients and settings, built once in `main` and lent to every invocation.
+pub struct Deps {
+    pub s3: aws_sdk_s3::Client,
+    pub bedrock: aws_sdk_bedrock::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub config: Config,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads `results/<batch-id>/batch.json`.
+pub async fn load_batch(deps: &Deps, batch_id: &str) -> Result<BatchDoc, StepError> {
+    let key = layout::results_key(batch_id, "batch.json");
+    match s3::get_bytes(&deps.s3, &deps.config.output_bucket, &key).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            StepError::Fatal(format!(
+                "s3://{}/{key} is not a batch document: {e}",
+                deps.config.output_bucket
+            ))
+        }),
+        None => Err(StepError::Fatal(format!(
+            "s3://{}/{key} does not exist",
+            deps.config.output_bucket
+        ))),
+    }
+}
+
+/// Writes `results/<batch-id>/batch.json`.
+pub async fn save_batch(deps: &Deps, doc: &BatchDoc) -> Result<(), StepError> {
+    let body = serde_json::to_vec_pretty(doc)?;
+    let key = layout::results_key(&doc.id, "batch.json");
+    s3::put_bytes(&deps.s3, &deps.config.output_bucket, &key, body, "application/json").await
+}
+
+/// A scratch folder for one batch, emptied first: a warm Lambda may have run this batch before.
+pub fn scratch_dir(config: &Config, batch_id: &str, step: &str) -> Result<PathBuf, StepError> {
+    let dir = config.work_dir.join(format!("batchdrop-{step}-{batch_id}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+impl Deps {
+    /// Clients from one SDK configuration. Endpoints come from the environment as the SDK reads them
+    /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_BEDROCK`, …), which is how the local stack points them at
+    /// 127.0.0.1.
+    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Deps {
+        Deps {
+            s3: aws_sdk_s3::Client::new(sdk),
+            bedrock: aws_sdk_bedrock::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            config,
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The submit step: an S3 upload into `inbox/` becomes a batch (DESIGN.md "The flow").
+//!
+//! For each object: validate and translate every line into per-model files on local disk, plan the jobs
+//! (SPEC §2.3), write the Bedrock input files and the record map under `staging/<batch-id>/`, create the
+//! jobs that fit under the concurrency limit, write batch.json and start the execution named after the
+//! batch id. S3 delivers events at least once; every step here is idempotent for one object version.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use serde::{Deserialize, Serialize};
+
+use super::{aws_error, load_batch, now, s3, save_batch, scratch_dir, Deps, StepError};
+use crate::error::{LineError, Reason};
+use crate::jsonl::Lines;
+use crate::layout;
+use crate::model::{self, BedrockModel, ModelName};
+use crate::plan::{plan_group, Chunk};
+use crate::status::{BatchDoc, Job};
+use crate::translate::{self, MapHeader, MapLine, MapRejection, Sink, Translator, MAP_VERSION};
+
+/// An S3 event notification, as much of it as submit reads. Parsed leniently: S3 and EventBridge
+/// deliveries differ in fields we do not need.
+#[derive(Debug, Deserialize)]
+pub struct S3Notification {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<S3Record>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct S3Record {
+    #[serde(rename = "eventName", default)]
+    pub event_name: Option<String>,
+    pub s3: S3Entity,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct S3Entity {
+    pub bucket: S3Bucket,
+    pub object: S3Object,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct S3Bucket {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct S3Object {
+    pub key: String,
+    #[serde(rename = "versionId", default)]
+    pub version_id: Option<String>,
+    #[serde(rename = "eTag", default)]
+    pub e_tag: Option<String>,
+    #[serde(default)]
+    pub sequencer: Option<String>,
+}
+
+/// What submit did with one S3 record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Submitted {
+    /// A new batch (or a duplicate event that arrived before the first finished: same batch id).
+    Started {
+        batch_id: String,
+        jobs: usize,
+        accepted: u64,
+        rejected: u64,
+    },
+    /// The batch of this object version exists already: nothing was done again.
+    Duplicate { batch_id: String },
+    /// Not a file for batchdrop (outside `inbox/`, not `.jsonl`).
+    Ignored { key: String, why: String },
+}
+
+/// The execution's input: the batch id, and the first wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionInput {
+    pub batch_id: String,
+    pub wait_seconds: u64,
+}
+
+/// S3 event keys are URL-encoded, with `+` for spaces.
+pub fn decode_key(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Handles every record of an S3 event.
+pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>, StepError> {
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        outcomes.push(submit_object(deps, &record).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {
+    let bucket = &record.s3.bucket.name;
+    let key = decode_key(&record.s3.object.key);
+    if !key.starts_with(layout::INBOX_PREFIX) || !key.ends_with(layout::INBOX_SUFFIX) {
+        return Ok(Submitted::Ignored {
+            key,
+            why: format!(
+                "only {}…{} objects are batches",
+                layout::INBOX_PREFIX,
+                layout::INBOX_SUFFIX
+            ),
+        });
+    }
+    let version = record
+        .s3
+        .object
+        .version_id
+        .as_deref()
+        .or(record.s3.object.e_tag.as_deref())
+        .or(record.s3.object.sequencer.as_deref())
+        .unwrap_or("unversioned");
+    let batch_id = layout::batch_id(bucket, &key, version);
+    let config = &deps.config;
+
+    // A duplicate event: the first delivery got as far as starting the execution.
+    let batch_key = layout::results_key(&batch_id, "batch.json");
+    if s3::exists(&deps.s3, &config.output_bucket, &batch_key).await? {
+        if let Ok(doc) = load_batch(deps, &batch_id).await {
+            if doc.bedrock.execution_arn.is_some() {
+                tracing::info!(%batch_id, %key, "duplicate event: the batch exists already");
+                return Ok(Submitted::Duplicate { batch_id });
+            }
+        }
+    }
+
+    let dir = scratch_dir(config, &batch_id, "submit")?;
+    let input = dir.join("input.jsonl");
+    s3::download(&deps.s3, bucket, &key, record.s3.object.version_id.as_deref(), &input).await?;
+
+    let (batch_model, model_note) = folder_model(&key, &config.default_model);
+    let mut translator = Translator::new(config.policy.clone(), batch_model);
+    let mut sink = LocalSink::new(&dir)?;
+    let report = translate::translate(
+        BufReader::new(File::open(&input)?),
+        &mut translator,
+        &batch_id,
+        &mut sink,
+    )?;
+    let models = translator.models().to_vec();
+    let groups = sink.finish()?;
+
+    // Plan each model group; a group that cannot run has its lines rejected, each saying why.
+    let mut jobs = Vec::new();
+    let mut assignment: HashMap<String, GroupPlan> = HashMap::new();
+    for (g, model) in models.iter().enumerate() {
+        let Some(group) = groups.get(g).and_then(Option::as_ref) else {
+            continue;
+        };
+        match plan_group(&model.id, &group.sizes, &config.limits) {
+            Ok(chunks) => {
+                let first_job = jobs.len();
+                for chunk in &chunks {
+                    let index = jobs.len();
+                    jobs.push(Job::from_chunk(
+                        index,
+                        &model.id,
+                        chunk,
+                        (
+                            layout::job_name(&batch_id, index),
+                            layout::client_request_token(&batch_id, index),
+                        ),
+                        (
+                            layout::s3_uri(&config.input_bucket, &layout::job_input_key(&batch_id, index)),
+                            layout::s3_uri(&config.output_bucket, &layout::bedrock_output_prefix(&batch_id)),
+                        ),
+                    ));
+                }
+                assignment.insert(
+                    model.id.clone(),
+                    GroupPlan::Jobs {
+                        first_job,
+                        chunks,
+                        seen: 0,
+                    },
+                );
+            }
+            Err(why) => {
+                assignment.insert(model.id.clone(), GroupPlan::Rejected(why.to_string()));
+            }
+        }
+    }
+
+    // The final record map, with each record's job, uploaded before any job can start.
+    let map_path = dir.join("record-map.jsonl");
+    let below_minimum = rewrite_map(&sink.map_path, &map_path, &mut assignment)?;
+    s3::upload(
+        &deps.s3,
+        &config.input_bucket,
+        &layout::record_map_key(&batch_id),
+        &map_path,
+        "application/jsonl",
+    )
+    .await?;
+
+    // One Bedrock input file per job, cut from the model's local file.
+    for (g, model) in models.iter().enumerate() {
+        let (Some(group), Some(GroupPlan::Jobs { first_job, chunks, .. })) =
+            (groups.get(g).and_then(Option::as_ref), assignment.get(&model.id))
+        else {
+            continue;
+        };
+        let mut records = Lines::new(BufReader::new(File::open(&group.path)?));
+        for (i, chunk) in chunks.iter().enumerate() {
+            let index = first_job + i;
+            let path = dir.join(format!("job-{index}.jsonl"));
+            let mut out = BufWriter::new(File::create(&path)?);
+            for _ in 0..chunk.records {
+                let Some((_, line)) = records.next_line()? else {
+                    return Err(StepError::Fatal(format!(
+                        "{}: fewer records than planned",
+                        group.path.display()
+                    )));
+                };
+                out.write_all(line)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            drop(out);
+            let key = layout::job_input_key(&batch_id, index);
+            s3::upload(&deps.s3, &config.input_bucket, &key, &path, "application/jsonl").await?;
+            std::fs::remove_file(&path)?;
+        }
+    }
+
+    let mut doc = BatchDoc::new(
+        &batch_id,
+        &layout::s3_uri(bucket, &key),
+        now(),
+        config.job_timeout_hours,
+    );
+    doc.model = Some(config.default_model.id.clone()).filter(|_| model_note.is_none());
+    if let Some(note) = &model_note {
+        doc.add_error("unsupported_model", note);
+    }
+    doc.metadata.insert("source_key".into(), key.clone());
+    doc.metadata.insert("source_version".into(), version.to_string());
+    doc.request_counts.total = report.lines;
+    doc.request_counts.failed = report.rejected + below_minimum;
+    doc.bedrock.rejected = report.rejected + below_minimum;
+    for (g, model) in models.iter().enumerate() {
+        if let Some(GroupPlan::Rejected(why)) = assignment.get(&model.id) {
+            if groups.get(g).is_some_and(Option::is_some) {
+                doc.add_error(Reason::BelowMinimum.as_str(), why);
+            }
+        }
+    }
+    doc.bedrock.jobs = jobs;
+    super::check::create_queued_jobs(deps, &mut doc).await?;
+    doc.set_status(doc.running_status(), now());
+    save_batch(deps, &doc).await?;
+
+    let execution_arn = start_execution(deps, &batch_id).await?;
+    doc.bedrock.execution_arn = execution_arn;
+    save_batch(deps, &doc).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    tracing::info!(%batch_id, jobs = doc.bedrock.jobs.len(), accepted = report.accepted, rejected = doc.bedrock.rejected, "batch submitted");
+    Ok(Submitted::Started {
+        batch_id,
+        jobs: doc.bedrock.jobs.len(),
+        accepted: report.accepted - below_minimum,
+        rejected: doc.bedrock.rejected,
+    })
+}
+
+/// DESIGN.md "Model choice": the folder names the batch model when it names a Bedrock model. A folder
+/// naming a model batchdrop cannot use leaves the batch without a model (each line says so) rather than
+/// silently running another one.
+fn folder_model(key: &str, default: &BedrockModel) -> (Option<BedrockModel>, Option<String>) {
+    match layout::folder_model(key).map(model::classify) {
+        Some(ModelName::Supported(m)) => (Some(m), None),
+        Some(ModelName::Unsupported(why)) => (
+            None,
+            Some(format!("the folder names a model batchdrop cannot use: {why}")),
+        ),
+        Some(ModelName::Foreign) | None => (Some(default.clone()), None),
+    }
+}
+
+async fn start_execution(deps: &Deps, batch_id: &str) -> Result<Option<String>, StepError> {
+    let Some(arn) = &deps.config.state_machine_arn else {
+        return Err(StepError::Fatal("STATE_MACHINE_ARN is not set".into()));
+    };
+    let input = serde_json::to_string(&ExecutionInput {
+        batch_id: batch_id.to_string(),
+        wait_seconds: deps.config.backoff.wait(0),
+    })?;
+    // Named after the batch: a second start of the same batch is refused, never run twice (OFFLINE.md:
+    // without a name, moto names every execution "None").
+    match deps
+        .sfn
+        .start_execution()
+        .state_machine_arn(arn)
+        .name(batch_id)
+        .input(input)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(out.execution_arn().to_string())),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(StartExecutionError::ExecutionAlreadyExists(_))
+            ) =>
+        {
+            Ok(Some(format!(
+                "{}:{batch_id}",
+                arn.replace(":stateMachine:", ":execution:")
+            )))
+        }
+        Err(e) => Err(aws_error("StartExecution", e)),
+    }
+}
+
+/// Where a model group's records go.
+enum GroupPlan {
+    Jobs {
+        first_job: usize,
+        chunks: Vec<Chunk>,
+        seen: usize,
+    },
+    Rejected(String),
+}
+
+/// One model group's records on local disk, and each record's size (for planning).
+struct Group {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+    sizes: Vec<u64>,
+}
+
+/// Translation output on local disk: Lambda's ephemeral storage holds what memory must not.
+struct LocalSink {
+    dir: PathBuf,
+    groups: Vec<Option<Group>>,
+    map_path: PathBuf,
+    map: BufWriter<File>,
+}
+
+impl LocalSink {
+    fn new(dir: &Path) -> io::Result<Self> {
+        let map_path = dir.join("record-map.raw.jsonl");
+        Ok(LocalSink {
+            dir: dir.to_path_buf(),
+            groups: Vec::new(),
+            map: BufWriter::new(File::create(&map_path)?),
+            map_path,
+        })
+    }
+
+    fn finish(&mut self) -> io::Result<Vec<Option<Group>>> {
+        self.map.flush()?;
+        let mut groups = std::mem::take(&mut self.groups);
+        for g in groups.iter_mut().flatten() {
+            if let Some(mut w) = g.writer.take() {
+                w.flush()?;
+            }
+        }
+        Ok(groups)
+    }
+}
+
+impl Sink for LocalSink {
+    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8]) -> io::Result<()> {
+        if self.groups.len() <= group {
+            self.groups.resize_with(group + 1, || None);
+        }
+        if self.groups[group].is_none() {
+            let path = self.dir.join(format!("group-{group}.jsonl"));
+            self.groups[group] = Some(Group {
+                writer: Some(BufWriter::new(File::create(&path)?)),
+                path,
+                sizes: Vec::new(),
+            });
+        }
+        if let Some(g) = &mut self.groups[group] {
+            g.sizes.push(record.len() as u64);
+            if let Some(w) = &mut g.writer {
+                w.write_all(record)?;
+            }
+        }
+        Ok(())
+    }
+    fn map_entry(&mut self, entry: &[u8]) -> io::Result<()> {
+        self.map.write_all(entry)
+    }
+    fn rejected(&mut self, _: &[u8], _: &LineError) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies the record map, giving each accepted record its job, and turning the records of a group that
+/// cannot run into rejections. Returns how many records were rejected that way.
+fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -> Result<u64, StepError> {
+    let mut lines = Lines::new(BufReader::new(File::open(from)?));
+    let mut out = BufWriter::new(File::create(to)?);
+    let mut rejected = 0;
+    let Some((_, header)) = lines.next_line()? else {
+        return Err(StepError::Fatal("the record map has no header".into()));
+    };
+    let header: MapHeader = serde_json::from_slice(header)?;
+    debug_assert_eq!(header.batchdrop_record_map, MAP_VERSION);
+    serde_json::to_writer(&mut out, &header)?;
+    out.write_all(b"\n")?;
+    while let Some((_, line)) = lines.next_line()? {
+        let mut entry: MapLine = serde_json::from_slice(line)?;
+        if let Some(model) = entry.model.as_deref() {
+            match plans.get_mut(model) {
+                Some(GroupPlan::Jobs {
+                    first_job,
+                    chunks,
+                    seen,
+                }) => {
+                    let mut start = 0;
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        if *seen < start + chunk.records {
+                            entry.job = Some(*first_job + i);
+                            break;
+                        }
+                        start += chunk.records;
+                    }
+                    *seen += 1;
+                }
+                Some(GroupPlan::Rejected(why)) => {
+                    rejected += 1;
+                    let message = match entry.custom_id.as_deref() {
+                        Some(id) => format!("line {}, custom_id {}: {why}", entry.line, serde_json::Value::from(id)),
+                        None => format!("line {}: {why}", entry.line),
+                    };
+                    entry.record_id = None;
+                    entry.model = None;
+                    entry.rejected = Some(MapRejection {
+                        code: Cow::Borrowed(Reason::BelowMinimum.as_str()),
+                        param: None,
+                        message: Cow::Owned(message),
+                    });
+                }
+                None => {
+                    return Err(StepError::Fatal(format!(
+                        "record map line {}: model {model} was not planned",
+                        entry.line
+                    )))
+                }
+            }
+        }
+        serde_json::to_writer(&mut out, &entry)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(rejected)
+}
