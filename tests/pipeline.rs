@@ -1,0 +1,854 @@
+//! The pipeline steps against mocked AWS SDK clients (aws-smithy-mocks): an in-memory S3 built from mock
+//! rules, a scripted Bedrock, and a Step Functions that remembers executions. These test each step's
+//! decisions; the end-to-end tests on the local stack test the wire.
+//!
+//! - `happy_path_*`: submit → polls → finalize for one model, the files and batch.json at each step.
+//! - `every_bedrock_status_*`: SPEC §4.6 mapping through check-jobs and finalize, missing-record codes.
+//! - `quota_*`, `throttling_*`, `concurrency_*`: jobs stay queued and are created later.
+//! - `duplicate_event_*`, `cancel_*`, `all_invalid_*`, `multi_model_*`, `below_minimum_*`, `balanced_*`,
+//!   `failure_mode_*`, `config_*`.
+#![cfg(feature = "aws")]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_bedrock::operation::create_model_invocation_job::{
+    CreateModelInvocationJobError, CreateModelInvocationJobOutput,
+};
+use aws_sdk_bedrock::operation::get_model_invocation_job::GetModelInvocationJobOutput;
+use aws_sdk_bedrock::operation::stop_model_invocation_job::StopModelInvocationJobOutput;
+use aws_sdk_bedrock::types::error::{ServiceQuotaExceededException, ThrottlingException};
+use aws_sdk_bedrock::types::{
+    ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig, ModelInvocationJobS3InputDataConfig,
+    ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus,
+};
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::error::{NoSuchKey, NotFound};
+use aws_sdk_s3::types::Object;
+use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
+use aws_sdk_sfn::types::error::ExecutionAlreadyExists;
+use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
+use batchdrop::pipeline::check::{self, CheckInput};
+use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
+use batchdrop::pipeline::submit::{self, S3Notification, Submitted};
+use batchdrop::pipeline::{Config, Deps};
+use batchdrop::status::{BatchDoc, BatchStatus};
+use serde_json::{json, Value};
+
+const IN: &str = "in-bucket";
+const OUT: &str = "out-bucket";
+const CLAUDE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+const NOVA: &str = "us.amazon.nova-lite-v1:0";
+const STATE_MACHINE: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:batchdrop";
+
+type Objects = Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>;
+
+/// One Bedrock job as the fake knows it.
+#[derive(Debug, Clone)]
+struct FakeJob {
+    arn: String,
+    token: String,
+    name: String,
+    model: String,
+    input_uri: String,
+    status: String,
+}
+
+#[derive(Default)]
+struct BedrockState {
+    jobs: Vec<FakeJob>,
+    /// Errors the next creates return, in order: "quota", "throttle", "validation".
+    create_errors: Vec<&'static str>,
+    stops: Vec<String>,
+}
+
+struct World {
+    objects: Objects,
+    bedrock: Arc<Mutex<BedrockState>>,
+    executions: Arc<Mutex<Vec<(String, String)>>>,
+    deps: Deps,
+    work: tempfile::TempDir,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
+    let (o1, o2, o3, o4) = (objects.clone(), objects.clone(), objects.clone(), objects.clone());
+    let put = mock!(aws_sdk_s3::Client::put_object).then_compute_output(move |req| {
+        let body = req.body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
+        lock(&o1).insert(
+            (
+                req.bucket().unwrap_or("").to_string(),
+                req.key().unwrap_or("").to_string(),
+            ),
+            body,
+        );
+        PutObjectOutput::builder().build()
+    });
+    let get = mock!(aws_sdk_s3::Client::get_object).then_compute_response(move |req| {
+        let key = (
+            req.bucket().unwrap_or("").to_string(),
+            req.key().unwrap_or("").to_string(),
+        );
+        match lock(&o2).get(&key) {
+            Some(body) => MockResponse::Output(GetObjectOutput::builder().body(ByteStream::from(body.clone())).build()),
+            None => MockResponse::Error(GetObjectError::NoSuchKey(NoSuchKey::builder().build())),
+        }
+    });
+    let head = mock!(aws_sdk_s3::Client::head_object).then_compute_response(move |req| {
+        let key = (
+            req.bucket().unwrap_or("").to_string(),
+            req.key().unwrap_or("").to_string(),
+        );
+        if lock(&o3).contains_key(&key) {
+            MockResponse::Output(HeadObjectOutput::builder().build())
+        } else {
+            MockResponse::Error(HeadObjectError::NotFound(NotFound::builder().build()))
+        }
+    });
+    let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_compute_output(move |req| {
+        let (bucket, prefix) = (req.bucket().unwrap_or(""), req.prefix().unwrap_or(""));
+        let contents = lock(&o4)
+            .keys()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| Object::builder().key(k).build())
+            .collect();
+        ListObjectsV2Output::builder()
+            .set_contents(Some(contents))
+            .is_truncated(false)
+            .build()
+    });
+    mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put, &get, &head, &list])
+}
+
+fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
+    let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+    let create = mock!(aws_sdk_bedrock::Client::create_model_invocation_job).then_compute_response(move |req| {
+        let mut st = lock(&s1);
+        if !st.create_errors.is_empty() {
+            let kind = st.create_errors.remove(0);
+            return MockResponse::Error(match kind {
+                "quota" => CreateModelInvocationJobError::ServiceQuotaExceededException(
+                    ServiceQuotaExceededException::builder().message("quota").build(),
+                ),
+                "throttle" => CreateModelInvocationJobError::ThrottlingException(
+                    ThrottlingException::builder().message("slow down").build(),
+                ),
+                _ => CreateModelInvocationJobError::ValidationException(
+                    aws_sdk_bedrock::types::error::ValidationException::builder()
+                        .message("bad request")
+                        .build(),
+                ),
+            });
+        }
+        let token = req.client_request_token().unwrap_or("").to_string();
+        // SPEC §1.6: the same token returns the first job.
+        if let Some(j) = st.jobs.iter().find(|j| j.token == token) {
+            return MockResponse::Output(
+                CreateModelInvocationJobOutput::builder()
+                    .job_arn(&j.arn)
+                    .build()
+                    .expect("arn"),
+            );
+        }
+        let input_uri = match req.input_data_config() {
+            Some(ModelInvocationJobInputDataConfig::S3InputDataConfig(c)) => c.s3_uri().to_string(),
+            _ => String::new(),
+        };
+        let arn = format!(
+            "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/job{:08}",
+            st.jobs.len()
+        );
+        st.jobs.push(FakeJob {
+            arn: arn.clone(),
+            token,
+            name: req.job_name().unwrap_or("").to_string(),
+            model: req.model_id().unwrap_or("").to_string(),
+            input_uri,
+            status: "Submitted".into(),
+        });
+        MockResponse::Output(
+            CreateModelInvocationJobOutput::builder()
+                .job_arn(arn)
+                .build()
+                .expect("arn"),
+        )
+    });
+    let get = mock!(aws_sdk_bedrock::Client::get_model_invocation_job).then_compute_output(move |req| {
+        let st = lock(&s2);
+        let id = req.job_identifier().unwrap_or("");
+        let job = st.jobs.iter().find(|j| j.arn == id).cloned().expect("known job");
+        GetModelInvocationJobOutput::builder()
+            .job_arn(&job.arn)
+            .job_name(&job.name)
+            .model_id(&job.model)
+            .role_arn("arn:aws:iam::123456789012:role/bedrock")
+            .status(ModelInvocationJobStatus::from(job.status.as_str()))
+            .set_message(Some("the job's message".to_string()).filter(|_| job.status == "Failed"))
+            .submit_time(aws_smithy_types::DateTime::from_secs(0))
+            .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(
+                ModelInvocationJobS3InputDataConfig::builder()
+                    .s3_uri(&job.input_uri)
+                    .build()
+                    .expect("uri"),
+            ))
+            .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(
+                ModelInvocationJobS3OutputDataConfig::builder()
+                    .s3_uri("s3://out-bucket/bedrock/")
+                    .build()
+                    .expect("uri"),
+            ))
+            .build()
+            .expect("get output")
+    });
+    let stop = mock!(aws_sdk_bedrock::Client::stop_model_invocation_job).then_compute_output(move |req| {
+        let mut st = lock(&s3);
+        let id = req.job_identifier().unwrap_or("").to_string();
+        st.stops.push(id.clone());
+        if let Some(j) = st.jobs.iter_mut().find(|j| j.arn == id) {
+            j.status = "Stopping".into();
+        }
+        StopModelInvocationJobOutput::builder().build()
+    });
+    mock_client!(aws_sdk_bedrock, RuleMode::MatchAny, [&create, &get, &stop])
+}
+
+fn fake_sfn(executions: &Arc<Mutex<Vec<(String, String)>>>) -> aws_sdk_sfn::Client {
+    let e = executions.clone();
+    let start = mock!(aws_sdk_sfn::Client::start_execution).then_compute_response(move |req| {
+        let mut ex = lock(&e);
+        let name = req.name().unwrap_or("None").to_string();
+        if ex.iter().any(|(n, _)| *n == name) {
+            return MockResponse::Error(StartExecutionError::ExecutionAlreadyExists(
+                ExecutionAlreadyExists::builder().build(),
+            ));
+        }
+        ex.push((name.clone(), req.input().unwrap_or("").to_string()));
+        MockResponse::Output(
+            StartExecutionOutput::builder()
+                .execution_arn(format!(
+                    "arn:aws:states:us-east-1:123456789012:execution:batchdrop:{name}"
+                ))
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+                .expect("start output"),
+        )
+    });
+    mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start])
+}
+
+fn world_with(vars: &[(&str, &str)]) -> World {
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut env: BTreeMap<String, String> = [
+        ("INPUT_BUCKET", IN),
+        ("OUTPUT_BUCKET", OUT),
+        ("STATE_MACHINE_ARN", STATE_MACHINE),
+        ("BEDROCK_ROLE_ARN", "arn:aws:iam::123456789012:role/bedrock"),
+        ("DEFAULT_MODEL", CLAUDE),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.insert("WORK_DIR".into(), work.path().display().to_string());
+    for (k, v) in vars {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_vars(|name| env.get(name).cloned()).expect("config");
+    let objects: Objects = Arc::default();
+    let bedrock: Arc<Mutex<BedrockState>> = Arc::default();
+    let executions: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let deps = Deps {
+        s3: fake_s3(&objects),
+        bedrock: fake_bedrock(&bedrock),
+        sfn: fake_sfn(&executions),
+        config,
+    };
+    World {
+        objects,
+        bedrock,
+        executions,
+        deps,
+        work,
+    }
+}
+
+fn world() -> World {
+    world_with(&[])
+}
+
+fn chat(id: &str, extra: Value) -> String {
+    let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("question {id}")}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+}
+
+fn lines(n: usize, prefix: &str, extra: Value) -> Vec<String> {
+    (0..n).map(|i| chat(&format!("{prefix}{i}"), extra.clone())).collect()
+}
+
+impl World {
+    fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        lock(&self.objects).insert((bucket.to_string(), key.to_string()), body.to_vec());
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        lock(&self.objects).get(&(bucket.to_string(), key.to_string())).cloned()
+    }
+
+    fn jsonl(&self, bucket: &str, key: &str) -> Vec<Value> {
+        let body = self
+            .get(bucket, key)
+            .unwrap_or_else(|| panic!("s3://{bucket}/{key} missing"));
+        String::from_utf8(body)
+            .expect("utf-8")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    fn event(&self, key: &str) -> S3Notification {
+        let encoded = key.replace(' ', "+").replace(':', "%3A");
+        serde_json::from_value(json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+            "bucket": {"name": IN}, "object": {"key": encoded, "eTag": "abc123", "versionId": "v1"}}}]}))
+        .expect("event")
+    }
+
+    async fn upload_and_submit(&self, key: &str, lines: &[String]) -> Submitted {
+        self.put(IN, key, (lines.join("\n") + "\n").as_bytes());
+        let mut outcomes = submit::handle(&self.deps, self.event(key)).await.expect("submit");
+        assert_eq!(outcomes.len(), 1);
+        outcomes.remove(0)
+    }
+
+    fn doc(&self, batch_id: &str) -> BatchDoc {
+        let body = self
+            .get(OUT, &format!("results/{batch_id}/batch.json"))
+            .expect("batch.json");
+        serde_json::from_slice(&body).expect("batch doc")
+    }
+
+    fn set_status(&self, job: usize, status: &str) {
+        lock(&self.bedrock).jobs[job].status = status.to_string();
+    }
+
+    async fn check(&self, batch_id: &str) -> check::CheckOutput {
+        check::handle(
+            &self.deps,
+            CheckInput {
+                batch_id: batch_id.into(),
+            },
+        )
+        .await
+        .expect("check")
+    }
+
+    /// Writes Bedrock's output for a job as Bedrock does (SPEC §2.2): `<out>/<job-id>/<file>.out`,
+    /// answering every record but those in `skip`, in reverse order, with a manifest beside it.
+    fn bedrock_answers(&self, batch_id: &str, job: usize, skip: &[&str]) {
+        let fake = lock(&self.bedrock).jobs[job].clone();
+        let input_key = fake.input_uri.trim_start_matches(&format!("s3://{IN}/")).to_string();
+        let records = self.jsonl(IN, &input_key);
+        let job_id = fake.arn.rsplit('/').next().expect("job id").to_string();
+        let mut out = Vec::new();
+        for rec in records.iter().rev() {
+            let id = rec["recordId"].as_str().expect("recordId");
+            if skip.contains(&id) {
+                continue;
+            }
+            let output = if fake.model.contains("nova") {
+                json!({"output": {"message": {"role": "assistant", "content": [{"text": format!("answer {id}")}]}},
+                       "stopReason": "end_turn", "usage": {"inputTokens": 10, "outputTokens": 3, "totalTokens": 13}})
+            } else {
+                json!({"id": "msg", "type": "message", "role": "assistant", "content": [{"type": "text", "text": format!("answer {id}")}],
+                       "stop_reason": "end_turn", "usage": {"input_tokens": 10, "output_tokens": 3}})
+            };
+            out.push(json!({"recordId": id, "modelInput": rec["modelInput"], "modelOutput": output}).to_string());
+        }
+        let file = input_key.rsplit('/').next().expect("file name");
+        self.put(
+            OUT,
+            &format!("bedrock/{batch_id}/{job_id}/{file}.out"),
+            out.join("\n").as_bytes(),
+        );
+        self.put(
+            OUT,
+            &format!("bedrock/{batch_id}/{job_id}/manifest.json.out"),
+            b"{\"totalRecordCount\":1}",
+        );
+    }
+
+    async fn finalize(&self, batch_id: &str, failure: Option<Failure>) -> batchdrop::status::EventDetail {
+        finalize::handle(
+            &self.deps,
+            FinalizeInput {
+                batch_id: batch_id.into(),
+                failure,
+            },
+        )
+        .await
+        .expect("finalize")
+    }
+}
+
+fn started(outcome: &Submitted) -> (String, usize) {
+    match outcome {
+        Submitted::Started { batch_id, jobs, .. } => (batch_id.clone(), *jobs),
+        other => panic!("not started: {other:?}"),
+    }
+}
+
+fn custom_ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn happy_path_one_model_end_to_end() {
+    let w = world();
+    let input = lines(150, "r", json!({"max_tokens": 20}));
+    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/My Batch.jsonl", &input).await);
+    assert_eq!(jobs, 1);
+    assert!(batch_id.starts_with("my-batch-"));
+
+    // Staging: the Bedrock input file and the record map; one job created with our names.
+    let staged = w.jsonl(IN, &format!("staging/{batch_id}/job-0.jsonl"));
+    assert_eq!(staged.len(), 150);
+    assert_eq!(staged[0]["recordId"], "R0000000001");
+    assert_eq!(staged[0]["modelInput"]["anthropic_version"], "bedrock-2023-05-31");
+    let map = w.jsonl(IN, &format!("staging/{batch_id}/record-map.jsonl"));
+    assert_eq!(map.len(), 151);
+    assert_eq!(map[1]["job"], 0);
+    let fake = lock(&w.bedrock).jobs.clone();
+    assert_eq!(fake.len(), 1);
+    assert_eq!(fake[0].name, format!("{batch_id}-job0"));
+    assert_eq!(fake[0].token, format!("{batch_id}-0"));
+    assert_eq!(fake[0].model, CLAUDE);
+    assert_eq!(fake[0].input_uri, format!("s3://{IN}/staging/{batch_id}/job-0.jsonl"));
+
+    // batch.json and the execution, named after the batch.
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.status, BatchStatus::Validating);
+    assert_eq!(doc.request_counts.total, 150);
+    assert_eq!(doc.input_file_id, format!("s3://{IN}/inbox/My Batch.jsonl"));
+    let executions = lock(&w.executions).clone();
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].0, batch_id);
+    let input: Value = serde_json::from_str(&executions[0].1).expect("execution input");
+    assert_eq!(input, json!({"batch_id": batch_id, "wait_seconds": 60}));
+
+    // Polls with backoff until the job completes.
+    w.set_status(0, "InProgress");
+    let c = w.check(&batch_id).await;
+    assert_eq!((c.all_done, c.wait_seconds), (false, 60));
+    assert_eq!(w.doc(&batch_id).status, BatchStatus::InProgress);
+    let c = w.check(&batch_id).await;
+    assert_eq!((c.all_done, c.wait_seconds), (false, 90));
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    let c = w.check(&batch_id).await;
+    assert_eq!((c.all_done, c.wait_seconds), (true, 135));
+
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Completed);
+    assert_eq!(
+        (
+            detail.request_counts.total,
+            detail.request_counts.completed,
+            detail.request_counts.failed
+        ),
+        (150, 150, 0)
+    );
+    assert_eq!(detail.usage.input_tokens, 1500);
+    assert_eq!(
+        detail.output_file,
+        format!("s3://{OUT}/results/{batch_id}/output.jsonl")
+    );
+    let output = w.jsonl(OUT, &format!("results/{batch_id}/output.jsonl"));
+    let expected: Vec<String> = (0..150).map(|i| format!("r{i}")).collect();
+    assert_eq!(
+        custom_ids(&output),
+        expected,
+        "input order, although Bedrock answered in reverse"
+    );
+    assert_eq!(
+        output[0]["response"]["body"]["choices"][0]["message"]["content"],
+        "answer R0000000001"
+    );
+    assert!(w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl")).is_empty());
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.status, BatchStatus::Completed);
+    assert!(doc.completed_at.is_some() && doc.finalizing_at.is_some());
+    assert_eq!(doc.usage.map(|u| u.output_tokens), Some(450));
+}
+
+#[tokio::test]
+async fn every_bedrock_status_maps_and_decides_missing_records() {
+    for (status, openai, missing_code) in [
+        ("Completed", BatchStatus::Completed, "batch_failed"),
+        ("PartiallyCompleted", BatchStatus::Expired, "batch_expired"),
+        ("Expired", BatchStatus::Expired, "batch_expired"),
+        ("Stopped", BatchStatus::Cancelled, "batch_cancelled"),
+        ("Failed", BatchStatus::Failed, "batch_failed"),
+    ] {
+        let w = world();
+        let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(120, "r", json!({}))).await);
+        for (running, running_openai) in [
+            ("Submitted", BatchStatus::Validating),
+            ("Validating", BatchStatus::Validating),
+            ("Scheduled", BatchStatus::InProgress),
+            ("InProgress", BatchStatus::InProgress),
+            ("Stopping", BatchStatus::InProgress),
+        ] {
+            w.set_status(0, running);
+            assert!(!w.check(&batch_id).await.all_done, "{running}");
+            assert_eq!(w.doc(&batch_id).status, running_openai, "{running}");
+            assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, running);
+        }
+        w.set_status(0, status);
+        if status != "Expired" && status != "Failed" {
+            w.bedrock_answers(&batch_id, 0, &["R0000000003", "R0000000077"]);
+        }
+        assert!(w.check(&batch_id).await.all_done, "{status}");
+        let detail = w.finalize(&batch_id, None).await;
+        assert_eq!(detail.status, openai, "{status}");
+        let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+        let output = w.jsonl(OUT, &format!("results/{batch_id}/output.jsonl"));
+        assert_eq!(output.len() + errors.len(), 120, "{status}: every line in one place");
+        assert!(
+            errors.iter().all(|e| e["error"]["code"] == missing_code),
+            "{status}: {errors:?}"
+        );
+        if status == "Failed" {
+            assert_eq!(
+                w.doc(&batch_id).errors.map(|e| e.data[0].message.clone()),
+                Some("job 0 (us.anthropic.claude-3-5-haiku-20241022-v1:0): the job's message".to_string())
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn quota_exceeded_on_create_leaves_the_job_queued() {
+    let w = world();
+    lock(&w.bedrock).create_errors = vec!["quota"];
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.bedrock.jobs[0].status, "Queued");
+    assert_eq!(doc.bedrock.jobs[0].job_arn, None);
+    assert_eq!(doc.status, BatchStatus::Validating);
+    assert!(lock(&w.bedrock).jobs.is_empty());
+    // The next poll creates it.
+    let c = w.check(&batch_id).await;
+    assert!(!c.all_done);
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, "Submitted");
+}
+
+#[tokio::test]
+async fn throttling_on_create_leaves_the_job_queued() {
+    let w = world();
+    // Enough throttles to outlast the SDK's own retries.
+    lock(&w.bedrock).create_errors = vec!["throttle"; 5];
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, "Queued");
+    lock(&w.bedrock).create_errors.clear();
+    w.check(&batch_id).await;
+    assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, "Submitted");
+}
+
+#[tokio::test]
+async fn a_refused_job_fails_and_its_records_become_errors() {
+    let w = world();
+    lock(&w.bedrock).create_errors = vec!["validation"];
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.bedrock.jobs[0].status, "Failed");
+    assert!(doc.bedrock.jobs[0]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("ValidationException")));
+    assert!(w.check(&batch_id).await.all_done);
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Failed);
+    assert_eq!(w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl")).len(), 100);
+}
+
+#[tokio::test]
+async fn concurrency_limit_queues_jobs_until_a_slot_frees() {
+    let w = world_with(&[
+        ("MAX_CONCURRENT_JOBS", "1"),
+        ("MAX_RECORDS_PER_JOB", "100"),
+        ("MIN_RECORDS_PER_JOB", "10"),
+    ]);
+    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(200, "r", json!({}))).await);
+    assert_eq!(jobs, 2);
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    w.set_status(0, "InProgress");
+    w.check(&batch_id).await;
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1, "still one running");
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    let c = w.check(&batch_id).await;
+    assert!(!c.all_done);
+    assert_eq!(
+        lock(&w.bedrock).jobs.len(),
+        2,
+        "the queued job starts when the first ends"
+    );
+    w.set_status(1, "Completed");
+    w.bedrock_answers(&batch_id, 1, &[]);
+    assert!(w.check(&batch_id).await.all_done);
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.request_counts.completed, 200);
+    assert_eq!(detail.bedrock_job_arns.len(), 2);
+    let output = w.jsonl(OUT, &format!("results/{batch_id}/output.jsonl"));
+    let expected: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    assert_eq!(custom_ids(&output), expected);
+}
+
+#[tokio::test]
+async fn balanced_jobs_when_a_file_exceeds_the_job_limit() {
+    let w = world_with(&[("MAX_RECORDS_PER_JOB", "100"), ("MIN_RECORDS_PER_JOB", "10")]);
+    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(250, "r", json!({}))).await);
+    assert_eq!(jobs, 3);
+    let sizes: Vec<usize> = (0..3)
+        .map(|j| w.jsonl(IN, &format!("staging/{batch_id}/job-{j}.jsonl")).len())
+        .collect();
+    assert_eq!(sizes, vec![84, 83, 83]);
+    let doc = w.doc(&batch_id);
+    assert_eq!(
+        doc.bedrock.jobs.iter().map(|j| j.records).collect::<Vec<_>>(),
+        vec![84, 83, 83]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_event_makes_no_second_batch_job_or_execution() {
+    let w = world();
+    let input = lines(100, "r", json!({}));
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    let again = submit::handle(&w.deps, w.event("inbox/f.jsonl")).await.expect("submit");
+    assert_eq!(
+        again,
+        vec![Submitted::Duplicate {
+            batch_id: batch_id.clone()
+        }]
+    );
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    assert_eq!(lock(&w.executions).len(), 1);
+
+    // A duplicate that arrives before the first finished (no batch.json yet) reuses the same job and
+    // execution: deterministic token and execution name.
+    lock(&w.objects).remove(&(OUT.to_string(), format!("results/{batch_id}/batch.json")));
+    let raced = submit::handle(&w.deps, w.event("inbox/f.jsonl")).await.expect("submit");
+    assert!(matches!(&raced[0], Submitted::Started { batch_id: b, .. } if *b == batch_id));
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    assert_eq!(lock(&w.executions).len(), 1);
+    assert!(w.doc(&batch_id).bedrock.execution_arn.is_some());
+}
+
+#[tokio::test]
+async fn cancel_marker_stops_running_jobs_and_cancels_queued_ones() {
+    let w = world_with(&[
+        ("MAX_CONCURRENT_JOBS", "1"),
+        ("MAX_RECORDS_PER_JOB", "100"),
+        ("MIN_RECORDS_PER_JOB", "10"),
+    ]);
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(200, "r", json!({}))).await);
+    w.set_status(0, "InProgress");
+    w.put(IN, &format!("cancel/{batch_id}"), b"");
+    let c = w.check(&batch_id).await;
+    assert!(!c.all_done);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.status, BatchStatus::Cancelling);
+    assert_eq!(doc.bedrock.jobs[0].status, "Stopping");
+    assert_eq!(doc.bedrock.jobs[1].status, "Stopped");
+    assert_eq!(lock(&w.bedrock).stops.len(), 1);
+    w.set_status(0, "Stopped");
+    w.bedrock_answers(&batch_id, 0, &["R0000000010"]);
+    assert!(w.check(&batch_id).await.all_done);
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Cancelled);
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(errors.len(), 101);
+    assert!(errors.iter().all(|e| e["error"]["code"] == "batch_cancelled"));
+}
+
+#[tokio::test]
+async fn all_invalid_lines_make_a_failed_batch_with_every_line_reported() {
+    let w = world();
+    let input: Vec<String> = (0..5).map(|i| chat(&format!("bad{i}"), json!({"n": 2}))).collect();
+    let outcome = w.upload_and_submit("inbox/f.jsonl", &input).await;
+    let (batch_id, jobs) = started(&outcome);
+    assert_eq!(jobs, 0);
+    assert!(lock(&w.bedrock).jobs.is_empty());
+    assert_eq!(
+        lock(&w.executions).len(),
+        1,
+        "the execution still runs, to finalize and announce"
+    );
+    assert!(w.check(&batch_id).await.all_done);
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Failed);
+    assert_eq!(detail.request_counts.failed, 5);
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(custom_ids(&errors), ["bad0", "bad1", "bad2", "bad3", "bad4"]);
+    assert_eq!(errors[0]["response"]["body"]["error"]["code"], "unsupported_n");
+}
+
+#[tokio::test]
+async fn multi_model_file_runs_one_job_per_model() {
+    let w = world();
+    let mut input = Vec::new();
+    for i in 0..220 {
+        let model = if i % 2 == 0 { json!({}) } else { json!({"model": NOVA}) };
+        input.push(chat(&format!("r{i}"), model));
+    }
+    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    assert_eq!(jobs, 2);
+    let fake = lock(&w.bedrock).jobs.clone();
+    assert_eq!(
+        fake.iter().map(|j| j.model.as_str()).collect::<Vec<_>>(),
+        vec![CLAUDE, NOVA]
+    );
+    let nova_file = w.jsonl(IN, &format!("staging/{batch_id}/job-1.jsonl"));
+    assert_eq!(nova_file.len(), 110);
+    assert_eq!(nova_file[0]["modelInput"]["schemaVersion"], "messages-v1");
+    for j in 0..2 {
+        w.set_status(j, "Completed");
+        w.bedrock_answers(&batch_id, j, &[]);
+    }
+    assert!(w.check(&batch_id).await.all_done);
+    w.finalize(&batch_id, None).await;
+    let output = w.jsonl(OUT, &format!("results/{batch_id}/output.jsonl"));
+    assert_eq!(output.len(), 220);
+    assert_eq!(output[0]["response"]["body"]["model"], CLAUDE);
+    assert_eq!(output[1]["response"]["body"]["model"], NOVA);
+}
+
+#[tokio::test]
+async fn below_minimum_model_group_is_rejected_line_by_line() {
+    let w = world();
+    let mut input = lines(100, "c", json!({}));
+    input.extend(lines(7, "n", json!({"model": NOVA})));
+    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    assert_eq!(jobs, 1);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.bedrock.rejected, 7);
+    let message = &doc.errors.as_ref().expect("errors").data[0].message;
+    assert_eq!(
+        message,
+        "us.amazon.nova-lite-v1:0 needs at least 100 records per Bedrock batch job, and this file has 7 for it"
+    );
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    w.check(&batch_id).await;
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(
+        (detail.request_counts.completed, detail.request_counts.failed),
+        (100, 7)
+    );
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(errors.len(), 7);
+    assert_eq!(errors[0]["custom_id"], "n0");
+    assert_eq!(errors[0]["response"]["body"]["error"]["code"], "below_bedrock_minimum");
+    assert_eq!(
+        errors[0]["response"]["body"]["error"]["message"],
+        format!("line 101, custom_id \"n0\": {message}")
+    );
+}
+
+#[tokio::test]
+async fn folder_names_the_batch_model() {
+    let w = world();
+    let (batch_id, _) = started(
+        &w.upload_and_submit(&format!("inbox/{NOVA}/f.jsonl"), &lines(100, "r", json!({})))
+            .await,
+    );
+    assert_eq!(lock(&w.bedrock).jobs[0].model, NOVA);
+    assert!(batch_id.starts_with("f-"));
+}
+
+#[tokio::test]
+async fn failure_mode_accounts_for_every_line_and_stops_jobs() {
+    let w = world();
+    let mut input = lines(100, "r", json!({}));
+    input.push(chat("bad", json!({"stream": true})));
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    w.set_status(0, "InProgress");
+    w.check(&batch_id).await;
+    let failure = Failure {
+        error: "BatchdropFatalError".into(),
+        cause: "GetModelInvocationJob: AccessDeniedException: no".into(),
+    };
+    let detail = w.finalize(&batch_id, Some(failure)).await;
+    assert_eq!(detail.status, BatchStatus::Failed);
+    assert!(detail
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("AccessDeniedException")));
+    assert_eq!(lock(&w.bedrock).stops.len(), 1, "the running job is stopped");
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(errors.len(), 101);
+    assert_eq!(
+        errors.iter().filter(|e| e["error"]["code"] == "batch_failed").count(),
+        100
+    );
+    assert_eq!(w.doc(&batch_id).status, BatchStatus::Failed);
+}
+
+#[tokio::test]
+async fn non_inbox_keys_are_ignored() {
+    let w = world();
+    w.put(IN, "staging/x.jsonl", b"{}");
+    let out = submit::handle(&w.deps, w.event("staging/x.jsonl"))
+        .await
+        .expect("submit");
+    assert!(matches!(&out[0], Submitted::Ignored { .. }));
+    assert!(lock(&w.executions).is_empty());
+    drop(w.work);
+}
+
+#[test]
+fn config_rejects_bad_values_and_names_them() {
+    let base = |extra: (&str, &str)| {
+        let vars: BTreeMap<&str, &str> = [
+            ("INPUT_BUCKET", "a"),
+            ("OUTPUT_BUCKET", "b"),
+            ("BEDROCK_ROLE_ARN", "r"),
+            ("DEFAULT_MODEL", CLAUDE),
+            extra,
+        ]
+        .into_iter()
+        .collect();
+        Config::from_vars(|n| vars.get(n).map(|v| v.to_string())).map_err(|e| e.to_string())
+    };
+    assert!(base(("X", "")).is_ok());
+    assert_eq!(
+        base(("JOB_TIMEOUT_HOURS", "12")).err().as_deref(),
+        Some("configuration: JOB_TIMEOUT_HOURS=12 is outside 24-168 (SPEC §1.2)")
+    );
+    assert_eq!(
+        base(("MAX_CONCURRENT_JOBS", "many")).err().as_deref(),
+        Some("configuration: MAX_CONCURRENT_JOBS=many is not a valid number")
+    );
+    assert!(base(("DEFAULT_MODEL", "gpt-4o")).is_err());
+}
+
+#[test]
+fn s3_event_keys_are_url_decoded() {
+    assert_eq!(submit::decode_key("inbox/my+file%3A1.jsonl"), "inbox/my file:1.jsonl");
+    assert_eq!(submit::decode_key("inbox/caf%C3%A9.jsonl"), "inbox/café.jsonl");
+    assert_eq!(submit::decode_key("inbox/100%.jsonl"), "inbox/100%.jsonl");
+}
