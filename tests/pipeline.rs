@@ -22,10 +22,13 @@ use aws_sdk_bedrock::types::{
     ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig, ModelInvocationJobS3InputDataConfig,
     ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus,
 };
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::operation::upload_part::UploadPartOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::{NoSuchKey, NotFound};
 use aws_sdk_s3::types::Object;
@@ -56,6 +59,9 @@ struct FakeJob {
     model: String,
     input_uri: String,
     status: String,
+    kms_key: Option<String>,
+    timeout_hours: Option<i32>,
+    tags: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -124,7 +130,46 @@ fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
             .is_truncated(false)
             .build()
     });
-    mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put, &get, &head, &list])
+    let parts: Arc<Mutex<BTreeMap<(String, i32), Vec<u8>>>> = Arc::default();
+    let (p1, p2, o5) = (parts.clone(), parts.clone(), objects.clone());
+    let create = mock!(aws_sdk_s3::Client::create_multipart_upload).then_compute_output(|req| {
+        CreateMultipartUploadOutput::builder()
+            .upload_id(format!("upload-{}", req.key().unwrap_or("")))
+            .build()
+    });
+    let part = mock!(aws_sdk_s3::Client::upload_part).then_compute_output(move |req| {
+        let body = req.body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
+        let number = req.part_number().unwrap_or(0);
+        lock(&p1).insert((req.upload_id().unwrap_or("").to_string(), number), body);
+        UploadPartOutput::builder().e_tag(format!("etag-{number}")).build()
+    });
+    let complete = mock!(aws_sdk_s3::Client::complete_multipart_upload).then_compute_output(move |req| {
+        let upload = req.upload_id().unwrap_or("").to_string();
+        let mut whole = Vec::new();
+        let listed = req.multipart_upload().map(|m| m.parts()).unwrap_or_default();
+        for p in listed {
+            let number = p.part_number().unwrap_or(0);
+            assert_eq!(
+                p.e_tag(),
+                Some(format!("etag-{number}").as_str()),
+                "parts are completed with their ETags"
+            );
+            whole.extend(lock(&p2).remove(&(upload.clone(), number)).unwrap_or_default());
+        }
+        lock(&o5).insert(
+            (
+                req.bucket().unwrap_or("").to_string(),
+                req.key().unwrap_or("").to_string(),
+            ),
+            whole,
+        );
+        CompleteMultipartUploadOutput::builder().build()
+    });
+    mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&put, &get, &head, &list, &create, &part, &complete]
+    )
 }
 
 fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
@@ -172,6 +217,18 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
             model: req.model_id().unwrap_or("").to_string(),
             input_uri,
             status: "Submitted".into(),
+            kms_key: match req.output_data_config() {
+                Some(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(c)) => {
+                    c.s3_encryption_key_id().map(str::to_string)
+                }
+                _ => None,
+            },
+            timeout_hours: req.timeout_duration_in_hours(),
+            tags: req
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
         });
         MockResponse::Output(
             CreateModelInvocationJobOutput::builder()
@@ -191,6 +248,8 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
             .role_arn("arn:aws:iam::123456789012:role/bedrock")
             .status(ModelInvocationJobStatus::from(job.status.as_str()))
             .set_message(Some("the job's message".to_string()).filter(|_| job.status == "Failed"))
+            .success_record_count(7)
+            .error_record_count(1)
             .submit_time(aws_smithy_types::DateTime::from_secs(0))
             .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(
                 ModelInvocationJobS3InputDataConfig::builder()
@@ -435,6 +494,9 @@ async fn happy_path_one_model_end_to_end() {
     assert_eq!(fake[0].token, format!("{batch_id}-0"));
     assert_eq!(fake[0].model, CLAUDE);
     assert_eq!(fake[0].input_uri, format!("s3://{IN}/staging/{batch_id}/job-0.jsonl"));
+    assert_eq!(fake[0].timeout_hours, Some(24));
+    assert_eq!(fake[0].kms_key, None);
+    assert_eq!(fake[0].tags, vec![("batchdrop:batch-id".to_string(), batch_id.clone())]);
 
     // batch.json and the execution, named after the batch.
     let doc = w.doc(&batch_id);
@@ -451,7 +513,13 @@ async fn happy_path_one_model_end_to_end() {
     w.set_status(0, "InProgress");
     let c = w.check(&batch_id).await;
     assert_eq!((c.all_done, c.wait_seconds), (false, 60));
-    assert_eq!(w.doc(&batch_id).status, BatchStatus::InProgress);
+    let live = w.doc(&batch_id);
+    assert_eq!(live.status, BatchStatus::InProgress);
+    assert_eq!(
+        (live.request_counts.completed, live.request_counts.failed),
+        (7, 1),
+        "live counts from Bedrock"
+    );
     let c = w.check(&batch_id).await;
     assert_eq!((c.all_done, c.wait_seconds), (false, 90));
     w.set_status(0, "Completed");
@@ -806,6 +874,36 @@ async fn failure_mode_accounts_for_every_line_and_stops_jobs() {
         100
     );
     assert_eq!(w.doc(&batch_id).status, BatchStatus::Failed);
+}
+
+#[tokio::test]
+async fn large_files_go_up_in_multipart_uploads_with_the_kms_key_and_timeout() {
+    let w = world_with(&[("OUTPUT_KMS_KEY_ID", "alias/batchdrop"), ("JOB_TIMEOUT_HOURS", "72")]);
+    // About 12 MB of Bedrock input: more than one 8 MiB part.
+    let long = "word ".repeat(20_000);
+    let input: Vec<String> = (0..120)
+        .map(|i| {
+            chat(
+                &format!("r{i}"),
+                json!({"messages": [{"role": "user", "content": long}]}),
+            )
+        })
+        .collect();
+    let (batch_id, _) = started(&w.upload_and_submit("inbox/big.jsonl", &input).await);
+    let size = w
+        .get(IN, &format!("staging/{batch_id}/job-0.jsonl"))
+        .map_or(0, |b| b.len());
+    assert!(
+        size > batchdrop::pipeline::s3::PART_SIZE,
+        "{size} bytes: a multipart upload"
+    );
+    let staged = w.jsonl(IN, &format!("staging/{batch_id}/job-0.jsonl"));
+    assert_eq!(staged.len(), 120);
+    assert_eq!(staged[119]["recordId"], "R0000000120");
+    let fake = lock(&w.bedrock).jobs[0].clone();
+    assert_eq!(fake.kms_key.as_deref(), Some("alias/batchdrop"));
+    assert_eq!(fake.timeout_hours, Some(72));
+    assert_eq!(w.doc(&batch_id).completion_window, "72h");
 }
 
 #[tokio::test]
