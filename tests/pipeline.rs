@@ -49,6 +49,8 @@ const NOVA: &str = "us.amazon.nova-lite-v1:0";
 const STATE_MACHINE: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:batchdrop";
 
 type Objects = Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>;
+/// Uploaded parts by (upload id, part number).
+type Parts = Arc<Mutex<BTreeMap<(String, i32), Vec<u8>>>>;
 
 /// One Bedrock job as the fake knows it.
 #[derive(Debug, Clone)]
@@ -130,7 +132,7 @@ fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
             .is_truncated(false)
             .build()
     });
-    let parts: Arc<Mutex<BTreeMap<(String, i32), Vec<u8>>>> = Arc::default();
+    let parts: Parts = Arc::default();
     let (p1, p2, o5) = (parts.clone(), parts.clone(), objects.clone());
     let create = mock!(aws_sdk_s3::Client::create_multipart_upload).then_compute_output(|req| {
         CreateMultipartUploadOutput::builder()
