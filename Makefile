@@ -6,10 +6,25 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo test lint fmt build bench clean
+.PHONY: help demo test lint validate fmt build build-functions tools bench clean
+
+# Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt, Node ones in
+# node_modules/ from package-lock.json. A stamp file per folder makes a second run instant; editing the pins
+# reinstalls.
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTHON ?= python3
+# sam and cfn-lint run offline: a Region on the command line and dummy credentials, no telemetry.
+SAM_ENV := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_DEFAULT_REGION=us-east-1 \
+	AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
+# The three Lambda crates (folder = crate = binary) and where their bootstrap binaries go.
+FUNCTIONS := submit check-jobs finalize
+LAMBDA_DIR := target/lambda
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 demo: ## Validate and translate a sample batch with the CLI (the end-to-end demo arrives with the local stack)
 	$(CARGO) build --release --locked --quiet
@@ -24,18 +39,50 @@ demo: ## Validate and translate a sample batch with the CLI (the end-to-end demo
 	@echo
 	@echo "The end-to-end demo on a local S3, Step Functions and Bedrock emulator is not built yet."
 
-test: lint ## Run every test (lint first)
+test: lint validate ## Run every test (lint and the template checks first)
 	$(CARGO) test --workspace --all-targets --locked
 
 lint: ## Format check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+validate: tools ## Check the state machine and the SAM template (asl-validator, cfn-lint, sam validate, our own rules)
+	node_modules/.bin/asl-validator --json-path statemachine/batch.asl.json
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(SAM_ENV) $(VENV)/bin/sam validate -t infra/template.yaml --region us-east-1
+	$(SAM_ENV) $(VENV)/bin/sam validate --lint -t infra/template.yaml --region us-east-1
+	$(VENV)/bin/python infra/checks/sam_translate.py infra/template.yaml target/sam/template.json
+	$(VENV)/bin/cfn-lint target/sam/template.json
+	$(VENV)/bin/python infra/checks/check_asl.py statemachine/batch.asl.json infra/template.yaml
+
+tools: $(VENV_STAMP) $(NODE_STAMP) ## Install the Python and Node tools into .venv/ and node_modules/
+
+$(VENV_STAMP): infra/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-build: ## Build the release CLI
+build: build-functions ## Build the release CLI and the Lambda functions
 	$(CARGO) build --release --locked
+
+# cargo-lambda cross-compiles with zig, both from .venv/. The aarch64 standard library comes from rustup,
+# which cargo-lambda would otherwise add by itself; adding it first says so.
+build-functions: $(VENV_STAMP) ## Build the three Lambda functions for arm64 (target/lambda/<name>/bootstrap)
+	rustup target add $(LAMBDA_TARGET)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --locked \
+		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
+	@for f in $(FUNCTIONS); do \
+		machine=$$(od -An -tx1 -j18 -N2 $(LAMBDA_DIR)/$$f/bootstrap | tr -d ' \n'); \
+		if [ "$$machine" != b700 ]; then echo "$(LAMBDA_DIR)/$$f/bootstrap is not an arm64 ELF binary" >&2; exit 1; fi; \
+		echo "$(LAMBDA_DIR)/$$f/bootstrap: arm64, $$(stat -c %s $(LAMBDA_DIR)/$$f/bootstrap) bytes"; \
+	done
 
 bench: ## Translate and results throughput and peak memory on generated 75 MB and 200 MB files
 	$(CARGO) build --release --locked
