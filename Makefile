@@ -6,12 +6,15 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo test lint validate fmt build build-functions tools bench clean
+.PHONY: help demo stack-up stack-down e2e cli-demo test lint validate fmt build build-functions tools bench clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt, Node ones in
 # node_modules/ from package-lock.json. A stamp file per folder makes a second run instant; editing the pins
 # reinstalls.
 VENV := .venv
+# The local stack's own venv (moto, boto3, pytest, cargo-lambda), apart from the SAM tools' pins.
+LOCAL_VENV := .venv-local
+LOCAL_STAMP := $(LOCAL_VENV)/.installed
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTHON ?= python3
@@ -26,21 +29,27 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-demo: ## Validate and translate a sample batch with the CLI (the end-to-end demo arrives with the local stack)
-	$(CARGO) build --release --locked --quiet
-	@echo "== batchdrop validate: every line checked, nothing sent anywhere"
-	./target/release/batchdrop validate $(SAMPLE) --model $(DEMO_MODEL) || true
-	@echo
-	@echo "== batchdrop translate: Bedrock batch input for $(DEMO_MODEL)"
-	./target/release/batchdrop translate $(SAMPLE) --model $(DEMO_MODEL) --out $(DEMO_OUT)
-	@echo
-	@echo "== first Bedrock record"
-	@head -n 1 $(DEMO_OUT)/bedrock/*.jsonl
-	@echo
-	@echo "The end-to-end demo on a local S3, Step Functions and Bedrock emulator is not built yet."
+demo: $(LOCAL_STAMP) ## Run a sample batch end to end on the local stack and show the OpenAI results
+	$(LOCAL_VENV)/bin/python infra/local/demo.py
 
-test: lint validate ## Run every test (lint and the template checks first)
-	$(CARGO) test --workspace --all-targets --locked
+stack-up: $(LOCAL_STAMP) ## Start the local stack (moto, Bedrock emulator, functions) on 127.0.0.1
+	$(LOCAL_VENV)/bin/python infra/local/stack.py start
+
+stack-down: ## Stop the local stack's processes, by PID
+	@if [ -x $(LOCAL_VENV)/bin/python ]; then $(LOCAL_VENV)/bin/python infra/local/stack.py stop; fi
+
+e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here)
+	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(LOCAL_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/local/tests
+
+cli-demo: ## Validate and translate a sample batch with the CLI alone
+	$(CARGO) build --release --locked --quiet
+	./target/release/batchdrop validate $(SAMPLE) --model $(DEMO_MODEL) || true
+	./target/release/batchdrop translate $(SAMPLE) --model $(DEMO_MODEL) --out $(DEMO_OUT)
+	@head -n 1 $(DEMO_OUT)/bedrock/*.jsonl
+
+test: lint validate $(LOCAL_STAMP) ## Run every test: lint, template checks, unit and integration tests, end to end
+	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(CARGO) test --workspace --all-targets --locked
+	$(MAKE) --no-print-directory e2e
 
 lint: ## Format check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -55,11 +64,16 @@ validate: tools ## Check the state machine and the SAM template (asl-validator, 
 	$(VENV)/bin/cfn-lint target/sam/template.json
 	$(VENV)/bin/python infra/checks/check_asl.py statemachine/batch.asl.json infra/template.yaml
 
-tools: $(VENV_STAMP) $(NODE_STAMP) ## Install the Python and Node tools into .venv/ and node_modules/
+tools: $(VENV_STAMP) $(NODE_STAMP) $(LOCAL_STAMP) ## Install the Python and Node tools into .venv/ and node_modules/
 
 $(VENV_STAMP): infra/requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+$(LOCAL_STAMP): infra/local/requirements.txt
+	test -x $(LOCAL_VENV)/bin/python || $(PYTHON) -m venv $(LOCAL_VENV)
+	$(LOCAL_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -1,0 +1,239 @@
+"""End to end on the local stack: real S3 uploads trigger the real submit function, the real state machine
+polls the Bedrock emulator through the real check-jobs function, the real finalize writes the results, and
+EventBridge delivers the completion event to an SQS queue. Every test checks the promises of DESIGN.md:
+each input line in exactly one place, the final batch.json, the event and its detail, the execution status.
+
+Faults come from the emulator, chosen by file name: the pipeline names jobs after the batch id, which
+starts with the file's name (infra/local/emulator/README.md, "Fault injection").
+"""
+
+import json
+import time
+from collections import Counter
+
+import pytest
+import stack
+from localtools import find_batch, wait_for_event
+
+CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+NOVA = "us.amazon.nova-lite-v1:0"
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+
+
+def chat(custom_id, **body):
+    body.setdefault("messages", [{"role": "user", "content": f"Say something about {custom_id}."}])
+    body.setdefault("model", "gpt-4o-mini")
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+def lines(n, prefix, **body):
+    return [chat(f"{prefix}{i}", **body) for i in range(n)]
+
+
+def emulator(path, payload):
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{stack.EMULATOR_URL}/_emulator/{path}",
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+def get_json(c, key):
+    return json.loads(c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=key)["Body"].read())
+
+
+def get_jsonl(c, key):
+    body = c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=key)["Body"].read().decode()
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
+    """Uploads a file, waits for its completion event, and checks the promises every batch keeps."""
+    key = f"inbox/{folder + '/' if folder else ''}{name}.jsonl"
+    put = c["s3"].put_object(Bucket=stack.INPUT_BUCKET, Key=key, Body=("\n".join(input_lines) + "\n").encode())
+    batch_id = find_batch(c, key, put, timeout=timeout)
+    if during:
+        during(batch_id)
+    event = wait_for_event(c, batch_id, timeout=timeout)
+    doc = get_json(c, f"results/{batch_id}/batch.json")
+    output = get_jsonl(c, f"results/{batch_id}/output.jsonl")
+    errors = get_jsonl(c, f"results/{batch_id}/errors.jsonl")
+    execution = c["sfn"].describe_execution(
+        executionArn=f"arn:aws:states:{stack.REGION}:{stack.ACCOUNT}:execution:{stack.STATE_MACHINE}:{batch_id}"
+    )
+
+    # Every non-blank input line ends in exactly one place.
+    sent = Counter()
+    for line in input_lines:
+        if not line.strip():
+            continue
+        try:
+            cid = json.loads(line).get("custom_id")
+        except (json.JSONDecodeError, AttributeError):
+            cid = None
+        sent[cid if isinstance(cid, str) and cid else None] += 1
+    got = Counter(l["custom_id"] for l in output + errors)
+    assert len(output) + len(errors) == sum(sent.values())
+    for cid, n in sent.items():
+        if cid is not None:
+            assert got[cid] == n, f"{cid}: {got[cid]} lines, expected {n}"
+    # A custom_id sent once is answered or failed, never both.
+    once = {cid for cid, n in sent.items() if cid is not None and n == 1}
+    assert {l["custom_id"] for l in output} & {l["custom_id"] for l in errors} & once == set()
+
+    # batch.json is final and agrees with the files and the event.
+    assert doc["status"] in TERMINAL
+    assert doc["request_counts"] == {"total": sum(sent.values()), "completed": len(output), "failed": len(errors)}
+    assert event["source"] == "batchdrop"
+    assert event["detail-type"] == "Batch Completed"
+    detail = event["detail"]
+    assert detail["batch_id"] == batch_id
+    assert detail["status"] == doc["status"]
+    assert detail["request_counts"] == doc["request_counts"]
+    assert detail["output_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/output.jsonl"
+    assert detail["error_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/errors.jsonl"
+    assert detail["batch_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/batch.json"
+    assert execution["status"] == "SUCCEEDED"
+    return {"batch_id": batch_id, "doc": doc, "output": output, "errors": errors, "event": event}
+
+
+def ids(lines_):
+    return [l["custom_id"] for l in lines_]
+
+
+def test_happy_path_claude(local_stack):
+    r = run_batch(local_stack, "happy-claude", lines(120, "c", max_tokens=50))
+    assert r["doc"]["status"] == "completed"
+    assert ids(r["output"]) == [f"c{i}" for i in range(120)], "input order"
+    body = r["output"][0]["response"]["body"]
+    assert body["object"] == "chat.completion" and body["model"] == CLAUDE
+    assert body["choices"][0]["finish_reason"] in {"stop", "length", "tool_calls"}
+    assert r["event"]["detail"]["usage"]["input_tokens"] > 0
+
+
+def test_happy_path_nova_from_the_folder_name(local_stack):
+    r = run_batch(local_stack, "happy-nova", lines(110, "n"), folder=NOVA)
+    assert r["doc"]["status"] == "completed"
+    assert r["output"][0]["response"]["body"]["model"] == NOVA
+    assert len(r["output"]) == 110
+
+
+def test_mixed_model_file_runs_one_job_per_model(local_stack):
+    mixed = []
+    for i in range(200):
+        mixed.append(chat(f"m{i}", model=NOVA) if i % 2 else chat(f"m{i}"))
+    r = run_batch(local_stack, "mixed-models", mixed)
+    models = sorted(j["model"] for j in r["doc"]["bedrock"]["jobs"])
+    assert models == sorted([CLAUDE, NOVA])
+    assert {l["response"]["body"]["model"] for l in r["output"]} == {CLAUDE, NOVA}
+    assert len(r["output"]) == 200
+
+
+def test_invalid_lines_are_reported_and_the_rest_run(local_stack):
+    good = lines(105, "g")
+    bad = [
+        chat("hot", temperature=1.8),
+        chat("many", n=2),
+        '{"custom_id": "cut", "method": "POST"',
+        json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {}}),
+        chat("g3"),
+    ]
+    r = run_batch(local_stack, "invalid-lines", good[:50] + bad + good[50:])
+    assert len(r["output"]) == 105
+    codes = {e["custom_id"]: e["response"]["body"]["error"]["code"] for e in r["errors"]}
+    assert codes["hot"] == "invalid_sampling"
+    assert codes["many"] == "unsupported_n"
+    assert codes[None] in {"invalid_json", "missing_custom_id"}
+    messages = [e["response"]["body"]["error"]["message"] for e in r["errors"]]
+    assert any(m.startswith("line 51, custom_id \"hot\": body.temperature") for m in messages), messages
+    assert any("custom_id: is used twice: first on line 4" in m for m in messages), messages
+
+
+def test_duplicate_s3_event_makes_one_batch(local_stack):
+    c = local_stack
+    r = run_batch(c, "duplicate-event", lines(100, "d"))
+    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": stack.INPUT_BUCKET},
+             "object": {"key": "inbox/duplicate-event.jsonl", "eTag": r["doc"]["metadata"]["source_version"]}}}]}
+    reply = c["lambda"].invoke(FunctionName="submit", Payload=json.dumps(event).encode())
+    outcome = json.loads(reply["Payload"].read())
+    assert outcome == [{"outcome": "duplicate", "batch_id": r["batch_id"]}]
+    executions = c["sfn"].list_executions(stateMachineArn=stack.FUNCTION_ENV["STATE_MACHINE_ARN"])["executions"]
+    assert [e["name"] for e in executions].count(r["batch_id"]) == 1
+    jobs = c["bedrock"].list_model_invocation_jobs(nameContains=r["batch_id"])["invocationJobSummaries"]
+    assert len(jobs) == 1
+
+
+def test_failed_job_turns_every_record_into_an_error(local_stack):
+    emulator("faults", {"match": "failing-job", "fault": "fail"})
+    r = run_batch(local_stack, "failing-job", lines(100, "f"))
+    assert r["doc"]["status"] == "failed"
+    assert {e["error"]["code"] for e in r["errors"]} == {"batch_failed"}
+    assert r["doc"]["errors"]["data"][0]["code"] == "bedrock_job_failed"
+
+
+def test_expired_job(local_stack):
+    emulator("faults", {"match": "expiring-job", "fault": "expire"})
+    r = run_batch(local_stack, "expiring-job", lines(100, "e"))
+    assert r["doc"]["status"] == "expired"
+    assert len(r["errors"]) == 100
+    assert {e["error"]["code"] for e in r["errors"]} == {"batch_expired"}
+
+
+def test_partially_completed_job(local_stack):
+    emulator("faults", {"match": "partial-job", "fault": "partial:0.5"})
+    r = run_batch(local_stack, "partial-job", lines(120, "p"))
+    assert r["doc"]["status"] == "expired"
+    assert 0 < len(r["output"]) < 120
+    assert {e["error"]["code"] for e in r["errors"]} == {"batch_expired"}
+
+
+def test_cancel_marker_cancels_the_batch(local_stack):
+    c = local_stack
+
+    def cancel(batch_id):
+        c["s3"].put_object(Bucket=stack.INPUT_BUCKET, Key=f"cancel/{batch_id}", Body=b"")
+
+    # Slow jobs, so that the cancel request arrives while the job runs.
+    emulator("config", {"step_ms": 3000})
+    try:
+        r = run_batch(c, "cancelled-job", lines(100, "x"), during=cancel)
+    finally:
+        emulator("config", {"step_ms": 200})
+    assert r["doc"]["status"] == "cancelled"
+    assert r["doc"]["bedrock"]["cancel_requested"] is True
+    assert {e["error"]["code"] for e in r["errors"]} <= {"batch_cancelled"}
+
+
+def test_throttling_on_create_is_retried(local_stack):
+    emulator("faults", {"match": "throttled-job", "fault": "throttle_create:4"})
+    r = run_batch(local_stack, "throttled-job", lines(100, "t"))
+    assert r["doc"]["status"] == "completed"
+    assert len(r["output"]) == 100
+
+
+def test_below_minimum_model_group_is_rejected(local_stack):
+    mixed = lines(100, "big") + lines(10, "small", model=NOVA)
+    r = run_batch(local_stack, "below-minimum", mixed)
+    assert len(r["output"]) == 100
+    assert {e["custom_id"] for e in r["errors"]} == {f"small{i}" for i in range(10)}
+    message = r["errors"][0]["response"]["body"]["error"]["message"]
+    assert "needs at least 100 records per Bedrock batch job, and this file has 10" in message
+    assert NOVA in message
+
+
+def test_large_file_two_balanced_jobs_beyond_the_concurrency_limit(local_stack):
+    # One job at a time for this model: the second is queued (ServiceQuotaExceeded), then runs.
+    emulator("config", {"quotas": {"models": {CLAUDE: {"max_concurrent_jobs": 1}}}})
+    try:
+        r = run_batch(local_stack, "fifty-thousand-and-one", lines(50_001, "L", max_tokens=10), timeout=600)
+    finally:
+        emulator("config", {"quotas": {"models": {CLAUDE: {"max_concurrent_jobs": 20}}}})
+    jobs = r["doc"]["bedrock"]["jobs"]
+    assert [j["records"] for j in jobs] == [25_001, 25_000]
+    assert r["doc"]["status"] == "completed"
+    assert len(r["output"]) == 50_001
