@@ -947,6 +947,18 @@ fn config_rejects_bad_values_and_names_them() {
 }
 
 #[test]
+fn step_errors_become_the_lambda_error_types_the_state_machine_retries_on() {
+    use batchdrop::pipeline::StepError;
+    let transient: lambda_runtime::Diagnostic = StepError::Transient("slow down".into()).into();
+    let fatal: lambda_runtime::Diagnostic = StepError::Fatal("denied".into()).into();
+    assert_eq!(
+        (transient.error_type.as_str(), transient.error_message.as_str()),
+        ("BatchdropTransientError", "slow down")
+    );
+    assert_eq!(fatal.error_type, "BatchdropFatalError");
+}
+
+#[test]
 fn s3_event_keys_are_url_decoded() {
     assert_eq!(submit::decode_key("inbox/my+file%3A1.jsonl"), "inbox/my file:1.jsonl");
     assert_eq!(submit::decode_key("inbox/caf%C3%A9.jsonl"), "inbox/café.jsonl");

@@ -40,6 +40,16 @@ impl StepError {
     }
 }
 
+/// The Lambda runtime reports the error under this type name, which Retry and Catch match on.
+impl From<StepError> for lambda_runtime::Diagnostic {
+    fn from(e: StepError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 impl From<std::io::Error> for StepError {
     fn from(e: std::io::Error) -> Self {
         StepError::Fatal(format!("local file: {e}"))

@@ -1,15 +1,7 @@
 //! The submit Lambda: an S3 upload into inbox/ becomes a batch of Bedrock jobs and a state machine execution.
 
-use batchdrop::pipeline::{submit, Config, Deps, StepError};
-use lambda_runtime::{run, service_fn, tracing, Diagnostic, Error, LambdaEvent};
-
-/// The error type name is what the state machine's Retry and Catch match on.
-fn diagnostic(e: StepError) -> Diagnostic {
-    Diagnostic {
-        error_type: e.error_type().to_string(),
-        error_message: e.to_string(),
-    }
-}
+use batchdrop::pipeline::{submit, Config, Deps};
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,9 +10,10 @@ async fn main() -> Result<(), Error> {
     let sdk = aws_config::load_from_env().await;
     let deps = Deps::new(&sdk, config);
     let deps = &deps;
+    // A StepError becomes the Lambda error type BatchdropTransientError or BatchdropFatalError.
     run(service_fn(
         move |event: LambdaEvent<batchdrop::pipeline::submit::S3Notification>| async move {
-            submit::handle(deps, event.payload).await.map_err(diagnostic)
+            submit::handle(deps, event.payload).await
         },
     ))
     .await

@@ -52,7 +52,7 @@ def get_jsonl(c, key):
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
-def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
+def run_batch(c, name, input_lines, folder=None, during=None, timeout=240, failed=False):
     """Uploads a file, waits for its completion event, and checks the promises every batch keeps."""
     key = f"inbox/{folder + '/' if folder else ''}{name}.jsonl"
     put = c["s3"].put_object(Bucket=stack.INPUT_BUCKET, Key=key, Body=("\n".join(input_lines) + "\n").encode())
@@ -90,7 +90,7 @@ def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
     assert doc["status"] in TERMINAL
     assert doc["request_counts"] == {"total": sum(sent.values()), "completed": len(output), "failed": len(errors)}
     assert event["source"] == "batchdrop"
-    assert event["detail-type"] == "Batch Completed"
+    assert event["detail-type"] == ("Batch Failed" if failed else "Batch Completed")
     detail = event["detail"]
     assert detail["batch_id"] == batch_id
     assert detail["status"] == doc["status"]
@@ -98,7 +98,7 @@ def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
     assert detail["output_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/output.jsonl"
     assert detail["error_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/errors.jsonl"
     assert detail["batch_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/batch.json"
-    assert execution["status"] == "SUCCEEDED"
+    assert execution["status"] == ("FAILED" if failed else "SUCCEEDED")
     return {"batch_id": batch_id, "doc": doc, "output": output, "errors": errors, "event": event}
 
 
@@ -174,6 +174,17 @@ def test_failed_job_turns_every_record_into_an_error(local_stack):
     assert r["doc"]["status"] == "failed"
     assert {e["error"]["code"] for e in r["errors"]} == {"batch_failed"}
     assert r["doc"]["errors"]["data"][0]["code"] == "bedrock_job_failed"
+
+
+def test_an_error_no_retry_can_mend_fails_the_batch_and_still_accounts_for_every_line(local_stack):
+    # check-jobs gets AccessDenied from Bedrock: a BatchdropFatalError, caught by the state machine, which
+    # runs finalize in failure mode and announces Batch Failed.
+    emulator("faults", {"match": "denied-job", "fault": "access_denied_get:1"})
+    r = run_batch(local_stack, "denied-job", lines(100, "a"), failed=True)
+    assert r["doc"]["status"] == "failed"
+    assert "AccessDeniedException" in r["event"]["detail"]["error"]
+    assert {e["error"]["code"] for e in r["errors"]} == {"batch_failed"}
+    assert len(r["errors"]) == 100
 
 
 def test_expired_job(local_stack):
