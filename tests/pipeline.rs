@@ -848,6 +848,7 @@ async fn folder_names_the_batch_model() {
     );
     assert_eq!(lock(&w.bedrock).jobs[0].model, NOVA);
     assert!(batch_id.starts_with("f-"));
+    assert_eq!(w.doc(&batch_id).model.as_deref(), Some(NOVA));
 }
 
 #[tokio::test]

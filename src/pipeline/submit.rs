@@ -160,6 +160,7 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
     s3::download(&deps.s3, bucket, &key, record.s3.object.version_id.as_deref(), &input).await?;
 
     let (batch_model, model_note) = folder_model(&key, &config.default_model);
+    let batch_model_id = batch_model.as_ref().map(|m| m.id.clone());
     let mut translator = Translator::new(config.policy.clone(), batch_model);
     let mut sink = LocalSink::new(&dir)?;
     let report = translate::translate(
@@ -260,7 +261,7 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
         now(),
         config.job_timeout_hours,
     );
-    doc.model = Some(config.default_model.id.clone()).filter(|_| model_note.is_none());
+    doc.model = batch_model_id;
     if let Some(note) = &model_note {
         doc.add_error("unsupported_model", note);
     }
