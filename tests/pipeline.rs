@@ -852,6 +852,25 @@ async fn folder_names_the_batch_model() {
 }
 
 #[tokio::test]
+async fn a_folder_naming_an_unusable_model_rejects_each_line_and_says_why() {
+    let w = world();
+    let key = "inbox/meta.llama3-1-70b-instruct-v1:0/f.jsonl";
+    let (batch_id, jobs) = started(&w.upload_and_submit(key, &lines(100, "r", json!({}))).await);
+    assert_eq!(jobs, 0);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.model, None);
+    assert!(doc.errors.expect("errors").data[0]
+        .message
+        .contains("cannot translate for yet"));
+    w.check(&batch_id).await;
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Failed);
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(errors.len(), 100);
+    assert_eq!(errors[0]["response"]["body"]["error"]["code"], "no_model");
+}
+
+#[tokio::test]
 async fn failure_mode_accounts_for_every_line_and_stops_jobs() {
     let w = world();
     let mut input = lines(100, "r", json!({}));
