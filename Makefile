@@ -8,9 +8,9 @@ DEMO_OUT := target/demo
 
 .PHONY: help demo stack-up stack-down e2e cli-demo test lint validate fmt build build-functions tools bench clean
 
-# Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt, Node ones in
-# node_modules/ from package-lock.json. A stamp file per folder makes a second run instant; editing the pins
-# reinstalls.
+# Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
+# .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
+# package-lock.json. A stamp file per folder makes a second run instant; editing the pins reinstalls.
 VENV := .venv
 # The local stack's own venv (moto, boto3, pytest, cargo-lambda), apart from the SAM tools' pins.
 LOCAL_VENV := .venv-local
@@ -21,6 +21,20 @@ PYTHON ?= python3
 # sam and cfn-lint run offline: a Region on the command line and dummy credentials, no telemetry.
 SAM_ENV := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_DEFAULT_REGION=us-east-1 \
 	AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
+# The template checks (infra/checks/): the SAM template after the SAM transform, the CDK synth of
+# infra/cdk/test/checks-app.ts, and checkov's report on them. cdk runs offline: the app names its account and
+# Region, and the CLI checks for no new version, sends no telemetry and fetches no notices.
+SAM_OUT := target/sam/template.json
+CDK_OUT := target/cdk/cdk.out
+CDK_STAMP := $(CDK_OUT)/.synthesized
+CDK_SOURCES := $(wildcard infra/cdk/*.json infra/cdk/bin/*.ts infra/cdk/lib/*.ts infra/cdk/test/*.ts)
+CDK_TEMPLATES := $(CDK_OUT)/BatchdropDefaults.template.json $(CDK_OUT)/BatchdropKms.template.json
+CDK_ENV := CDK_DISABLE_VERSION_CHECK=true CDK_DISABLE_CLI_TELEMETRY=true
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+SCAN_REPORT := target/checks/checkov.json
+# The checks import each other (infra/checks/cfn.py): no __pycache__ left in the tree.
+CHECK_PY := PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/python
 # The three Lambda crates (folder = crate = binary) and where their bootstrap binaries go.
 FUNCTIONS := submit check-jobs finalize
 LAMBDA_DIR := target/lambda
@@ -55,16 +69,42 @@ lint: ## Format check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-validate: tools ## Check the state machine and the SAM template (asl-validator, cfn-lint, sam validate, our own rules)
+validate: tools $(SAM_OUT) $(CDK_STAMP) $(SCAN_REPORT) ## Check the state machine, the SAM template and the CDK synth (lint, parity, security, checkov)
 	node_modules/.bin/asl-validator --json-path statemachine/batch.asl.json
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(SAM_ENV) $(VENV)/bin/sam validate -t infra/template.yaml --region us-east-1
 	$(SAM_ENV) $(VENV)/bin/sam validate --lint -t infra/template.yaml --region us-east-1
-	$(VENV)/bin/python infra/checks/sam_translate.py infra/template.yaml target/sam/template.json
-	$(VENV)/bin/cfn-lint target/sam/template.json
+	$(VENV)/bin/cfn-lint $(SAM_OUT)
 	$(VENV)/bin/python infra/checks/check_asl.py statemachine/batch.asl.json infra/template.yaml
+	$(CHECK_PY) infra/checks/check_parity.py
+	$(CHECK_PY) infra/checks/check_security.py
+	$(CHECK_PY) infra/checks/check_operations.py
+	$(CHECK_PY) infra/checks/check_event_schema.py
+	$(CHECK_PY) infra/checks/scan_templates.py $(SCAN_REPORT)
+	$(CHECK_PY) -m unittest discover -s infra/checks -p 'test_*.py'
 
-tools: $(VENV_STAMP) $(NODE_STAMP) $(LOCAL_STAMP) ## Install the Python and Node tools into .venv/ and node_modules/
+# The checks' inputs are files made only when what they are made from changes, so that a second
+# `make validate` skips the CDK synth (about 8 s) and checkov (about 6 s).
+$(SAM_OUT): infra/template.yaml statemachine/batch.asl.json infra/checks/sam_translate.py $(VENV_STAMP)
+	$(VENV)/bin/python infra/checks/sam_translate.py infra/template.yaml $@
+
+# The CDK app of the checks: the example stack with the defaults, and with a KMS key and an alarm topic. It uses
+# target/lambda/*/bootstrap when built, else placeholders (infra/cdk/test/checks-app.ts).
+$(CDK_STAMP): $(CDK_SOURCES) statemachine/batch.asl.json infra/events/batch-event.schema.json $(NODE_STAMP) $(VENV_STAMP)
+	node_modules/.bin/tsc -p infra/cdk
+	rm -rf $(CDK_OUT)
+	cd infra/cdk && $(CDK_ENV) ../../node_modules/.bin/cdk synth --quiet --no-notices \
+		--app "../../node_modules/.bin/tsx test/checks-app.ts" --output ../../$(CDK_OUT)
+	$(VENV)/bin/cfn-lint $(CDK_TEMPLATES)
+	touch $@
+
+$(SCAN_REPORT): $(SAM_OUT) $(CDK_STAMP) $(CHECKOV_STAMP)
+	mkdir -p $(@D)
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --soft-fail --framework cloudformation \
+		--output json $(addprefix --file ,$(SAM_OUT) $(CDK_TEMPLATES)) > $@.tmp
+	mv $@.tmp $@
+
+tools: $(VENV_STAMP) $(NODE_STAMP) $(LOCAL_STAMP) $(CHECKOV_STAMP) ## Install the Python and Node tools into .venv/, .tools/ and node_modules/
 
 $(VENV_STAMP): infra/requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +114,12 @@ $(VENV_STAMP): infra/requirements.txt
 $(LOCAL_STAMP): infra/local/requirements.txt
 	test -x $(LOCAL_VENV)/bin/python || $(PYTHON) -m venv $(LOCAL_VENV)
 	$(LOCAL_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
+	touch $@
+
+# checkov pins boto3 and others below what aws-sam-cli needs, so it has a venv of its own.
+$(CHECKOV_STAMP): infra/checks/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/checks/requirements-checkov.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

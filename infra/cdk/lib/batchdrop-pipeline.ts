@@ -1,0 +1,635 @@
+// BatchdropPipeline: the whole of batchdrop (two buckets, three Rust functions, the state machine, the Bedrock
+// service role, the submit failure queue, alarms and the completion event's schema) as one construct to add
+// to a stack of your own. It builds what infra/template.yaml builds, resource for resource; the parity check
+// (infra/checks/check_parity.py) compares the two and lists every difference it allows, with its reason.
+//
+// It reuses the project's artefacts rather than copying them: statemachine/batch.asl.json with the same
+// DefinitionSubstitutions as the SAM template, the arm64 binaries `cargo lambda build` leaves in
+// target/lambda/<name>/bootstrap (`make build-functions`), and infra/events/batch-event.schema.json.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { Aws, CfnResource, Duration, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as eventschemas from 'aws-cdk-lib/aws-eventschemas';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+
+/** The repository root, from infra/cdk/lib/. */
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+const STATE_MACHINE_FILE = path.join(REPO_ROOT, 'statemachine', 'batch.asl.json');
+const EVENT_SCHEMA_FILE = path.join(REPO_ROOT, 'infra', 'events', 'batch-event.schema.json');
+
+export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'FATAL';
+
+/** The values CloudWatch Logs accepts for a log group's retention. */
+export type LogRetentionDays =
+  | 1 | 3 | 5 | 7 | 14 | 30 | 60 | 90 | 120 | 150 | 180 | 365 | 400 | 545 | 731 | 1096 | 1827 | 2192 | 2557
+  | 2922 | 3288 | 3653;
+
+/**
+ * The SAM template's parameters, one prop each, with the same defaults and limits (README, "Configuration").
+ * The functions' environment variables come from them exactly as in infra/template.yaml.
+ */
+export interface BatchdropPipelineProps {
+  /** Start of both bucket names: `<prefix>-input-<account>-<region>` and `<prefix>-output-…`. @default 'batchdrop' */
+  readonly bucketNamePrefix?: string;
+  /** Batch model when the upload's folder names none (DEFAULT_MODEL). @default 'us.anthropic.claude-3-5-haiku-20241022-v1:0' */
+  readonly defaultModel?: string;
+  /** Bedrock's timeoutDurationInHours, 24–168 (JOB_TIMEOUT_HOURS). @default 24 */
+  readonly jobTimeoutHours?: number;
+  /** Bedrock's minimum records per job (MIN_RECORDS_PER_JOB). @default 100 */
+  readonly minRecordsPerJob?: number;
+  /** Bedrock's maximum records per input file (MAX_RECORDS_PER_FILE). @default 50000 */
+  readonly maxRecordsPerFile?: number;
+  /** Bedrock's maximum records per job (MAX_RECORDS_PER_JOB). @default 50000 */
+  readonly maxRecordsPerJob?: number;
+  /** Bedrock's maximum input file size in bytes (MAX_FILE_BYTES). @default 1000000000 */
+  readonly maxFileBytes?: number;
+  /** Bedrock's maximum job size in bytes (MAX_JOB_BYTES). @default 5000000000 */
+  readonly maxJobBytes?: number;
+  /** Jobs of one model a batch keeps submitted or running at once (MAX_CONCURRENT_JOBS). @default 20 */
+  readonly maxConcurrentJobs?: number;
+  /** First wait between two polls, in seconds (POLL_INITIAL_SECONDS). @default 60 */
+  readonly pollInitialSeconds?: number;
+  /** Growth factor of the wait (POLL_FACTOR). @default 1.5 */
+  readonly pollFactor?: number;
+  /** Longest wait between two polls, in seconds (POLL_MAX_SECONDS). @default 1800 */
+  readonly pollMaxSeconds?: number;
+  /**
+   * ARN of a customer managed KMS key (OUTPUT_KMS_KEY_ID). When set, both buckets use SSE-KMS with it and
+   * Bedrock writes its output with it; when unset, the buckets use SSE-S3.
+   * @default - SSE-S3
+   */
+  readonly outputKmsKeyId?: string;
+  /** max_tokens of lines that set none (DEFAULT_MAX_TOKENS). @default 4096 */
+  readonly defaultMaxTokens?: number;
+  /** The EventBridge bus of the completion events. @default 'default' */
+  readonly eventBusName?: string;
+  /** Application log level of the functions. @default 'INFO' */
+  readonly logLevel?: LogLevel;
+  /** Days the functions' and the state machine's logs are kept. @default 30 */
+  readonly logRetentionDays?: LogRetentionDays;
+  /** Days staging/, cancel/ and bedrock/ objects are kept; at least 14. @default 30 */
+  readonly stagingRetentionDays?: number;
+  /** SNS topic the alarms notify. @default - the alarms only change state */
+  readonly alarmTopicArn?: string;
+  /**
+   * Folder of the `cargo lambda build` output: one sub-folder per function (submit, check-jobs, finalize)
+   * holding its `bootstrap`.
+   * @default - target/lambda of the repository
+   */
+  readonly lambdaDir?: string;
+}
+
+const DEFAULTS = {
+  bucketNamePrefix: 'batchdrop',
+  defaultModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0',
+  jobTimeoutHours: 24,
+  minRecordsPerJob: 100,
+  maxRecordsPerFile: 50000,
+  maxRecordsPerJob: 50000,
+  maxFileBytes: 1000000000,
+  maxJobBytes: 5000000000,
+  maxConcurrentJobs: 20,
+  pollInitialSeconds: 60,
+  pollFactor: 1.5,
+  pollMaxSeconds: 1800,
+  defaultMaxTokens: 4096,
+  eventBusName: 'default',
+  logLevel: 'INFO' as LogLevel,
+  logRetentionDays: 30 as LogRetentionDays,
+  stagingRetentionDays: 30,
+};
+
+/** The SAM parameters' AllowedPattern, MinValue and MaxValue, checked at synth time. */
+function checkProps(p: typeof DEFAULTS & BatchdropPipelineProps): void {
+  const problems: string[] = [];
+  const pattern = (name: string, value: string | undefined, re: RegExp) => {
+    if (value !== undefined && !Token.isUnresolved(value) && !re.test(value)) {
+      problems.push(`${name} "${value}" does not match ${re}`);
+    }
+  };
+  const range = (name: string, value: number, min: number, max = Infinity) => {
+    if (!Token.isUnresolved(value) && !(value >= min && value <= max)) {
+      problems.push(`${name} is ${value}; it must be ${max === Infinity ? `at least ${min}` : `${min}-${max}`}`);
+    }
+  };
+  pattern('bucketNamePrefix', p.bucketNamePrefix, /^[a-z0-9][a-z0-9-]{0,23}[a-z0-9]$/);
+  pattern('defaultModel', p.defaultModel, /^.+$/);
+  pattern('outputKmsKeyId', p.outputKmsKeyId, /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[a-zA-Z0-9-]+$/);
+  pattern('eventBusName', p.eventBusName, /^[/._A-Za-z0-9-]+$/);
+  pattern('alarmTopicArn', p.alarmTopicArn, /^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$/);
+  range('jobTimeoutHours', p.jobTimeoutHours, 24, 168);
+  range('minRecordsPerJob', p.minRecordsPerJob, 1);
+  range('maxRecordsPerFile', p.maxRecordsPerFile, 1);
+  range('maxRecordsPerJob', p.maxRecordsPerJob, 1);
+  range('maxFileBytes', p.maxFileBytes, 1);
+  range('maxJobBytes', p.maxJobBytes, 1);
+  range('maxConcurrentJobs', p.maxConcurrentJobs, 1);
+  range('pollInitialSeconds', p.pollInitialSeconds, 1);
+  range('pollFactor', p.pollFactor, 1);
+  range('pollMaxSeconds', p.pollMaxSeconds, 1);
+  range('defaultMaxTokens', p.defaultMaxTokens, 1);
+  range('stagingRetentionDays', p.stagingRetentionDays, 14);
+  if (problems.length > 0) {
+    throw new Error(`BatchdropPipeline: ${problems.join('; ')}`);
+  }
+}
+
+export class BatchdropPipeline extends Construct {
+  public readonly inputBucket: s3.Bucket;
+  public readonly outputBucket: s3.Bucket;
+  public readonly bedrockServiceRole: iam.Role;
+  public readonly submitFunction: lambda.Function;
+  public readonly checkJobsFunction: lambda.Function;
+  public readonly finalizeFunction: lambda.Function;
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly submitFailureQueue: sqs.Queue;
+  public readonly alarms: cloudwatch.Alarm[] = [];
+  public readonly eventSchema: eventschemas.CfnSchema;
+
+  constructor(scope: Construct, id: string, props: BatchdropPipelineProps = {}) {
+    super(scope, id);
+    const p = { ...DEFAULTS, ...props };
+    checkProps(p);
+    const kmsKey = p.outputKmsKeyId;
+    const lambdaDir = p.lambdaDir ?? path.join(REPO_ROOT, 'target', 'lambda');
+
+    // The input bucket triggers submit, and every function reads or writes it. Naming it by a reference to
+    // the bucket would close a dependency cycle (bucket -> notification -> function -> role -> bucket), so,
+    // as in the SAM template, everything names it by the same string built from the prefix.
+    const inputBucketName = `${p.bucketNamePrefix}-input-${Aws.ACCOUNT_ID}-${Aws.REGION}`;
+    const outputBucketName = `${p.bucketNamePrefix}-output-${Aws.ACCOUNT_ID}-${Aws.REGION}`;
+    const inputBucketArn = `arn:${Aws.PARTITION}:s3:::${inputBucketName}`;
+    const jobArns = `arn:${Aws.PARTITION}:bedrock:${Aws.REGION}:${Aws.ACCOUNT_ID}:model-invocation-job/*`;
+    // Cross-Region inference profiles route to the foundation model in other Regions.
+    const modelArns = [
+      `arn:${Aws.PARTITION}:bedrock:*::foundation-model/*`,
+      `arn:${Aws.PARTITION}:bedrock:*:${Aws.ACCOUNT_ID}:inference-profile/*`,
+      `arn:${Aws.PARTITION}:bedrock:${Aws.REGION}:${Aws.ACCOUNT_ID}:application-inference-profile/*`,
+    ];
+    const sameAccount = { StringEquals: { 'aws:ResourceAccount': Aws.ACCOUNT_ID } };
+    const useBucketKey = kmsKey
+      ? [new iam.PolicyStatement({ sid: 'UseBucketKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [kmsKey] })]
+      : [];
+
+    // ------------------------------------------------------------ buckets
+    this.inputBucket = this.bucket('InputBucket', inputBucketName, true, kmsKey, [
+      { id: 'expire-staging', prefix: 'staging/', expiration: Duration.days(p.stagingRetentionDays) },
+      { id: 'expire-cancel-markers', prefix: 'cancel/', expiration: Duration.days(p.stagingRetentionDays) },
+      // Expiring staging/ and cancel/ leaves delete markers over old versions (the bucket is versioned): the
+      // old versions go after the same number of days, then the markers.
+      {
+        id: 'expire-old-versions',
+        noncurrentVersionExpiration: Duration.days(p.stagingRetentionDays),
+        expiredObjectDeleteMarker: true,
+        abortIncompleteMultipartUploadAfter: Duration.days(7),
+      },
+    ]);
+    this.outputBucket = this.bucket('OutputBucket', outputBucketName, false, kmsKey, [
+      { id: 'expire-bedrock-output', prefix: 'bedrock/', expiration: Duration.days(p.stagingRetentionDays) },
+      { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+    ]);
+    const outputBucketArn = this.outputBucket.bucketArn;
+
+    // ------------------------------------------------------------ Bedrock service role
+    // Bedrock assumes it to read the staged input files and write the jobs' output (SPEC section 1.2 roleArn).
+    this.bedrockServiceRole = new iam.Role(this, 'BedrockServiceRole', {
+      description: "Role Amazon Bedrock assumes to run batchdrop's batch inference jobs",
+      assumedBy: new iam.ServicePrincipal('bedrock.amazonaws.com', {
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          ArnLike: { 'aws:SourceArn': jobArns },
+        },
+      }),
+      inlinePolicies: {
+        'batch-inference': new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              sid: 'ReadStagedInput',
+              actions: ['s3:GetObject'],
+              resources: [`${inputBucketArn}/staging/*`],
+              conditions: sameAccount,
+            }),
+            new iam.PolicyStatement({
+              sid: 'ListStagedInput',
+              actions: ['s3:ListBucket'],
+              resources: [inputBucketArn],
+              conditions: { StringLike: { 's3:prefix': 'staging/*' }, ...sameAccount },
+            }),
+            new iam.PolicyStatement({
+              sid: 'WriteJobOutput',
+              actions: ['s3:PutObject'],
+              resources: [`${outputBucketArn}/bedrock/*`],
+              conditions: sameAccount,
+            }),
+            new iam.PolicyStatement({
+              sid: 'ListJobOutput',
+              actions: ['s3:ListBucket'],
+              resources: [outputBucketArn],
+              conditions: { StringLike: { 's3:prefix': 'bedrock/*' }, ...sameAccount },
+            }),
+            new iam.PolicyStatement({ sid: 'InvokeBatchModels', actions: ['bedrock:InvokeModel'], resources: modelArns }),
+            ...useBucketKey,
+          ],
+        }),
+      },
+    });
+    const passServiceRole = new iam.PolicyStatement({
+      sid: 'PassBedrockServiceRole',
+      actions: ['iam:PassRole'],
+      resources: [this.bedrockServiceRole.roleArn],
+      conditions: { StringEquals: { 'iam:PassedToService': 'bedrock.amazonaws.com' } },
+    });
+
+    // ------------------------------------------------------------ functions
+    // The functions' environment (infra/template.yaml, Globals); numbers as the strings a SAM !Ref gives.
+    const environment: Record<string, string> = {
+      INPUT_BUCKET: inputBucketName,
+      OUTPUT_BUCKET: outputBucketName,
+      BEDROCK_ROLE_ARN: this.bedrockServiceRole.roleArn,
+      DEFAULT_MODEL: p.defaultModel,
+      JOB_TIMEOUT_HOURS: String(p.jobTimeoutHours),
+      MIN_RECORDS_PER_JOB: String(p.minRecordsPerJob),
+      MAX_RECORDS_PER_FILE: String(p.maxRecordsPerFile),
+      MAX_RECORDS_PER_JOB: String(p.maxRecordsPerJob),
+      MAX_FILE_BYTES: String(p.maxFileBytes),
+      MAX_JOB_BYTES: String(p.maxJobBytes),
+      MAX_CONCURRENT_JOBS: String(p.maxConcurrentJobs),
+      POLL_INITIAL_SECONDS: String(p.pollInitialSeconds),
+      POLL_FACTOR: String(p.pollFactor),
+      POLL_MAX_SECONDS: String(p.pollMaxSeconds),
+      OUTPUT_KMS_KEY_ID: kmsKey ?? '',
+      DEFAULT_MAX_TOKENS: String(p.defaultMaxTokens),
+      WORK_DIR: '/tmp',
+    };
+    const fn = (name: string, stem: string, settings: FunctionSettings) =>
+      this.rustFunction(name, stem, lambdaDir, p.logLevel, p.logRetentionDays, environment, settings);
+
+    this.submitFailureQueue = new sqs.Queue(this, 'SubmitFailureQueue', {
+      retentionPeriod: Duration.seconds(1209600),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+    });
+    this.submitFailureQueue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'DenyInsecureTransport',
+        effect: iam.Effect.DENY,
+        principals: [new iam.StarPrincipal()],
+        actions: ['sqs:*'],
+        resources: [this.submitFailureQueue.queueArn],
+        conditions: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+
+    // One turn of the state machine's poll loop.
+    this.checkJobsFunction = fn('check-jobs', 'CheckJobs', {
+      description: "batchdrop check-jobs - poll a batch's Bedrock jobs, submit queued ones, honour cancel requests",
+      memorySize: 256,
+      // Below the state machine task's TimeoutSeconds (statemachine/batch.asl.json).
+      timeout: 300,
+      statements: [
+        new iam.PolicyStatement({ sid: 'ReadCancelMarkers', actions: ['s3:GetObject'], resources: [`${inputBucketArn}/cancel/*`] }),
+        // HeadObject of a missing cancel marker answers 404 (not 403) only with ListBucket.
+        new iam.PolicyStatement({ sid: 'ListInput', actions: ['s3:ListBucket'], resources: [inputBucketArn] }),
+        new iam.PolicyStatement({
+          sid: 'ReadWriteBatchDocument',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: [`${outputBucketArn}/results/*`],
+        }),
+        new iam.PolicyStatement({ sid: 'ListOutput', actions: ['s3:ListBucket'], resources: [outputBucketArn] }),
+        new iam.PolicyStatement({
+          sid: 'WatchJobs',
+          actions: ['bedrock:GetModelInvocationJob', 'bedrock:StopModelInvocationJob'],
+          resources: [jobArns],
+        }),
+        new iam.PolicyStatement({
+          sid: 'CreateQueuedJobs',
+          actions: ['bedrock:CreateModelInvocationJob'],
+          resources: [jobArns, ...modelArns],
+        }),
+        new iam.PolicyStatement({ sid: 'TagJobs', actions: ['bedrock:TagResource'], resources: [jobArns] }),
+        passServiceRole,
+        ...useBucketKey,
+      ],
+    });
+
+    // Bedrock's output back to OpenAI output.jsonl and errors.jsonl, the final batch.json, the event detail.
+    this.finalizeFunction = fn('finalize', 'Finalize', {
+      description: 'batchdrop finalize - OpenAI output and error files, final batch.json, event detail',
+      memorySize: 2048,
+      // Below the state machine task's TimeoutSeconds (statemachine/batch.asl.json).
+      timeout: 900,
+      ephemeralStorageMiB: 10240,
+      statements: [
+        new iam.PolicyStatement({ sid: 'ReadRecordMap', actions: ['s3:GetObject'], resources: [`${inputBucketArn}/staging/*`] }),
+        new iam.PolicyStatement({ sid: 'ReadJobOutput', actions: ['s3:GetObject'], resources: [`${outputBucketArn}/bedrock/*`] }),
+        new iam.PolicyStatement({ sid: 'ListOutput', actions: ['s3:ListBucket'], resources: [outputBucketArn] }),
+        new iam.PolicyStatement({
+          sid: 'WriteResults',
+          actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+          resources: [`${outputBucketArn}/results/*`],
+        }),
+        new iam.PolicyStatement({ sid: 'StopJobsOfFailedBatch', actions: ['bedrock:StopModelInvocationJob'], resources: [jobArns] }),
+        ...useBucketKey,
+      ],
+    });
+
+    // ------------------------------------------------------------ state machine
+    const stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogGroup', {
+      logGroupName: `/batchdrop/${Aws.STACK_NAME}/state-machine`,
+      retention: p.logRetentionDays as unknown as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const stateMachineRole = new iam.Role(this, 'BatchStateMachineRole', {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com'),
+      inlinePolicies: {
+        'batch-state-machine': new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              sid: 'InvokeStepFunctions',
+              actions: ['lambda:InvokeFunction'],
+              resources: [
+                this.checkJobsFunction.functionArn,
+                `${this.checkJobsFunction.functionArn}:*`,
+                this.finalizeFunction.functionArn,
+                `${this.finalizeFunction.functionArn}:*`,
+              ],
+            }),
+            new iam.PolicyStatement({
+              sid: 'AnnounceBatches',
+              actions: ['events:PutEvents'],
+              resources: [`arn:${Aws.PARTITION}:events:${Aws.REGION}:${Aws.ACCOUNT_ID}:event-bus/${p.eventBusName}`],
+            }),
+            // The log delivery actions (logs:CreateLogDelivery and the rest) take no resource-level
+            // permissions; the StateMachine construct adds them on "*" for the logs destination below.
+          ],
+        }),
+      },
+    });
+    // The ASL file as a string, not an S3 asset (DefinitionBody.fromFile), so the template carries the very
+    // definition the SAM template inlines, with the same substitutions.
+    this.stateMachine = new sfn.StateMachine(this, 'BatchStateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromString(fs.readFileSync(STATE_MACHINE_FILE, 'utf8')),
+      definitionSubstitutions: {
+        CheckJobsFunctionArn: this.checkJobsFunction.functionArn,
+        FinalizeFunctionArn: this.finalizeFunction.functionArn,
+        EventBusName: p.eventBusName,
+      },
+      role: stateMachineRole,
+      logs: { destination: stateMachineLogGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+    });
+    // The StateMachine class makes the state machine depend on its role, which RoleArn already does (cfn-lint
+    // W3005); the dependency on the role's DefaultPolicy, which holds the log delivery permissions that
+    // CloudFormation needs before it creates the state machine, stays.
+    const logDelivery = stateMachineRole.node.tryFindChild('DefaultPolicy') as iam.Policy | undefined;
+    if (logDelivery) {
+      (this.stateMachine.node.defaultChild as CfnResource).addOverride('DependsOn', [
+        Stack.of(this).getLogicalId(logDelivery.node.defaultChild as CfnResource),
+      ]);
+    }
+
+    // An upload into inbox/ becomes a batch: validate and translate every line, stage the Bedrock input files,
+    // create the jobs, start the execution. Streams the file through ephemeral storage.
+    this.submitFunction = fn('submit', 'Submit', {
+      description: 'batchdrop submit - an OpenAI batch file in inbox/ becomes Bedrock jobs and an execution',
+      memorySize: 2048,
+      timeout: 900,
+      ephemeralStorageMiB: 10240,
+      environment: { STATE_MACHINE_ARN: this.stateMachine.stateMachineArn },
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'ReadUploads',
+          actions: ['s3:GetObject', 's3:GetObjectVersion'],
+          resources: [`${inputBucketArn}/inbox/*`],
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteStaging',
+          actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+          resources: [`${inputBucketArn}/staging/*`],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadWriteBatchDocument',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: [`${outputBucketArn}/results/*`],
+        }),
+        // HeadObject of a missing key answers 404 (not 403) only with ListBucket.
+        new iam.PolicyStatement({ sid: 'ListOutput', actions: ['s3:ListBucket'], resources: [outputBucketArn] }),
+        new iam.PolicyStatement({
+          sid: 'CreateJobs',
+          actions: ['bedrock:CreateModelInvocationJob'],
+          resources: [jobArns, ...modelArns],
+        }),
+        new iam.PolicyStatement({ sid: 'TagJobs', actions: ['bedrock:TagResource'], resources: [jobArns] }),
+        passServiceRole,
+        new iam.PolicyStatement({
+          sid: 'StartBatchExecution',
+          actions: ['states:StartExecution'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+        // Lambda sends the upload events that failed every retry (the EventInvokeConfig below) with this role.
+        new iam.PolicyStatement({
+          sid: 'KeepFailedUploadEvents',
+          actions: ['sqs:SendMessage'],
+          resources: [this.submitFailureQueue.queueArn],
+        }),
+        ...useBucketKey,
+      ],
+    });
+
+    // S3 invokes submit asynchronously and delivers events at least once; submit is idempotent per object
+    // version. Lambda retries a failed event twice, then sends it with the error to the failure queue. A plain
+    // CfnEventInvokeConfig: the SqsDestination class would also grant sqs:GetQueueAttributes and GetQueueUrl.
+    new lambda.CfnEventInvokeConfig(this, 'SubmitFunctionEventInvokeConfig', {
+      functionName: this.submitFunction.functionName,
+      qualifier: '$LATEST',
+      maximumRetryAttempts: 2,
+      maximumEventAgeInSeconds: 21600,
+      destinationConfig: { onFailure: { destination: this.submitFailureQueue.queueArn } },
+    });
+
+    // The trigger, written on the bucket itself as SAM does. Bucket.addEventNotification would instead add a
+    // custom resource whose own Lambda function holds s3:PutBucketNotification on every bucket ("*").
+    const permission = new lambda.CfnPermission(this, 'SubmitFunctionInboxUploadPermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: this.submitFunction.functionName,
+      principal: 's3.amazonaws.com',
+      sourceAccount: Aws.ACCOUNT_ID,
+    });
+    const cfnInput = this.inputBucket.node.defaultChild as s3.CfnBucket;
+    cfnInput.notificationConfiguration = {
+      lambdaConfigurations: [
+        {
+          event: 's3:ObjectCreated:*',
+          filter: {
+            s3Key: {
+              rules: [
+                { name: 'prefix', value: 'inbox/' },
+                { name: 'suffix', value: '.jsonl' },
+              ],
+            },
+          },
+          function: this.submitFunction.functionArn,
+        },
+      ],
+    };
+    // S3 checks at once that it may invoke the function.
+    cfnInput.node.addDependency(permission);
+
+    // ------------------------------------------------------------ alarms
+    // Each fires on the first occurrence in five minutes and notifies alarmTopicArn when it is set.
+    const alarm = (id: string, description: string, namespace: string, metricName: string,
+      dimensionsMap: Record<string, string>, statistic: string) => {
+      const a = new cloudwatch.Alarm(this, id, {
+        alarmDescription: description,
+        metric: new cloudwatch.Metric({ namespace, metricName, dimensionsMap, statistic, period: Duration.seconds(300) }),
+        evaluationPeriods: 1,
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      if (p.alarmTopicArn) {
+        const topicArn = p.alarmTopicArn;
+        a.addAlarmAction({ bind: () => ({ alarmActionArn: topicArn }) });
+      }
+      this.alarms.push(a);
+    };
+    alarm('BatchExecutionsFailedAlarm',
+      'batchdrop: an execution of the batch state machine failed (the batch ended with a Batch Failed event, or ' +
+        'its Batch Completed event could not be sent). See results/<batch-id>/batch.json and the execution.',
+      'AWS/States', 'ExecutionsFailed', { StateMachineArn: this.stateMachine.stateMachineArn }, 'Sum');
+    alarm('SubmitErrorsAlarm', 'batchdrop submit returned errors (Lambda retries each upload event twice).',
+      'AWS/Lambda', 'Errors', { FunctionName: this.submitFunction.functionName }, 'Sum');
+    alarm('CheckJobsErrorsAlarm', 'batchdrop check-jobs returned errors (the state machine retries transient ones).',
+      'AWS/Lambda', 'Errors', { FunctionName: this.checkJobsFunction.functionName }, 'Sum');
+    alarm('FinalizeErrorsAlarm', 'batchdrop finalize returned errors (the state machine retries transient ones).',
+      'AWS/Lambda', 'Errors', { FunctionName: this.finalizeFunction.functionName }, 'Sum');
+    alarm('SubmitFailureQueueAlarm',
+      'batchdrop: upload events that submit failed on after its retries wait in the submit failure queue ' +
+        '(SubmitFailureQueueUrl); each names the object and the error. Fix the cause, then upload the file again.',
+      'AWS/SQS', 'ApproximateNumberOfMessagesVisible', { QueueName: this.submitFailureQueue.queueName }, 'Maximum');
+
+    // ------------------------------------------------------------ the completion event's schema
+    const registry = new eventschemas.CfnRegistry(this, 'EventSchemaRegistry', {
+      registryName: `batchdrop-${Aws.STACK_NAME}`,
+      description: 'Events of batchdrop (source batchdrop)',
+    });
+    this.eventSchema = new eventschemas.CfnSchema(this, 'BatchEventSchema', {
+      registryName: registry.attrRegistryName,
+      schemaName: 'batchdrop@BatchEvent',
+      type: 'JSONSchemaDraft4',
+      description: 'Batch Completed and Batch Failed events of batchdrop',
+      content: fs.readFileSync(EVENT_SCHEMA_FILE, 'utf8'),
+    });
+  }
+
+  /** A bucket as the SAM template has it: versioned or not, TLS only, no public access, SSE-S3 or SSE-KMS. */
+  private bucket(id: string, name: string, versioned: boolean, kmsKey: string | undefined,
+    lifecycleRules: s3.LifecycleRule[]): s3.Bucket {
+    const bucket = new s3.Bucket(this, id, {
+      bucketName: name,
+      versioned,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      lifecycleRules,
+      // CloudFormation deletes an empty bucket with the stack and keeps one that holds results, as SAM does.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // Written out, so that SSE-S3 also keeps BucketKeyEnabled as in the SAM template (the Bucket class allows
+    // it with KMS only); the key only matters for SSE-KMS.
+    (bucket.node.defaultChild as s3.CfnBucket).bucketEncryption = {
+      serverSideEncryptionConfiguration: [
+        {
+          bucketKeyEnabled: true,
+          serverSideEncryptionByDefault: kmsKey
+            ? { sseAlgorithm: 'aws:kms', kmsMasterKeyId: kmsKey }
+            : { sseAlgorithm: 'AES256' },
+        },
+      ],
+    };
+    bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'DenyInsecureTransport',
+        effect: iam.Effect.DENY,
+        principals: [new iam.StarPrincipal()],
+        actions: ['s3:*'],
+        resources: [bucket.bucketArn, `${bucket.bucketArn}/*`],
+        conditions: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+    return bucket;
+  }
+
+  /**
+   * One Rust function: its log group (with retention), its own role (which may write only to that log group,
+   * instead of AWSLambdaBasicExecutionRole's logs permissions on every log group), its code from
+   * `cargo lambda build`.
+   */
+  private rustFunction(name: string, stem: string, lambdaDir: string, logLevel: LogLevel,
+    logRetentionDays: LogRetentionDays, environment: Record<string, string>, s: FunctionSettings): lambda.Function {
+    const codeDir = path.join(lambdaDir, name);
+    if (!fs.existsSync(path.join(codeDir, 'bootstrap'))) {
+      throw new Error(
+        `BatchdropPipeline: ${path.join(codeDir, 'bootstrap')} does not exist; build the functions first ` +
+          '(`make build-functions`, or `cargo lambda build --release --arm64`), or set lambdaDir',
+      );
+    }
+    const logGroup = new logs.LogGroup(this, `${stem}LogGroup`, {
+      logGroupName: `/batchdrop/${Aws.STACK_NAME}/${name}`,
+      retention: logRetentionDays as unknown as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, `${stem}FunctionRole`, {
+      description: `Role of batchdrop's ${name} function`,
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      inlinePolicies: {
+        [name]: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              sid: 'WriteOwnLogs',
+              actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+              resources: [logGroup.logGroupArn],
+            }),
+            ...s.statements,
+          ],
+        }),
+      },
+    });
+    const fn = new lambda.Function(this, `${stem}Function`, {
+      description: s.description,
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'bootstrap',
+      code: lambda.Code.fromAsset(codeDir),
+      role,
+      memorySize: s.memorySize,
+      timeout: Duration.seconds(s.timeout),
+      ephemeralStorageSize: s.ephemeralStorageMiB ? Size.mebibytes(s.ephemeralStorageMiB) : undefined,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: logLevel as lambda.ApplicationLogLevel,
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      logGroup,
+      environment: { ...environment, ...s.environment },
+    });
+    // The Function class makes the function depend on its role, which the Role property's GetAtt already does
+    // (cfn-lint W3005). The role's policies are inline, so nothing else needs to exist first.
+    (fn.node.defaultChild as CfnResource).addDeletionOverride('DependsOn');
+    return fn;
+  }
+}
+
+interface FunctionSettings {
+  readonly description: string;
+  readonly memorySize: number;
+  readonly timeout: number;
+  readonly ephemeralStorageMiB?: number;
+  readonly environment?: Record<string, string>;
+  readonly statements: iam.PolicyStatement[];
+}

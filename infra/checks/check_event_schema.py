@@ -1,0 +1,282 @@
+"""The completion event's JSON Schema (infra/events/batch-event.schema.json) says what batchdrop really sends.
+
+Usage: check_event_schema.py [SAM_TEMPLATE.json CDK_OUT_DIR]
+
+- The schema is valid JSON Schema draft 4 (the schema registry's JSONSchemaDraft4).
+- It follows the Rust types of the detail (src/status.rs): EventDetail's fields and those of RequestCounts,
+  BatchUsage, CachedTokens and ReasoningTokens are the schema's properties, all required, no others; Option
+  fields may be null, Vec fields are arrays, u64 fields integers; the statuses are BatchStatus's terminal ones.
+- It follows the state machine (statemachine/batch.asl.json): the source and detail-types its putEvents tasks
+  send, and the detail of "Announce Unfinalized Failure", built from its Parameters with an example input.
+- It accepts every recorded event in infra/events/examples/ (real runs on the local stack, recorded by
+  infra/events/record_examples.py), which cover Batch Completed, Batch Failed after finalize, and Batch Failed
+  without it; and every JSON example of the README's "The completion event" section.
+- The AWS::EventSchemas::Schema of both templates carries this very schema.
+
+Exits 1 and prints every mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cfn  # noqa: E402
+
+ROOT = cfn.ROOT
+SCHEMA = ROOT / "infra" / "events" / "batch-event.schema.json"
+EXAMPLES = ROOT / "infra" / "events" / "examples"
+STATUS_RS = ROOT / "src" / "status.rs"
+ASL = ROOT / "statemachine" / "batch.asl.json"
+README = ROOT / "README.md"
+# The README's placeholders, made concrete so that the examples can be validated.
+README_PLACEHOLDERS = {
+    "<input bucket>": "batchdrop-input-123456789012-us-east-1",
+    "<output bucket>": "batchdrop-output-123456789012-us-east-1",
+}
+# Which Rust struct each object of the schema's FinalizedBatch mirrors.
+RUST_TYPES = {
+    "": "EventDetail",
+    "request_counts": "RequestCounts",
+    "usage": "BatchUsage",
+    "usage.input_tokens_details": "CachedTokens",
+    "usage.output_tokens_details": "ReasoningTokens",
+}
+
+
+def load_schema(path=SCHEMA) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def validator(schema: dict) -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+
+
+def errors(schema: dict, event: dict) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(event)'}: {e.message}" for e in validator(schema).iter_errors(event)]
+
+
+def envelope(detail_type: str, detail: dict) -> dict:
+    return {
+        "version": "0",
+        "id": "00000000-0000-0000-0000-000000000000",
+        "detail-type": detail_type,
+        "source": "batchdrop",
+        "account": cfn.ACCOUNT,
+        "time": "2025-01-01T00:00:00Z",
+        "region": cfn.REGION,
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def rust_structs(text: str) -> dict[str, dict[str, str]]:
+    """`pub struct Name { pub field: Type, … }` of a Rust file: {Name: {field: Type}}."""
+    structs = {}
+    for m in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", text, re.S):
+        fields = re.findall(r"^\s*pub (\w+): ([^,\n]+),", m.group(2), re.M)
+        structs[m.group(1)] = dict(fields)
+    return structs
+
+
+def terminal_statuses(text: str) -> set[str]:
+    """BatchStatus's terminal variants (is_terminal), in serde's snake_case."""
+    m = re.search(r"fn is_terminal\(self\) -> bool \{(.*?)\n    \}", text, re.S)
+    variants = re.findall(r"BatchStatus::(\w+)", m.group(1) if m else "")
+    return {re.sub(r"(?<!^)([A-Z])", r"_\1", v).lower() for v in variants}
+
+
+def check_rust(schema: dict, status_rs=STATUS_RS) -> list[str]:
+    problems = []
+    text = Path(status_rs).read_text(encoding="utf-8")
+    structs = rust_structs(text)
+    defs = schema["definitions"]
+    for where, rust in RUST_TYPES.items():
+        node = defs["FinalizedBatch"]
+        for part in [p for p in where.split(".") if p]:
+            node = node["properties"][part]
+        fields = structs.get(rust)
+        if fields is None:
+            problems.append(f"src/status.rs has no struct {rust}")
+            continue
+        props = node.get("properties", {})
+        label = f"detail{'.' + where if where else ''}"
+        if set(props) != set(fields):
+            problems.append(f"{label}: schema properties {sorted(props)} but {rust} has {sorted(fields)}")
+        if set(node.get("required", [])) != set(fields):
+            problems.append(f"{label}: schema requires {sorted(node.get('required', []))}, {rust} always has {sorted(fields)}")
+        if node.get("additionalProperties") is not False:
+            problems.append(f"{label}: schema allows properties {rust} does not have")
+        for field, rust_type in fields.items():
+            spec = props.get(field)
+            if spec is None:
+                continue
+            spec = resolve(schema, spec)
+            types = set(cfn.as_list(spec.get("type")))
+            if rust_type.startswith("Option<") and "null" not in types:
+                problems.append(f"{label}.{field}: {rust_type} may be null, the schema does not allow it")
+            if rust_type.startswith("Vec<") and "array" not in types:
+                problems.append(f"{label}.{field}: {rust_type} is an array, the schema says {sorted(types)}")
+            if rust_type == "u64" and types != {"integer"}:
+                problems.append(f"{label}.{field}: u64 is an integer, the schema says {sorted(types)}")
+            if rust_type == "String" and types != {"string"}:
+                problems.append(f"{label}.{field}: String is a string, the schema says {sorted(types)}")
+    statuses = set(defs["FinalizedBatch"]["properties"]["status"]["enum"])
+    if statuses != terminal_statuses(text):
+        problems.append(f"detail.status: schema {sorted(statuses)}, BatchStatus::is_terminal {sorted(terminal_statuses(text))}")
+    return problems
+
+
+def resolve(schema: dict, spec: dict) -> dict:
+    while "$ref" in spec:
+        spec = schema["definitions"][spec["$ref"].rsplit("/", 1)[1]]
+    return spec
+
+
+def asl_detail(parameters: dict, state_input: dict) -> dict:
+    """A putEvents Detail built as Step Functions would: "key.$" paths and States.Format of paths."""
+
+    def path(p):
+        value = state_input
+        for part in p.removeprefix("$.").split("."):
+            value = value[part]
+        return value
+
+    out = {}
+    for key, value in parameters.items():
+        if not key.endswith(".$"):
+            out[key] = value
+        elif value.startswith("States.Format("):
+            fmt, *args = [a.strip() for a in value[len("States.Format(") : -1].split(",")]
+            text = fmt.strip("'")
+            for a in args:
+                text = text.replace("{}", str(path(a)), 1)
+            out[key[:-2]] = text
+        else:
+            out[key[:-2]] = path(value)
+    return out
+
+
+def check_asl(schema: dict, asl_path=ASL) -> list[str]:
+    problems = []
+    asl = json.loads(Path(asl_path).read_text(encoding="utf-8"))
+    example_input = {
+        "batch_id": "my-batch-3f2a9c1b7d4e5a6f",
+        "failure": {"Error": "BatchdropFatalError", "Cause": "GetModelInvocationJob: ResourceNotFoundException"},
+        "finalize_failure": {"Error": "BatchdropFatalError", "Cause": "s3://out/results/x/batch.json does not exist"},
+    }
+    sources, detail_types = set(), set()
+    for name, state in asl["States"].items():
+        if state.get("Resource") != "arn:aws:states:::events:putEvents":
+            continue
+        for entry in state["Parameters"]["Entries"]:
+            sources.add(entry.get("Source"))
+            detail_types.add(entry.get("DetailType"))
+            if "Detail" in entry:
+                detail = asl_detail(entry["Detail"], example_input)
+                for e in errors(schema, envelope(entry["DetailType"], detail)):
+                    problems.append(f"ASL state '{name}': its detail does not fit the schema: {e}")
+            elif entry.get("Detail.$") != "$":
+                problems.append(f"ASL state '{name}': Detail.$ is {entry.get('Detail.$')!r}; the schema expects finalize's output, $")
+    if sources != set(schema["properties"]["source"]["enum"]):
+        problems.append(f"ASL sends source {sorted(sources)}, the schema says {schema['properties']['source']['enum']}")
+    if detail_types != set(schema["properties"]["detail-type"]["enum"]):
+        problems.append(f"ASL sends {sorted(detail_types)}, the schema says {schema['properties']['detail-type']['enum']}")
+    return problems
+
+
+def check_examples(schema: dict, examples=EXAMPLES) -> list[str]:
+    problems = []
+    files = sorted(Path(examples).glob("*.json"))
+    kinds = set()
+    for f in files:
+        event = json.loads(f.read_text(encoding="utf-8"))
+        for e in errors(schema, event):
+            problems.append(f"{f.relative_to(ROOT)}: {e}")
+        kinds.add((event.get("detail-type"), "finalize_error" in event.get("detail", {})))
+    for kind in [("Batch Completed", False), ("Batch Failed", False), ("Batch Failed", True)]:
+        if kind not in kinds:
+            what = f"{kind[0]}{' without finalize' if kind[1] else ''}"
+            problems.append(f"{Path(examples).relative_to(ROOT)}: no recorded {what} event (infra/events/record_examples.py)")
+    return problems
+
+
+def check_readme(schema: dict, readme=README) -> list[str]:
+    text = Path(readme).read_text(encoding="utf-8")
+    m = re.search(r"^## The completion event\n(.*?)(?=^## )", text, re.S | re.M)
+    if not m:
+        return [f"{readme}: no '## The completion event' section"]
+    problems, checked = [], 0
+    for block in re.findall(r"```json\n(.*?)```", m.group(1), re.S):
+        for placeholder, value in README_PLACEHOLDERS.items():
+            block = block.replace(placeholder, value)
+        try:
+            data = json.loads(block)
+        except json.JSONDecodeError as e:
+            problems.append(f"README, The completion event: a JSON example does not parse: {e}")
+            continue
+        if "batch_id" in data:
+            detail_type = "Batch Failed" if "finalize_error" in data or data.get("status") == "failed" and data.get("error") else "Batch Completed"
+            event = envelope(detail_type, data)
+        elif isinstance(data.get("detail-type"), str):
+            event = data
+        else:
+            continue  # an event pattern, not an event
+        checked += 1
+        for e in errors(schema, event):
+            problems.append(f"README, The completion event: an example does not fit the schema: {e}")
+    if checked == 0:
+        problems.append("README, The completion event: no JSON example of the detail")
+    return problems
+
+
+def check_templates(schema: dict, sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
+    problems = []
+    for label, rendered in cfn.all_rendered(sam_path, cdk_out):
+        schemas = cfn.of_type(rendered, "AWS::EventSchemas::Schema")
+        if len(schemas) != 1:
+            problems.append(f"{label}: {len(schemas)} AWS::EventSchemas::Schema resources, not 1")
+        for name, r in schemas.items():
+            p = r["Properties"]
+            if p.get("Type") != "JSONSchemaDraft4" or json.loads(p.get("Content", "null")) != schema:
+                problems.append(f"{label}: {name} is not infra/events/batch-event.schema.json (JSONSchemaDraft4)")
+    return problems
+
+
+def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
+    schema = load_schema()
+    try:
+        jsonschema.Draft4Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        return [f"{SCHEMA.relative_to(ROOT)} is not a valid draft 4 schema: {e.message}"]
+    return (
+        check_rust(schema)
+        + check_asl(schema)
+        + check_examples(schema)
+        + check_readme(schema)
+        + check_templates(schema, sam_path, cdk_out)
+    )
+
+
+def main(argv):
+    if len(argv) not in (1, 3):
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    problems = check(*argv[1:])
+    for p in problems:
+        print(f"check_event_schema: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    n = len(list(EXAMPLES.glob("*.json")))
+    print(f"check_event_schema: the schema matches src/status.rs, the state machine, {n} recorded events, the README and both templates")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

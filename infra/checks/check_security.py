@@ -1,0 +1,277 @@
+"""The security promises of DESIGN.md ("Least privilege") and issue 5, asserted on both deployable templates:
+the SAM template after the SAM transform and the CDK synth, each with the defaults and with a KMS key.
+
+Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]
+
+- No Allow statement names a "*" action, or any action with a wildcard.
+- Every resource a role may act on is the stack's own: its two buckets (or a key prefix in them), functions,
+  state machine, failure queue, log groups, the Bedrock service role, the event bus, the KMS key given; or the
+  Bedrock job, model and inference-profile ARNs of this account and partition, and only for Bedrock actions.
+  "*" only for the log delivery actions that take no resource (LOG_DELIVERY), and only for the state machine.
+- iam:PassRole only on the Bedrock service role, only with iam:PassedToService = bedrock.amazonaws.com; no other
+  iam: action. No managed policy on any role (AWSLambdaBasicExecutionRole's logs permissions reach every log
+  group of the account).
+- The Bedrock service role trusts bedrock.amazonaws.com only, with aws:SourceAccount and aws:SourceArn conditions.
+- Every bucket blocks public access (all four settings), enforces bucket-owner ownership, and has a policy that
+  denies every s3 action on the bucket and its objects without TLS. Bucket and queue policies only deny.
+- Encryption: with the defaults both buckets use SSE-S3 and no role has KMS permissions; with a key both use
+  SSE-KMS with that key, OUTPUT_KMS_KEY_ID of every function is that key (submit and check-jobs pass it to
+  Bedrock's outputDataConfig), and the Bedrock role and every function role may use it, and nothing else may.
+  The failure queue is encrypted.
+- Log retention: every log group has one; every function logs to a log group of the stack, the state machine too.
+
+Exits 1 and prints every broken promise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cfn  # noqa: E402
+
+FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction"]
+SERVICE_ROLE = "BedrockServiceRole"
+STATE_MACHINE_ROLE = "BatchStateMachineRole"
+# Actions of CloudWatch Logs' vended log delivery, which Step Functions needs to log to a log group. They take
+# no resource-level permissions: AWS documents them on "*" (Step Functions developer guide, "IAM policies for
+# logging to CloudWatch Logs").
+LOG_DELIVERY = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+P, A, R = cfn.PARTITION, cfn.ACCOUNT, cfn.REGION
+BUCKET_PREFIXES = ("inbox", "staging", "cancel", "results", "bedrock")
+BEDROCK_JOBS = f"arn:{P}:bedrock:{R}:{A}:model-invocation-job/*"
+BEDROCK_MODELS = {
+    f"arn:{P}:bedrock:*::foundation-model/*",
+    f"arn:{P}:bedrock:*:{A}:inference-profile/*",
+    f"arn:{P}:bedrock:{R}:{A}:application-inference-profile/*",
+}
+
+
+def bucket_arns(rendered: dict) -> set[str]:
+    """The ARNs a policy may use for the stack's buckets: by reference, or built from the bucket's name."""
+    arns = set()
+    for name, r in cfn.of_type(rendered, "AWS::S3::Bucket").items():
+        arns.add("{GetAtt:" + name + ".Arn}")
+        bucket_name = r["Properties"].get("BucketName")
+        if bucket_name:
+            arns.add(f"arn:{P}:s3:::{bucket_name}")
+    return arns
+
+
+def resource_allowed(rendered: dict, action: str, resource: str, kms_key: str | None) -> bool:
+    """Whether a role may hold `action` on `resource` (see the module's docstring)."""
+    service = action.split(":", 1)[0]
+    if service == "s3":
+        for arn in bucket_arns(rendered):
+            if resource == arn or any(resource == f"{arn}/{p}/*" for p in BUCKET_PREFIXES):
+                return True
+        return False
+    if service == "bedrock":
+        return resource == BEDROCK_JOBS or (
+            action in ("bedrock:CreateModelInvocationJob", "bedrock:InvokeModel") and resource in BEDROCK_MODELS
+        )
+    if service == "lambda":
+        return any(resource in ("{GetAtt:" + f + ".Arn}", "{GetAtt:" + f + ".Arn}:*") for f in FUNCTIONS)
+    if service == "states":
+        return resource == "{Ref:BatchStateMachine}"
+    if service == "sqs":
+        return resource == "{GetAtt:SubmitFailureQueue.Arn}"
+    if service == "events":
+        bus = state_machine_bus(rendered)
+        return resource == f"arn:{P}:events:{R}:{A}:event-bus/{bus}"
+    if service == "kms":
+        return kms_key is not None and resource == kms_key and action in ("kms:Decrypt", "kms:GenerateDataKey")
+    if service == "iam":
+        return action == "iam:PassRole" and resource == "{GetAtt:" + SERVICE_ROLE + ".Arn}"
+    if service == "logs":
+        groups = cfn.of_type(rendered, "AWS::Logs::LogGroup")
+        return action in ("logs:CreateLogStream", "logs:PutLogEvents") and resource in {
+            "{GetAtt:" + g + ".Arn}" for g in groups
+        }
+    return False
+
+
+def state_machine_bus(rendered: dict) -> str | None:
+    machine = rendered["Resources"].get("BatchStateMachine", {})
+    return (machine.get("Properties", {}).get("DefinitionSubstitutions") or {}).get("EventBusName")
+
+
+def check_iam(rendered: dict, kms_key: str | None) -> list[str]:
+    problems = []
+    for role, facts in sorted(cfn.role_policies(rendered).items()):
+        for effect, _principal, action, resource, condition in sorted(facts):
+            if effect == "Managed":
+                problems.append(f"{role}: managed policy {action}: write the permissions the role needs instead")
+                continue
+            if effect != "Allow":
+                continue
+            if "*" in action or "?" in action:
+                problems.append(f"{role}: wildcard action {action}")
+                continue
+            if resource == "*":
+                if not (action in LOG_DELIVERY and role == STATE_MACHINE_ROLE):
+                    problems.append(f"{role}: {action} on \"*\"")
+                continue
+            if not resource_allowed(rendered, action, resource, kms_key):
+                problems.append(f"{role}: {action} on {resource}, which is not a resource of the stack it may use")
+            if action.startswith("iam:"):
+                cond = json.loads(condition)
+                if cond != {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}:
+                    problems.append(f"{role}: {action} without the condition iam:PassedToService = bedrock.amazonaws.com")
+    return problems
+
+
+def check_service_role(rendered: dict) -> list[str]:
+    role = rendered["Resources"].get(SERVICE_ROLE)
+    if role is None:
+        return [f"no {SERVICE_ROLE}"]
+    problems = []
+    for statement in cfn.as_list(role["Properties"]["AssumeRolePolicyDocument"].get("Statement")):
+        if cfn.principal_facts(statement.get("Principal")) != ["Service:bedrock.amazonaws.com"]:
+            problems.append(f"{SERVICE_ROLE} trusts {statement.get('Principal')}, not bedrock.amazonaws.com alone")
+        cond = statement.get("Condition") or {}
+        if cond.get("StringEquals", {}).get("aws:SourceAccount") != cfn.ACCOUNT:
+            problems.append(f"{SERVICE_ROLE}: trust without aws:SourceAccount = the stack's account")
+        source_arn = cond.get("ArnLike", {}).get("aws:SourceArn") or cond.get("ArnEquals", {}).get("aws:SourceArn")
+        if source_arn != BEDROCK_JOBS:
+            problems.append(f"{SERVICE_ROLE}: trust without aws:SourceArn = this account's model invocation jobs")
+    return problems
+
+
+def check_resource_policies(rendered: dict) -> list[str]:
+    """The buckets' and the queue's policies only deny: access comes from the roles, checked above."""
+    problems = []
+    for kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
+        for name, policy in sorted(cfn.of_type(rendered, kind).items()):
+            for statement in cfn.as_list(policy["Properties"]["PolicyDocument"].get("Statement")):
+                if statement.get("Effect") != "Deny":
+                    problems.append(f"{name}: grants {statement.get('Action')} to {statement.get('Principal')}")
+    return problems
+
+
+def check_buckets(rendered: dict, kms_key: str | None) -> list[str]:
+    problems = []
+    policies = cfn.of_type(rendered, "AWS::S3::BucketPolicy")
+    for name, bucket in sorted(cfn.of_type(rendered, "AWS::S3::Bucket").items()):
+        props = bucket["Properties"]
+        block = props.get("PublicAccessBlockConfiguration", {})
+        for setting in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if block.get(setting) not in (True, "true"):
+                problems.append(f"{name}: PublicAccessBlockConfiguration.{setting} is not true")
+        owners = [r.get("ObjectOwnership") for r in props.get("OwnershipControls", {}).get("Rules", [])]
+        if owners != ["BucketOwnerEnforced"]:
+            problems.append(f"{name}: ObjectOwnership is not BucketOwnerEnforced (ACLs stay enabled)")
+
+        arn = "{GetAtt:" + name + ".Arn}"
+        tls_denied = set()
+        for policy in policies.values():
+            if policy["Properties"].get("Bucket") != "{Ref:" + name + "}":
+                continue
+            for statement in cfn.as_list(policy["Properties"]["PolicyDocument"].get("Statement")):
+                if (
+                    statement.get("Effect") == "Deny"
+                    and cfn.principal_facts(statement.get("Principal")) == ["*"]
+                    and "s3:*" in cfn.as_list(statement.get("Action"))
+                    and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+                ):
+                    tls_denied |= set(cfn.as_list(statement.get("Resource")))
+        if not {arn, f"{arn}/*"} <= tls_denied:
+            problems.append(f"{name}: no bucket policy denies s3:* on the bucket and its objects without TLS")
+
+        rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        defaults = [r.get("ServerSideEncryptionByDefault", {}) for r in rules]
+        want = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key} if kms_key else {"SSEAlgorithm": "AES256"}
+        if defaults != [want]:
+            problems.append(f"{name}: default encryption is {defaults}, not {want}")
+    return problems
+
+
+def check_kms(rendered: dict, kms_key: str | None) -> list[str]:
+    problems = []
+    roles = cfn.role_policies(rendered)
+    functions = cfn.of_type(rendered, "AWS::Lambda::Function")
+    for name in FUNCTIONS:
+        env = functions.get(name, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if env.get("OUTPUT_KMS_KEY_ID") != (kms_key or ""):
+            problems.append(f"{name}: OUTPUT_KMS_KEY_ID is {env.get('OUTPUT_KMS_KEY_ID')!r}, not {kms_key or ''!r}")
+    needs_key = [SERVICE_ROLE] + [f"{f}Role" for f in FUNCTIONS]
+    for role, facts in sorted(roles.items()):
+        kms = {(f[2], f[3]) for f in facts if f[0] == "Allow" and f[2].startswith("kms:")}
+        if kms_key and role in needs_key:
+            want = {("kms:Decrypt", kms_key), ("kms:GenerateDataKey", kms_key)}
+            if kms != want:
+                problems.append(f"{role}: KMS permissions {sorted(kms)}, not {sorted(want)}")
+        elif kms:
+            problems.append(f"{role}: KMS permissions {sorted(kms)} it does not need")
+    for name, queue in cfn.of_type(rendered, "AWS::SQS::Queue").items():
+        props = queue["Properties"]
+        if props.get("SqsManagedSseEnabled") not in (True, "true") and not props.get("KmsMasterKeyId"):
+            problems.append(f"{name}: not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+    return problems
+
+
+def check_logs(rendered: dict) -> list[str]:
+    problems = []
+    groups = cfn.of_type(rendered, "AWS::Logs::LogGroup")
+    for name, group in sorted(groups.items()):
+        if not group["Properties"].get("RetentionInDays"):
+            problems.append(f"{name}: no RetentionInDays (logs kept forever)")
+    refs = {"{Ref:" + g + "}" for g in groups}
+    arns = {"{GetAtt:" + g + ".Arn}" for g in groups}
+    for name, fn in sorted(cfn.of_type(rendered, "AWS::Lambda::Function").items()):
+        if fn["Properties"].get("LoggingConfig", {}).get("LogGroup") not in refs:
+            problems.append(f"{name}: does not log to a log group of the stack (with retention)")
+    for name, machine in sorted(cfn.of_type(rendered, "AWS::StepFunctions::StateMachine").items()):
+        destinations = machine["Properties"].get("LoggingConfiguration", {}).get("Destinations", [])
+        targets = [d.get("CloudWatchLogsLogGroup", {}).get("LogGroupArn") for d in destinations]
+        if not targets or not all(t in arns for t in targets):
+            problems.append(f"{name}: does not log to a log group of the stack (with retention)")
+    return problems
+
+
+def check_template(rendered: dict, kms_key: str | None) -> list[str]:
+    return (
+        check_iam(rendered, kms_key)
+        + check_resource_policies(rendered)
+        + check_service_role(rendered)
+        + check_buckets(rendered, kms_key)
+        + check_kms(rendered, kms_key)
+        + check_logs(rendered)
+    )
+
+
+def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
+    problems = []
+    for label, rendered in cfn.all_rendered(sam_path, cdk_out):
+        kms_key = cfn.KMS_KEY if label.endswith("kms") else None
+        problems += [f"{label}: {p}" for p in check_template(rendered, kms_key)]
+    return problems
+
+
+def main(argv):
+    if len(argv) not in (1, 3):
+        print(__doc__.strip().splitlines()[3], file=sys.stderr)
+        return 2
+    problems = check(*argv[1:])
+    for p in problems:
+        print(f"check_security: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print("check_security: SAM and CDK templates, with and without a KMS key, keep every security promise")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,299 @@
+"""Each template check can fail: the real templates pass, and a template broken in one known way fails with a
+message that names what broke. Run by `make validate` (after the synths these checks read):
+
+    .venv/bin/python -m unittest discover -s infra/checks -p 'test_*.py'
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import unittest
+from pathlib import Path
+
+import cfn
+import check_event_schema
+import check_operations
+import check_parity
+import check_security
+import scan_templates
+
+
+def rendered(source: str, variant: str) -> dict:
+    """One of the four rendered templates: source "SAM" or "CDK", variant "defaults" or "kms"."""
+    return copy.deepcopy(dict(RENDERED)[f"{source} {variant}"])
+
+
+RENDERED = cfn.all_rendered()
+
+
+def statements(r: dict, role: str) -> list:
+    return r["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def security(r: dict, kms_key=None) -> list[str]:
+    return check_security.check_template(r, kms_key)
+
+
+def operations(r: dict, topic=None) -> list[str]:
+    return check_operations.check_trigger(r) + check_operations.check_dead_letters(r) + check_operations.check_alarms(r, topic)
+
+
+class SecurityChecks(unittest.TestCase):
+    def test_the_templates_pass(self):
+        self.assertEqual(check_security.check(), [])
+
+    def assertFlags(self, problems, text):
+        self.assertTrue(any(text in p for p in problems), f"no problem mentions {text!r}: {problems}")
+
+    def test_a_star_action_fails(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "s3:*", "Resource": "{GetAtt:OutputBucket.Arn}"})
+            self.assertFlags(security(r), "wildcard action s3:*")
+            r = rendered(source, "defaults")
+            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "*", "Resource": "*"})
+            self.assertFlags(security(r), "wildcard action *")
+
+    def test_a_resource_outside_the_stack_fails(self):
+        r = rendered("SAM", "defaults")
+        statements(r, "CheckJobsFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::someone-else/*"})
+        self.assertFlags(security(r), "s3:GetObject on arn:aws:s3:::someone-else/*")
+        r = rendered("CDK", "defaults")
+        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+        self.assertFlags(security(r), 's3:GetObject on "*"')
+        r = rendered("CDK", "defaults")
+        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"})
+        self.assertFlags(security(r), 'logs:PutLogEvents on "*"')
+
+    def test_log_delivery_on_star_only_for_the_state_machine(self):
+        r = rendered("SAM", "defaults")
+        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "logs:CreateLogDelivery", "Resource": "*"})
+        self.assertFlags(security(r), 'SubmitFunctionRole: logs:CreateLogDelivery on "*"')
+
+    def test_pass_role_needs_the_service_role_and_the_condition(self):
+        r = rendered("SAM", "defaults")
+        for s in statements(r, "SubmitFunctionRole"):
+            if s.get("Action") == "iam:PassRole":
+                del s["Condition"]
+        self.assertFlags(security(r), "iam:PassRole without the condition")
+        r = rendered("CDK", "defaults")
+        for s in statements(r, "CheckJobsFunctionRole"):
+            if s.get("Action") == "iam:PassRole":
+                s["Resource"] = "{GetAtt:SubmitFunctionRole.Arn}"
+        self.assertFlags(security(r), "iam:PassRole on {GetAtt:SubmitFunctionRole.Arn}")
+
+    def test_a_managed_policy_fails(self):
+        r = rendered("SAM", "defaults")
+        r["Resources"]["SubmitFunctionRole"]["Properties"]["ManagedPolicyArns"] = [
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        ]
+        self.assertFlags(security(r), "managed policy arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+
+    def test_the_service_role_trust_needs_its_conditions(self):
+        r = rendered("CDK", "defaults")
+        statement = r["Resources"]["BedrockServiceRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        del statement["Condition"]["ArnLike"]
+        self.assertFlags(security(r), "aws:SourceArn")
+
+    def test_public_or_plain_http_buckets_fail(self):
+        r = rendered("SAM", "defaults")
+        r["Resources"]["OutputBucket"]["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = False
+        self.assertFlags(security(r), "OutputBucket: PublicAccessBlockConfiguration.RestrictPublicBuckets")
+        r = rendered("CDK", "defaults")
+        del r["Resources"]["InputBucketPolicy"]
+        self.assertFlags(security(r), "InputBucket: no bucket policy denies s3:* on the bucket and its objects without TLS")
+
+    def test_a_resource_policy_that_grants_fails(self):
+        r = rendered("CDK", "defaults")
+        r["Resources"]["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].append(
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "{GetAtt:OutputBucket.Arn}/*"}
+        )
+        self.assertFlags(security(r), "OutputBucketPolicy: grants s3:GetObject")
+
+    def test_encryption_follows_the_key(self):
+        r = rendered("SAM", "kms")
+        self.assertEqual(security(r, cfn.KMS_KEY), [])
+        self.assertFlags(security(r, None), "default encryption")
+        r = rendered("CDK", "kms")
+        r["Resources"]["SubmitFunction"]["Properties"]["Environment"]["Variables"]["OUTPUT_KMS_KEY_ID"] = ""
+        self.assertFlags(security(r, cfn.KMS_KEY), "SubmitFunction: OUTPUT_KMS_KEY_ID")
+        r = rendered("CDK", "kms")
+        statements(r, "BedrockServiceRole")[:] = [s for s in statements(r, "BedrockServiceRole") if s.get("Sid") != "UseBucketKey"]
+        self.assertFlags(security(r, cfn.KMS_KEY), "BedrockServiceRole: KMS permissions")
+        r = rendered("SAM", "defaults")
+        del r["Resources"]["SubmitFailureQueue"]["Properties"]["SqsManagedSseEnabled"]
+        self.assertFlags(security(r), "SubmitFailureQueue: not encrypted")
+
+    def test_log_retention_is_required(self):
+        r = rendered("CDK", "defaults")
+        del r["Resources"]["FinalizeLogGroup"]["Properties"]["RetentionInDays"]
+        self.assertFlags(security(r), "FinalizeLogGroup: no RetentionInDays")
+        r = rendered("SAM", "defaults")
+        del r["Resources"]["CheckJobsFunction"]["Properties"]["LoggingConfig"]["LogGroup"]
+        self.assertFlags(security(r), "CheckJobsFunction: does not log to a log group of the stack")
+
+
+class OperationsChecks(unittest.TestCase):
+    def test_the_templates_pass(self):
+        self.assertEqual(check_operations.check(), [])
+
+    def test_the_dead_letter_path_is_required(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            del r["Resources"]["SubmitFunctionEventInvokeConfig"]
+            self.assertIn("SubmitFunction has 0 EventInvokeConfig, not 1", operations(r))
+            r = rendered(source, "defaults")
+            r["Resources"]["SubmitFunctionEventInvokeConfig"]["Properties"]["DestinationConfig"] = {}
+            self.assertTrue(any("do not go to SubmitFailureQueue" in p for p in operations(r)))
+            r = rendered(source, "defaults")
+            statements(r, "SubmitFunctionRole")[:] = [
+                s for s in statements(r, "SubmitFunctionRole") if s.get("Action") != "sqs:SendMessage"
+            ]
+            self.assertTrue(any("may not send to SubmitFailureQueue" in p for p in operations(r)))
+
+    def test_alarms_are_required(self):
+        r = rendered("CDK", "defaults")
+        del r["Resources"]["FinalizeErrorsAlarm"]
+        self.assertIn("no alarm on AWS/Lambda Errors of {Ref:FinalizeFunction}", operations(r))
+        r = rendered("SAM", "defaults")
+        del r["Resources"]["SubmitFailureQueueAlarm"]
+        self.assertTrue(any("ApproximateNumberOfMessagesVisible" in p for p in operations(r)))
+        r = rendered("SAM", "kms")
+        self.assertTrue(any("AlarmActions" in p for p in operations(r, None)))
+
+    def test_the_trigger_is_required(self):
+        r = rendered("SAM", "defaults")
+        r["Resources"]["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"][0]["Filter"] = {}
+        self.assertTrue(any("does not notify SubmitFunction" in p for p in operations(r)))
+
+
+class ParityCheck(unittest.TestCase):
+    def test_the_templates_match(self):
+        problems, _notes = check_parity.check()
+        self.assertEqual(problems, [])
+
+    def test_differences_are_found(self):
+        sam, cdk = rendered("SAM", "defaults"), rendered("CDK", "defaults")
+        cdk["Resources"]["FinalizeFunction"]["Properties"]["Environment"]["Variables"]["POLL_FACTOR"] = "2"
+        statements(cdk, "CheckJobsFunctionRole").append({"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "{GetAtt:OutputBucket.Arn}/results/*"})
+        cdk["Resources"]["BatchStateMachine"]["Properties"]["DefinitionString"] = cdk["Resources"]["BatchStateMachine"][
+            "Properties"
+        ]["DefinitionString"].replace('"TimeoutSeconds": 360', '"TimeoutSeconds": 361')
+        del sam["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]
+        paths = [p for p, _a, _b in check_parity.differences(sam, cdk)]
+        for broken in [
+            "Resources.FinalizeFunction.Properties.Environment.Variables.POLL_FACTOR",
+            "Resources.CheckJobsFunctionRole.Properties.Permissions",
+            "Resources.BatchStateMachine.Properties.Definition.States.Check Jobs.TimeoutSeconds",
+            "Resources.OutputBucket.Properties.LifecycleConfiguration",
+        ]:
+            self.assertIn(broken, paths)
+            self.assertIsNone(check_parity.allowed_by(broken))
+
+    def test_a_missing_resource_is_a_difference(self):
+        sam, cdk = rendered("SAM", "kms"), rendered("CDK", "kms")
+        del cdk["Resources"]["BatchEventSchema"]
+        self.assertIn("Resources.BatchEventSchema", [p for p, _a, _b in check_parity.differences(sam, cdk)])
+
+
+class EventSchemaCheck(unittest.TestCase):
+    schema = check_event_schema.load_schema()
+
+    def test_the_schema_passes(self):
+        self.assertEqual(check_event_schema.check(), [])
+
+    def example(self, name: str) -> dict:
+        return json.loads((check_event_schema.EXAMPLES / f"{name}.json").read_text())
+
+    def test_broken_events_are_rejected(self):
+        completed = self.example("batch-completed")
+        unfinalized = self.example("batch-failed-unfinalized")
+        broken = []
+        e = copy.deepcopy(completed)
+        del e["detail"]["usage"]
+        broken.append(e)
+        e = copy.deepcopy(completed)
+        e["detail"]["request_counts"]["retried"] = 1
+        broken.append(e)
+        e = copy.deepcopy(completed)
+        e["detail"]["status"] = "in_progress"
+        broken.append(e)
+        e = copy.deepcopy(completed)
+        e["detail"]["request_counts"]["total"] = -1
+        broken.append(e)
+        e = copy.deepcopy(unfinalized)
+        e["detail-type"] = "Batch Completed"
+        broken.append(e)
+        e = copy.deepcopy(completed)
+        e["detail-type"] = "Batch Failed"  # a failed batch says why
+        broken.append(e)
+        e = copy.deepcopy(completed)
+        e["source"] = "aws.batch"
+        broken.append(e)
+        for event in broken:
+            self.assertNotEqual(check_event_schema.errors(self.schema, event), [], json.dumps(event)[:200])
+
+    def test_a_new_rust_field_must_be_in_the_schema(self):
+        text = check_event_schema.STATUS_RS.read_text()
+        changed = text.replace("pub struct EventDetail {\n", "pub struct EventDetail {\n    pub model: String,\n", 1)
+        self.assertNotEqual(text, changed)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "status.rs"
+            path.write_text(changed)
+            problems = check_event_schema.check_rust(self.schema, path)
+        self.assertTrue(any("EventDetail has" in p and "model" in p for p in problems), problems)
+
+    def test_the_asl_detail_must_fit(self):
+        asl = json.loads(check_event_schema.ASL.read_text())
+        entry = asl["States"]["Announce Unfinalized Failure"]["Parameters"]["Entries"][0]
+        entry["Detail"]["reason"] = "extra"
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "batch.asl.json"
+            path.write_text(json.dumps(asl))
+            problems = check_event_schema.check_asl(self.schema, path)
+        self.assertTrue(any("Announce Unfinalized Failure" in p for p in problems), problems)
+
+
+class ScannerCheck(unittest.TestCase):
+    def report(self, failed: list[tuple[str, str, str]]) -> dict:
+        passed = [{"check_id": "CKV_AWS_1", "file_path": "/" + f, "resource": "x"} for f in scan_templates.SCANNED]
+        checks = [
+            {"check_id": c, "check_name": "a check", "file_path": "/" + f, "resource": r} for c, f, r in failed
+        ]
+        return {"check_type": "cloudformation", "summary": {"parsing_errors": 0}, "results": {"passed_checks": passed, "failed_checks": checks}}
+
+    def run_check(self, report: dict) -> list[str]:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "report.json"
+            path.write_text(json.dumps(report))
+            problems, _notes = scan_templates.check(path)
+        return problems
+
+    def justified_failures(self) -> list[tuple[str, str, str]]:
+        sam = "target/sam/template.json"
+        types = {"Function": "AWS::Lambda::Function", "Group": "AWS::Logs::LogGroup", "Bucket": "AWS::S3::Bucket", "Queue": "AWS::SQS::Queue"}
+        out = []
+        for check_id, (resources, _reason) in scan_templates.JUSTIFIED.items():
+            for r in resources:
+                kind = next(v for k, v in types.items() if r.endswith(k))
+                out.append((check_id, sam, f"{kind}.{r}"))
+        return out
+
+    def test_justified_findings_pass(self):
+        self.assertEqual(self.run_check(self.report(self.justified_failures())), [])
+
+    def test_an_unjustified_finding_fails(self):
+        failures = self.justified_failures() + [("CKV_AWS_111", "target/sam/template.json", "AWS::IAM::Role.SubmitFunctionRole")]
+        self.assertTrue(any("CKV_AWS_111 SubmitFunctionRole" in p for p in self.run_check(self.report(failures))))
+        failures = self.justified_failures() + [("CKV_AWS_21", "target/sam/template.json", "AWS::S3::Bucket.InputBucket")]
+        self.assertTrue(any("CKV_AWS_21 InputBucket" in p for p in self.run_check(self.report(failures))))
+
+    def test_a_stale_justification_fails(self):
+        failures = [f for f in self.justified_failures() if f[0] != "CKV_AWS_117"]
+        self.assertTrue(any("CKV_AWS_117 is justified but fails nowhere" in p for p in self.run_check(self.report(failures))))
+
+
+if __name__ == "__main__":
+    unittest.main()
