@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -298,3 +299,18 @@ def state_machine_definitions(rendered: dict) -> dict[str, dict]:
 
 def of_type(rendered: dict, type_name: str) -> dict[str, dict]:
     return {n: r for n, r in rendered["Resources"].items() if r["Type"] == type_name}
+
+
+def run(name: str, argv: list[str], check, usage: str, ok) -> int:
+    """The command line every check shares: no arguments, or the SAM template and the CDK output folder.
+    Problems go to stderr and exit 1; `ok()` is the one-line summary printed when there are none."""
+    if len(argv) not in (1, 3):
+        print(usage, file=sys.stderr)
+        return 2
+    problems = check(*argv[1:])
+    for p in problems:
+        print(f"{name}: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{name}: {ok()}")
+    return 0

@@ -265,17 +265,7 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
 
 
 def main(argv):
-    if len(argv) not in (1, 3):
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
-        return 2
-    problems = check(*argv[1:])
-    for p in problems:
-        print(f"check_event_schema: {p}", file=sys.stderr)
-    if problems:
-        return 1
-    n = len(list(EXAMPLES.glob("*.json")))
-    print(f"check_event_schema: the schema matches src/status.rs, the state machine, {n} recorded events, the README and both templates")
-    return 0
+    return cfn.run("check_event_schema", argv, check, __doc__.strip().splitlines()[2], lambda: f"the schema matches src/status.rs, the state machine, {len(list(EXAMPLES.glob('*.json')))} recorded events, the README and both templates")
 
 
 if __name__ == "__main__":

@@ -117,16 +117,7 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
 
 
 def main(argv):
-    if len(argv) not in (1, 3):
-        print(__doc__.strip().splitlines()[3], file=sys.stderr)
-        return 2
-    problems = check(*argv[1:])
-    for p in problems:
-        print(f"check_operations: {p}", file=sys.stderr)
-    if problems:
-        return 1
-    print("check_operations: trigger, dead-letter path and alarms are in place in SAM and CDK templates")
-    return 0
+    return cfn.run("check_operations", argv, check, __doc__.strip().splitlines()[3], lambda: "trigger, dead-letter path and alarms are in place in SAM and CDK templates")
 
 
 if __name__ == "__main__":

@@ -261,16 +261,7 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
 
 
 def main(argv):
-    if len(argv) not in (1, 3):
-        print(__doc__.strip().splitlines()[3], file=sys.stderr)
-        return 2
-    problems = check(*argv[1:])
-    for p in problems:
-        print(f"check_security: {p}", file=sys.stderr)
-    if problems:
-        return 1
-    print("check_security: SAM and CDK templates, with and without a KMS key, keep every security promise")
-    return 0
+    return cfn.run("check_security", argv, check, __doc__.strip().splitlines()[3], lambda: "SAM and CDK templates, with and without a KMS key, keep every security promise")
 
 
 if __name__ == "__main__":
