@@ -209,20 +209,11 @@ def template_substitutions() -> dict[str, str]:
     """DefinitionSubstitutions of the state machine in infra/template.yaml, resolved to local resources."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
+    # The same reading of CloudFormation's short-form tags as `make validate` uses.
+    sys.path.insert(0, str(ROOT / "infra" / "checks"))
+    from check_asl import CfnLoader
 
-    def tag(loader, suffix, node):
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return {"!" + suffix: value}
-
-    Loader.add_multi_constructor("!", tag)
-    template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=Loader)
+    template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=CfnLoader)
     parameters = template.get("Parameters", {})
     machines = [r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::StateMachine"]
     if len(machines) != 1:
@@ -237,20 +228,19 @@ def resolve(value, parameters) -> str:
     """!GetAtt <Stem>Function.Arn → the local function's ARN; !Ref <Parameter> → its default."""
     if isinstance(value, str):
         return value
-    if "!GetAtt" in value:
-        target = value["!GetAtt"]
-        logical = target[0] if isinstance(target, list) else target.split(".")[0]
+    if "Fn::GetAtt" in value:
+        logical = value["Fn::GetAtt"][0]
         stem = "".join("-" + c.lower() if c.isupper() else c for c in logical.removesuffix("Function")).lstrip("-")
         if stem not in FUNCTIONS:
             raise SystemExit(f"template: no local function for {logical}")
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{stem}"
-    if "!Ref" in value:
-        name = value["!Ref"]
+    if "Ref" in value:
+        name = value["Ref"]
         if name in parameters and "Default" in parameters[name]:
             return str(parameters[name]["Default"])
         raise SystemExit(f"template: cannot resolve !Ref {name} locally")
-    if "!Sub" in value and isinstance(value["!Sub"], str):
-        text = value["!Sub"]
+    if isinstance(value.get("Fn::Sub"), str):
+        text = value["Fn::Sub"]
         for p, spec in parameters.items():
             text = text.replace("${" + p + "}", str(spec.get("Default", "")))
         return text.replace("${AWS::Region}", REGION).replace("${AWS::AccountId}", ACCOUNT).replace("${AWS::Partition}", "aws")
