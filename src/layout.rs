@@ -65,7 +65,22 @@ pub fn record_map_key(batch_id: &str) -> String {
 
 /// Input bucket: the marker object that asks for a batch to be cancelled (README, "Cancelling a batch").
 pub fn cancel_key(batch_id: &str) -> String {
-    format!("cancel/{batch_id}")
+    format!("{CANCEL_PREFIX}{batch_id}")
+}
+
+/// The prefix of cancel markers in the input bucket; their uploads reach the submit function.
+pub const CANCEL_PREFIX: &str = "cancel/";
+
+/// The batch id a cancel marker's key names, if it is one (`cancel/<batch-id>`, a batch id's characters
+/// only).
+pub fn cancelled_batch(key: &str) -> Option<&str> {
+    let id = key.strip_prefix(CANCEL_PREFIX)?.trim_end_matches('/');
+    let valid = !id.is_empty()
+        && id.len() <= EXECUTION_NAME_MAX
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+    valid.then_some(id)
 }
 
 /// Output bucket: where Bedrock writes the jobs' output (`<prefix><job-id>/job-<n>.jsonl.out`, SPEC §2.2).

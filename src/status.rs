@@ -42,6 +42,21 @@ pub fn is_terminal_job_status(status: &str) -> bool {
     )
 }
 
+/// How far along its life a job is, so that two observations of one job merge to the later one: a status
+/// never moves back (SPEC §1.3's lifecycle; terminal statuses rank highest).
+pub fn job_status_rank(status: &str) -> u8 {
+    match status {
+        QUEUED => 0,
+        "Submitted" => 1,
+        "Validating" => 2,
+        "Scheduled" => 3,
+        "InProgress" => 4,
+        "Stopping" => 5,
+        s if is_terminal_job_status(s) => 6,
+        _ => 4,
+    }
+}
+
 /// SPEC §4.6's mapping of one Bedrock job status to OpenAI's; "Queued" is ours (not yet created).
 pub fn openai_status(bedrock: &str) -> BatchStatus {
     match bedrock {
@@ -117,6 +132,13 @@ pub struct Job {
     pub processed: Option<u64>,
     pub succeeded: Option<u64>,
     pub failed: Option<u64>,
+    /// A create was sent but its outcome is unknown (timeout, 5xx, conflict): the job may exist. The next
+    /// poll finds it by name before anything else is decided about it (docs/reliability.md).
+    #[serde(default)]
+    pub create_unknown: bool,
+    /// The last StopModelInvocationJob failure, kept until a stop succeeds.
+    #[serde(default)]
+    pub stop_error: Option<String>,
 }
 
 impl Job {
@@ -142,7 +164,14 @@ impl Job {
             processed: None,
             succeeded: None,
             failed: None,
+            create_unknown: false,
+            stop_error: None,
         }
+    }
+
+    /// Whether Bedrock may still be working on the job: created and not terminal.
+    pub fn is_active(&self) -> bool {
+        self.job_arn.is_some() && !is_terminal_job_status(&self.status)
     }
 
     /// The job's 12-character id, the last part of its ARN (SPEC §1.2).
@@ -167,6 +196,15 @@ pub struct Bedrock {
     pub execution_arn: Option<String>,
     /// The poll count, so that a restarted execution keeps its backoff.
     pub polls: u32,
+    /// Submit has written every Bedrock input file and the record map: the jobs may be created.
+    #[serde(default)]
+    pub staged: bool,
+    /// Why the batch is failing, once the state machine took its failure path.
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// When the failure path began stopping the batch's jobs (unix seconds).
+    #[serde(default)]
+    pub stopping_since: Option<u64>,
 }
 
 /// `results/<batch-id>/batch.json` (SPEC §4.6), with `bedrock` added.
@@ -226,8 +264,12 @@ impl BatchDoc {
         }
     }
 
-    /// Moves to `status`, stamping its `*_at` time the first time it is reached.
+    /// Moves to `status`, stamping its `*_at` time the first time it is reached. A terminal status is
+    /// final: nothing moves a batch back from it (docs/reliability.md, "batch.json").
     pub fn set_status(&mut self, status: BatchStatus, now: u64) {
+        if self.status.is_terminal() {
+            return;
+        }
         let stamp = match status {
             BatchStatus::InProgress => &mut self.in_progress_at,
             BatchStatus::Finalizing => &mut self.finalizing_at,

@@ -16,24 +16,27 @@ use aws_sdk_bedrock::operation::create_model_invocation_job::{
     CreateModelInvocationJobError, CreateModelInvocationJobOutput,
 };
 use aws_sdk_bedrock::operation::get_model_invocation_job::GetModelInvocationJobOutput;
+use aws_sdk_bedrock::operation::list_model_invocation_jobs::ListModelInvocationJobsOutput;
 use aws_sdk_bedrock::operation::stop_model_invocation_job::StopModelInvocationJobOutput;
 use aws_sdk_bedrock::types::error::{ServiceQuotaExceededException, ThrottlingException};
 use aws_sdk_bedrock::types::{
     ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig, ModelInvocationJobS3InputDataConfig,
-    ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus,
+    ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus, ModelInvocationJobSummary,
 };
 use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
-use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::operation::upload_part::UploadPartOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::{NoSuchKey, NotFound};
 use aws_sdk_s3::types::Object;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
 use aws_sdk_sfn::types::error::ExecutionAlreadyExists;
+use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use batchdrop::pipeline::check::{self, CheckInput};
 use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
@@ -80,24 +83,48 @@ struct World {
     executions: Arc<Mutex<Vec<(String, String)>>>,
     deps: Deps,
     work: tempfile::TempDir,
+    /// Turns of each batch's loop so far, as the state machine would pass them.
+    polls: Mutex<BTreeMap<String, u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The fake S3's ETag of a body: changes whenever the content does.
+fn etag_of(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
+}
+
 fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
     let (o1, o2, o3, o4) = (objects.clone(), objects.clone(), objects.clone(), objects.clone());
-    let put = mock!(aws_sdk_s3::Client::put_object).then_compute_output(move |req| {
+    // Conditional writes as S3 does them: If-None-Match: * and If-Match: <etag>, else PreconditionFailed.
+    let put = mock!(aws_sdk_s3::Client::put_object).then_compute_response(move |req| {
         let body = req.body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
-        lock(&o1).insert(
-            (
-                req.bucket().unwrap_or("").to_string(),
-                req.key().unwrap_or("").to_string(),
-            ),
-            body,
+        let key = (
+            req.bucket().unwrap_or("").to_string(),
+            req.key().unwrap_or("").to_string(),
         );
-        PutObjectOutput::builder().build()
+        let mut objects = lock(&o1);
+        let current = objects.get(&key).map(|b| etag_of(b));
+        let refused = match (req.if_none_match(), req.if_match()) {
+            (Some("*"), _) => current.is_some(),
+            (_, Some(expected)) => current.as_deref() != Some(expected),
+            _ => false,
+        };
+        if refused {
+            let meta = aws_sdk_s3::error::ErrorMetadata::builder()
+                .code("PreconditionFailed")
+                .message("At least one of the pre-conditions you specified did not hold")
+                .build();
+            return MockResponse::Error(PutObjectError::generic(meta));
+        }
+        let etag = etag_of(&body);
+        objects.insert(key, body);
+        MockResponse::Output(PutObjectOutput::builder().e_tag(etag).build())
     });
     let get = mock!(aws_sdk_s3::Client::get_object).then_compute_response(move |req| {
         let key = (
@@ -105,7 +132,12 @@ fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
             req.key().unwrap_or("").to_string(),
         );
         match lock(&o2).get(&key) {
-            Some(body) => MockResponse::Output(GetObjectOutput::builder().body(ByteStream::from(body.clone())).build()),
+            Some(body) => MockResponse::Output(
+                GetObjectOutput::builder()
+                    .e_tag(etag_of(body))
+                    .body(ByteStream::from(body.clone()))
+                    .build(),
+            ),
             None => MockResponse::Error(GetObjectError::NoSuchKey(NoSuchKey::builder().build())),
         }
     });
@@ -178,6 +210,33 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
     let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
     let create = mock!(aws_sdk_bedrock::Client::create_model_invocation_job).then_compute_response(move |req| {
         let mut st = lock(&s1);
+        if st.create_errors.first() == Some(&"lost") {
+            // Bedrock accepted the job, but its answer never arrived (a lost response).
+            st.create_errors.remove(0);
+            let token = req.client_request_token().unwrap_or("").to_string();
+            if !st.jobs.iter().any(|j| j.token == token) {
+                let arn = format!(
+                    "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/job{:08}",
+                    st.jobs.len()
+                );
+                st.jobs.push(FakeJob {
+                    arn,
+                    token,
+                    name: req.job_name().unwrap_or("").to_string(),
+                    model: req.model_id().unwrap_or("").to_string(),
+                    input_uri: String::new(),
+                    status: "Submitted".into(),
+                    kms_key: None,
+                    timeout_hours: None,
+                    tags: Vec::new(),
+                });
+            }
+            return MockResponse::Error(CreateModelInvocationJobError::InternalServerException(
+                aws_sdk_bedrock::types::error::InternalServerException::builder()
+                    .message("lost")
+                    .build(),
+            ));
+        }
         if !st.create_errors.is_empty() {
             let kind = st.create_errors.remove(0);
             return MockResponse::Error(match kind {
@@ -277,7 +336,43 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
         }
         StopModelInvocationJobOutput::builder().build()
     });
-    mock_client!(aws_sdk_bedrock, RuleMode::MatchAny, [&create, &get, &stop])
+    let s4 = state.clone();
+    let list = mock!(aws_sdk_bedrock::Client::list_model_invocation_jobs).then_compute_output(move |req| {
+        let st = lock(&s4);
+        let needle = req.name_contains().unwrap_or("");
+        let summaries = st
+            .jobs
+            .iter()
+            .filter(|j| j.name.contains(needle))
+            .map(|j| {
+                ModelInvocationJobSummary::builder()
+                    .job_arn(&j.arn)
+                    .job_name(&j.name)
+                    .model_id(&j.model)
+                    .role_arn("arn:aws:iam::123456789012:role/bedrock")
+                    .status(ModelInvocationJobStatus::from(j.status.as_str()))
+                    .submit_time(aws_smithy_types::DateTime::from_secs(0))
+                    .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(
+                        ModelInvocationJobS3InputDataConfig::builder()
+                            .s3_uri(&j.input_uri)
+                            .build()
+                            .expect("uri"),
+                    ))
+                    .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(
+                        ModelInvocationJobS3OutputDataConfig::builder()
+                            .s3_uri("s3://out-bucket/bedrock/")
+                            .build()
+                            .expect("uri"),
+                    ))
+                    .build()
+                    .expect("summary")
+            })
+            .collect();
+        ListModelInvocationJobsOutput::builder()
+            .set_invocation_job_summaries(Some(summaries))
+            .build()
+    });
+    mock_client!(aws_sdk_bedrock, RuleMode::MatchAny, [&create, &get, &stop, &list])
 }
 
 fn fake_sfn(executions: &Arc<Mutex<Vec<(String, String)>>>) -> aws_sdk_sfn::Client {
@@ -301,7 +396,16 @@ fn fake_sfn(executions: &Arc<Mutex<Vec<(String, String)>>>) -> aws_sdk_sfn::Clie
                 .expect("start output"),
         )
     });
-    mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start])
+    let describe = mock!(aws_sdk_sfn::Client::describe_execution).then_compute_output(|req| {
+        DescribeExecutionOutput::builder()
+            .execution_arn(req.execution_arn().unwrap_or(""))
+            .state_machine_arn(STATE_MACHINE)
+            .status(ExecutionStatus::Running)
+            .start_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .expect("describe output")
+    });
+    mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start, &describe])
 }
 
 fn world_with(vars: &[(&str, &str)]) -> World {
@@ -336,6 +440,7 @@ fn world_with(vars: &[(&str, &str)]) -> World {
         executions,
         deps,
         work,
+        polls: Mutex::default(),
     }
 }
 
@@ -390,6 +495,13 @@ impl World {
         outcomes.remove(0)
     }
 
+    /// Submit, then the loop's first turn, which creates the jobs.
+    async fn submit_and_create(&self, key: &str, lines: &[String]) -> (String, usize) {
+        let (batch_id, jobs) = started(&self.upload_and_submit(key, lines).await);
+        self.check(&batch_id).await;
+        (batch_id, jobs)
+    }
+
     fn doc(&self, batch_id: &str) -> BatchDoc {
         let body = self
             .get(OUT, &format!("results/{batch_id}/batch.json"))
@@ -402,14 +514,15 @@ impl World {
     }
 
     async fn check(&self, batch_id: &str) -> check::CheckOutput {
-        check::handle(
-            &self.deps,
-            CheckInput {
-                batch_id: batch_id.into(),
-            },
-        )
-        .await
-        .expect("check")
+        let polls = {
+            let mut p = lock(&self.polls);
+            let n = *p.entry(batch_id.to_string()).or_default();
+            *p.get_mut(batch_id).expect("poll count") += 1;
+            n
+        };
+        let mut input = CheckInput::new(batch_id);
+        input.polls = polls;
+        check::handle(&self.deps, input).await.expect("check")
     }
 
     /// Writes Bedrock's output for a job as Bedrock does (SPEC §2.2): `<out>/<job-id>/<file>.out`,
@@ -448,15 +561,9 @@ impl World {
     }
 
     async fn finalize(&self, batch_id: &str, failure: Option<Failure>) -> batchdrop::status::EventDetail {
-        finalize::handle(
-            &self.deps,
-            FinalizeInput {
-                batch_id: batch_id.into(),
-                failure,
-            },
-        )
-        .await
-        .expect("finalize")
+        finalize::handle(&self.deps, FinalizeInput::new(batch_id, failure))
+            .await
+            .expect("finalize")
     }
 }
 
@@ -481,8 +588,17 @@ async fn happy_path_one_model_end_to_end() {
     let (batch_id, jobs) = started(&w.upload_and_submit("inbox/My Batch.jsonl", &input).await);
     assert_eq!(jobs, 1);
     assert!(batch_id.starts_with("my-batch-"));
+    assert!(lock(&w.bedrock).jobs.is_empty(), "submit creates no job: the loop does");
+    let doc = w.doc(&batch_id);
+    assert!(doc.bedrock.staged);
+    assert_eq!(doc.bedrock.jobs[0].status, "Queued");
+
+    // The loop's first turn creates the job, and waits the first backoff.
+    let c = w.check(&batch_id).await;
+    assert_eq!((c.all_done, c.wait_seconds, c.polls), (false, 60, 1));
 
     // Staging: the Bedrock input file and the record map; one job created with our names.
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
     let staged = w.jsonl(IN, &format!("staging/{batch_id}/job-0.jsonl"));
     assert_eq!(staged.len(), 150);
     assert_eq!(staged[0]["recordId"], "R0000000001");
@@ -509,12 +625,15 @@ async fn happy_path_one_model_end_to_end() {
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].0, batch_id);
     let input: Value = serde_json::from_str(&executions[0].1).expect("execution input");
-    assert_eq!(input, json!({"batch_id": batch_id, "wait_seconds": 60}));
+    assert_eq!(
+        input,
+        json!({"batch_id": batch_id, "polls": 0, "outage_since": null, "failure": null})
+    );
 
     // Polls with backoff until the job completes.
     w.set_status(0, "InProgress");
     let c = w.check(&batch_id).await;
-    assert_eq!((c.all_done, c.wait_seconds), (false, 60));
+    assert_eq!((c.all_done, c.wait_seconds), (false, 90));
     let live = w.doc(&batch_id);
     assert_eq!(live.status, BatchStatus::InProgress);
     assert_eq!(
@@ -523,11 +642,11 @@ async fn happy_path_one_model_end_to_end() {
         "live counts from Bedrock"
     );
     let c = w.check(&batch_id).await;
-    assert_eq!((c.all_done, c.wait_seconds), (false, 90));
+    assert_eq!((c.all_done, c.wait_seconds), (false, 135));
     w.set_status(0, "Completed");
     w.bedrock_answers(&batch_id, 0, &[]);
     let c = w.check(&batch_id).await;
-    assert_eq!((c.all_done, c.wait_seconds), (true, 135));
+    assert!(c.all_done);
 
     let detail = w.finalize(&batch_id, None).await;
     assert_eq!(detail.status, BatchStatus::Completed);
@@ -572,7 +691,7 @@ async fn every_bedrock_status_maps_and_decides_missing_records() {
         ("Failed", BatchStatus::Failed, "batch_failed"),
     ] {
         let w = world();
-        let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(120, "r", json!({}))).await);
+        let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
         for (running, running_openai) in [
             ("Submitted", BatchStatus::Validating),
             ("Validating", BatchStatus::Validating),
@@ -612,7 +731,7 @@ async fn every_bedrock_status_maps_and_decides_missing_records() {
 async fn quota_exceeded_on_create_leaves_the_job_queued() {
     let w = world();
     lock(&w.bedrock).create_errors = vec!["quota"];
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
     let doc = w.doc(&batch_id);
     assert_eq!(doc.bedrock.jobs[0].status, "Queued");
     assert_eq!(doc.bedrock.jobs[0].job_arn, None);
@@ -630,7 +749,7 @@ async fn throttling_on_create_leaves_the_job_queued() {
     let w = world();
     // Enough throttles to outlast the SDK's own retries.
     lock(&w.bedrock).create_errors = vec!["throttle"; 5];
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
     assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, "Queued");
     lock(&w.bedrock).create_errors.clear();
     w.check(&batch_id).await;
@@ -641,7 +760,7 @@ async fn throttling_on_create_leaves_the_job_queued() {
 async fn a_refused_job_fails_and_its_records_become_errors() {
     let w = world();
     lock(&w.bedrock).create_errors = vec!["validation"];
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(100, "r", json!({}))).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
     let doc = w.doc(&batch_id);
     assert_eq!(doc.bedrock.jobs[0].status, "Failed");
     assert!(doc.bedrock.jobs[0]
@@ -661,7 +780,7 @@ async fn concurrency_limit_queues_jobs_until_a_slot_frees() {
         ("MAX_RECORDS_PER_JOB", "100"),
         ("MIN_RECORDS_PER_JOB", "10"),
     ]);
-    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(200, "r", json!({}))).await);
+    let (batch_id, jobs) = w.submit_and_create("inbox/f.jsonl", &lines(200, "r", json!({}))).await;
     assert_eq!(jobs, 2);
     assert_eq!(lock(&w.bedrock).jobs.len(), 1);
     w.set_status(0, "InProgress");
@@ -707,7 +826,7 @@ async fn balanced_jobs_when_a_file_exceeds_the_job_limit() {
 async fn duplicate_event_makes_no_second_batch_job_or_execution() {
     let w = world();
     let input = lines(100, "r", json!({}));
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &input).await;
     let again = submit::handle(&w.deps, w.event("inbox/f.jsonl")).await.expect("submit");
     assert_eq!(
         again,
@@ -723,9 +842,12 @@ async fn duplicate_event_makes_no_second_batch_job_or_execution() {
     lock(&w.objects).remove(&(OUT.to_string(), format!("results/{batch_id}/batch.json")));
     let raced = submit::handle(&w.deps, w.event("inbox/f.jsonl")).await.expect("submit");
     assert!(matches!(&raced[0], Submitted::Started { batch_id: b, .. } if *b == batch_id));
-    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
-    assert_eq!(lock(&w.executions).len(), 1);
+    assert_eq!(lock(&w.executions).len(), 1, "the running execution is the batch's");
     assert!(w.doc(&batch_id).bedrock.execution_arn.is_some());
+    // The re-created batch.json has lost the job's ARN: the create with the same token finds the job.
+    w.check(&batch_id).await;
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    assert!(w.doc(&batch_id).bedrock.jobs[0].job_arn.is_some());
 }
 
 #[tokio::test]
@@ -735,7 +857,7 @@ async fn cancel_marker_stops_running_jobs_and_cancels_queued_ones() {
         ("MAX_RECORDS_PER_JOB", "100"),
         ("MIN_RECORDS_PER_JOB", "10"),
     ]);
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &lines(200, "r", json!({}))).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(200, "r", json!({}))).await;
     w.set_status(0, "InProgress");
     w.put(IN, &format!("cancel/{batch_id}"), b"");
     let c = w.check(&batch_id).await;
@@ -785,7 +907,7 @@ async fn multi_model_file_runs_one_job_per_model() {
         let model = if i % 2 == 0 { json!({}) } else { json!({"model": NOVA}) };
         input.push(chat(&format!("r{i}"), model));
     }
-    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    let (batch_id, jobs) = w.submit_and_create("inbox/f.jsonl", &input).await;
     assert_eq!(jobs, 2);
     let fake = lock(&w.bedrock).jobs.clone();
     assert_eq!(
@@ -812,7 +934,7 @@ async fn below_minimum_model_group_is_rejected_line_by_line() {
     let w = world();
     let mut input = lines(100, "c", json!({}));
     input.extend(lines(7, "n", json!({"model": NOVA})));
-    let (batch_id, jobs) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    let (batch_id, jobs) = w.submit_and_create("inbox/f.jsonl", &input).await;
     assert_eq!(jobs, 1);
     let doc = w.doc(&batch_id);
     assert_eq!(doc.bedrock.rejected, 7);
@@ -842,10 +964,9 @@ async fn below_minimum_model_group_is_rejected_line_by_line() {
 #[tokio::test]
 async fn folder_names_the_batch_model() {
     let w = world();
-    let (batch_id, _) = started(
-        &w.upload_and_submit(&format!("inbox/{NOVA}/f.jsonl"), &lines(100, "r", json!({})))
-            .await,
-    );
+    let (batch_id, _) = w
+        .submit_and_create(&format!("inbox/{NOVA}/f.jsonl"), &lines(100, "r", json!({})))
+        .await;
     assert_eq!(lock(&w.bedrock).jobs[0].model, NOVA);
     assert!(batch_id.starts_with("f-"));
     assert_eq!(w.doc(&batch_id).model.as_deref(), Some(NOVA));
@@ -875,7 +996,7 @@ async fn failure_mode_accounts_for_every_line_and_stops_jobs() {
     let w = world();
     let mut input = lines(100, "r", json!({}));
     input.push(chat("bad", json!({"stream": true})));
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/f.jsonl", &input).await);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &input).await;
     w.set_status(0, "InProgress");
     w.check(&batch_id).await;
     let failure = Failure {
@@ -911,7 +1032,7 @@ async fn large_files_go_up_in_multipart_uploads_with_the_kms_key_and_timeout() {
             )
         })
         .collect();
-    let (batch_id, _) = started(&w.upload_and_submit("inbox/big.jsonl", &input).await);
+    let (batch_id, _) = w.submit_and_create("inbox/big.jsonl", &input).await;
     let size = w
         .get(IN, &format!("staging/{batch_id}/job-0.jsonl"))
         .map_or(0, |b| b.len());
@@ -957,13 +1078,24 @@ fn config_rejects_bad_values_and_names_them() {
     assert!(base(("X", "")).is_ok());
     assert_eq!(
         base(("JOB_TIMEOUT_HOURS", "12")).err().as_deref(),
-        Some("configuration: JOB_TIMEOUT_HOURS=12 is outside 24-168 (SPEC §1.2)")
+        Some("configuration: JOB_TIMEOUT_HOURS=12 is outside 24-168 (Bedrock's timeoutDurationInHours)")
     );
     assert_eq!(
         base(("MAX_CONCURRENT_JOBS", "many")).err().as_deref(),
         Some("configuration: MAX_CONCURRENT_JOBS=many is not a valid number")
     );
     assert!(base(("DEFAULT_MODEL", "gpt-4o")).is_err());
+    // Staged files must outlive the longest batch: 24 h queue + 24 h job + 6 h outage + 2 h stop + a day.
+    assert!(base(("STAGING_RETENTION_DAYS", "4")).is_ok());
+    let short = base(("STAGING_RETENTION_DAYS", "3")).err().unwrap_or_default();
+    assert!(
+        short.contains("STAGING_RETENTION_DAYS=3 is shorter than the longest possible batch plus a day (4 days"),
+        "{short}"
+    );
+    assert_eq!(
+        base(("OUTAGE_BUDGET_HOURS", "0")).err().as_deref(),
+        Some("configuration: OUTAGE_BUDGET_HOURS=0 is outside 1-48")
+    );
 }
 
 #[test]
@@ -983,4 +1115,200 @@ fn s3_event_keys_are_url_decoded() {
     assert_eq!(submit::decode_key("inbox/my+file%3A1.jsonl"), "inbox/my file:1.jsonl");
     assert_eq!(submit::decode_key("inbox/caf%C3%A9.jsonl"), "inbox/café.jsonl");
     assert_eq!(submit::decode_key("inbox/100%.jsonl"), "inbox/100%.jsonl");
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_settled_by_finding_the_job() {
+    let w = world();
+    // Every attempt the SDK makes reaches Bedrock, and every answer is lost.
+    lock(&w.bedrock).create_errors = vec!["lost"; 3];
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.bedrock.jobs[0].job_arn, None);
+    assert!(
+        doc.bedrock.jobs[0].create_unknown,
+        "the outcome is unknown, not assumed"
+    );
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1, "the job exists at Bedrock");
+    // The next turn finds it by name before anything else.
+    w.check(&batch_id).await;
+    let doc = w.doc(&batch_id);
+    let fake = lock(&w.bedrock).jobs.clone();
+    assert_eq!(fake.len(), 1, "no second job");
+    assert_eq!(doc.bedrock.jobs[0].job_arn.as_deref(), Some(fake[0].arn.as_str()));
+    assert!(!doc.bedrock.jobs[0].create_unknown);
+}
+
+#[tokio::test]
+async fn cancel_of_a_job_whose_create_was_lost_stops_the_real_job() {
+    let w = world();
+    lock(&w.bedrock).create_errors = vec!["lost"; 3];
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    w.put(IN, &format!("cancel/{batch_id}"), b"");
+    w.check(&batch_id).await;
+    let doc = w.doc(&batch_id);
+    assert_eq!(
+        doc.bedrock.jobs[0].status, "Stopping",
+        "found and stopped, not marked Stopped"
+    );
+    assert_eq!(lock(&w.bedrock).stops.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancel_marker_event_stops_jobs_at_once() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    w.set_status(0, "InProgress");
+    let key = format!("cancel/{batch_id}");
+    w.put(IN, &key, b"");
+    let out = submit::handle(&w.deps, w.event(&key)).await.expect("cancel");
+    assert_eq!(
+        out,
+        vec![Submitted::Cancelling {
+            batch_id: batch_id.clone(),
+            stopping: 1
+        }]
+    );
+    assert_eq!(lock(&w.bedrock).stops.len(), 1);
+    let doc = w.doc(&batch_id);
+    assert!(doc.bedrock.cancel_requested);
+    assert_eq!(doc.status, BatchStatus::Cancelling);
+    // A marker for a batch that does not exist changes nothing.
+    let out = submit::handle(&w.deps, w.event("cancel/nope-0000000000000000"))
+        .await
+        .expect("cancel");
+    assert!(matches!(&out[0], Submitted::CancelIgnored { .. }));
+}
+
+#[tokio::test]
+async fn a_terminal_batch_never_goes_back_and_finalize_runs_again_harmlessly() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    assert!(w.check(&batch_id).await.all_done);
+    let first = w.finalize(&batch_id, None).await;
+    let output = w.get(OUT, &format!("results/{batch_id}/output.jsonl"));
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.status, BatchStatus::Completed);
+    // A duplicate event, a late turn of the loop and a second finalize change nothing.
+    let again = submit::handle(&w.deps, w.event("inbox/f.jsonl")).await.expect("submit");
+    assert!(matches!(&again[0], Submitted::Duplicate { .. }));
+    assert!(w.check(&batch_id).await.all_done);
+    assert_eq!(w.finalize(&batch_id, None).await, first);
+    assert_eq!(w.doc(&batch_id), doc);
+    assert_eq!(w.get(OUT, &format!("results/{batch_id}/output.jsonl")), output);
+}
+
+#[tokio::test]
+async fn finalize_saves_finalizing_first_and_a_rerun_writes_the_same_files() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    w.check(&batch_id).await;
+    w.finalize(&batch_id, None).await;
+    let output = w.get(OUT, &format!("results/{batch_id}/output.jsonl"));
+    // As if the first finalize had died after its first write: batch.json back to finalizing.
+    let mut doc = w.doc(&batch_id);
+    assert!(doc.finalizing_at.is_some());
+    doc.status = BatchStatus::Finalizing;
+    doc.completed_at = None;
+    w.put(
+        OUT,
+        &format!("results/{batch_id}/batch.json"),
+        &serde_json::to_vec(&doc).expect("json"),
+    );
+    w.finalize(&batch_id, None).await;
+    assert_eq!(
+        w.get(OUT, &format!("results/{batch_id}/output.jsonl")),
+        output,
+        "same ids, same created"
+    );
+    assert_eq!(w.doc(&batch_id).status, BatchStatus::Completed);
+}
+
+#[tokio::test]
+async fn the_failure_path_finds_and_stops_every_job_then_waits_for_stopped() {
+    let w = world_with(&[("CHECK_JOBS_TIMEOUT_SECONDS", "1")]);
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    w.set_status(0, "InProgress");
+    // batch.json lost the job's ARN (the create's answer was lost, say): the stop path lists Bedrock.
+    let mut doc = w.doc(&batch_id);
+    doc.bedrock.jobs[0].job_arn = None;
+    w.put(
+        OUT,
+        &format!("results/{batch_id}/batch.json"),
+        &serde_json::to_vec(&doc).expect("json"),
+    );
+    let failure = json!({"Error": "BatchdropFatalError", "Cause": "{\"errorType\":\"BatchdropFatalError\",\"errorMessage\":\"denied\"}"});
+    let mut input = CheckInput::new(&batch_id);
+    input.failure = Some(failure.clone());
+    let out = check::handle(&w.deps, input.clone()).await.expect("stop turn");
+    assert!(!out.all_done, "the job is Stopping, not Stopped");
+    assert_eq!(out.failure, Some(failure));
+    assert_eq!(lock(&w.bedrock).stops.len(), 1);
+    let doc = w.doc(&batch_id);
+    assert!(doc.bedrock.jobs[0].job_arn.is_some(), "found by name");
+    assert_eq!(doc.bedrock.failure.as_deref(), Some("BatchdropFatalError: denied"));
+    w.set_status(0, "Stopped");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let out = check::handle(&w.deps, CheckInput { polls: 1, ..input })
+        .await
+        .expect("stop turn");
+    assert!(out.all_done);
+    assert_eq!(w.doc(&batch_id).bedrock.jobs[0].status, "Stopped");
+}
+
+#[tokio::test]
+async fn jobs_that_wait_past_the_queue_window_expire_without_being_created() {
+    let w = world_with(&[("QUEUE_TIMEOUT_HOURS", "1")]);
+    lock(&w.bedrock).create_errors = vec!["quota"];
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    let mut doc = w.doc(&batch_id);
+    doc.created_at -= 2 * 3600;
+    w.put(
+        OUT,
+        &format!("results/{batch_id}/batch.json"),
+        &serde_json::to_vec(&doc).expect("json"),
+    );
+    assert!(w.check(&batch_id).await.all_done);
+    assert!(lock(&w.bedrock).jobs.is_empty());
+    let detail = w.finalize(&batch_id, None).await;
+    assert_eq!(detail.status, BatchStatus::Expired);
+    let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
+    assert_eq!(errors.len(), 100);
+    assert!(errors.iter().all(|e| e["error"]["code"] == "batch_expired"));
+}
+
+#[tokio::test]
+async fn a_batch_that_outlives_every_bound_fails_instead_of_polling_forever() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    let mut input = CheckInput::new(&batch_id);
+    input.polls = check::POLL_BUDGET;
+    let err = check::handle(&w.deps, input).await.expect_err("over budget");
+    assert_eq!(err.error_type(), "BatchdropFatalError");
+    assert!(err.to_string().contains("longer than any batch can last"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_batch_document_is_fatal_but_an_outage_is_ridden_out() {
+    let w = world_with(&[("OUTAGE_BUDGET_HOURS", "1")]);
+    // No batch.json at all: nothing to wait for.
+    let err = check::handle(&w.deps, CheckInput::new("gone-0000000000000000"))
+        .await
+        .expect_err("missing");
+    assert_eq!(err.error_type(), "BatchdropFatalError");
+    // The outage budget: an outage that began long ago fails the batch, with the last error.
+    let since = batchdrop::pipeline::now() - 3601;
+    let out = check::handle(
+        &w.deps,
+        CheckInput {
+            outage_since: Some(since),
+            ..CheckInput::new("gone-0000000000000000")
+        },
+    )
+    .await;
+    assert!(out.is_err());
 }

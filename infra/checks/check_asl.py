@@ -6,8 +6,11 @@ Usage: check_asl.py STATEMACHINE.asl.json TEMPLATE.yaml
   loads this file, and every entry is used (a missing one deploys a literal "${...}"; neither tool notices).
 - Every Task state has Retry, Catch and TimeoutSeconds. Its Catch handles States.ALL and keeps the state's
   input (ResultPath "$.<field>"), so the failure path still has $.batch_id.
-- Lambda tasks retry Lambda's own service errors, BatchdropTransientError and States.Timeout, never
-  BatchdropFatalError or States.ALL, and time out after the function does.
+- Lambda tasks retry, in one retrier, Lambda's own service errors (Lambda.Unknown too: the function died or ran
+  out of time), Sandbox.Timedout, BatchdropTransientError and States.Timeout, never BatchdropFatalError or
+  States.ALL. A Lambda task's TimeoutSeconds is strictly below the Timeout of the function its substitution
+  names, so that States.Timeout means the task's own limit: the state gives up (and retries) before Lambda
+  ends the invocation.
 - State names are Title Case; Choice states, and only they, end in "?".
 
 Exits 1 and prints every broken rule.
@@ -25,8 +28,9 @@ LAMBDA_SERVICE_ERRORS = {
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
 }
-LAMBDA_RETRIED = LAMBDA_SERVICE_ERRORS | {"BatchdropTransientError", "States.Timeout"}
+LAMBDA_RETRIED = LAMBDA_SERVICE_ERRORS | {"Sandbox.Timedout", "BatchdropTransientError", "States.Timeout"}
 NEVER_RETRIED = {"BatchdropFatalError", "States.ALL"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:]+)\}")
 TITLE_WORD = re.compile(r"^[A-Z0-9][A-Za-z0-9]*$")
@@ -147,15 +151,26 @@ def check(asl_path, template_path):
         if match is None or not match.group(1).endswith("FunctionArn"):
             continue
         retried = {e for r in retry for e in r.get("ErrorEquals", [])}
-        for error in sorted(LAMBDA_RETRIED - retried):
-            problems.append(f"Lambda task '{path}': {error} is not retried")
+        if not any(LAMBDA_RETRIED <= set(r.get("ErrorEquals", [])) for r in retry):
+            for error in sorted(LAMBDA_RETRIED - retried):
+                problems.append(f"Lambda task '{path}': {error} is not retried")
+            if LAMBDA_RETRIED <= retried:
+                problems.append(f"Lambda task '{path}': {', '.join(sorted(LAMBDA_RETRIED))} are not retried by one retrier")
         for error in sorted(NEVER_RETRIED & retried):
             problems.append(f"Lambda task '{path}': {error} must not be retried")
         timeout = function_timeout(template, substitutions.get(match.group(1)))
         task_timeout = state.get("TimeoutSeconds")
-        if isinstance(timeout, int) and isinstance(task_timeout, int) and task_timeout <= timeout:
+        if not isinstance(timeout, int):
             problems.append(
-                f"Lambda task '{path}': TimeoutSeconds {task_timeout} does not exceed the function's Timeout {timeout}"
+                f"Lambda task '{path}': ${{{match.group(1)}}} does not name an AWS::Serverless::Function of "
+                f"{template_path} (!GetAtt <Function>.Arn), so its Timeout is unknown"
+            )
+        elif not isinstance(task_timeout, int):
+            problems.append(f"Lambda task '{path}': TimeoutSeconds is not a number of seconds")
+        elif task_timeout >= timeout:
+            problems.append(
+                f"Lambda task '{path}': TimeoutSeconds {task_timeout} is not below the function's Timeout {timeout} "
+                "(States.Timeout must mean the task's own limit)"
             )
     return problems
 

@@ -8,9 +8,15 @@ Usage: check_event_schema.py [SAM_TEMPLATE.json CDK_OUT_DIR]
   fields may be null, Vec fields are arrays, u64 fields integers; the statuses are BatchStatus's terminal ones.
 - It follows the state machine (statemachine/batch.asl.json): the source and detail-types its putEvents tasks
   send, and the detail of "Announce Unfinalized Failure", built from its Parameters with an example input.
+  A putEvents task whose detail is its input ("Detail.$": "$") must be reached only from a finalize task, directly
+  or through Choice states on $.status; which statuses reach it follows from those Choices ("Batch Failed?"
+  sends a finalized batch whose status is failed as Batch Failed, the others as Batch Completed; finalize in
+  failure mode always answers failed). The schema accepts finalize's detail with exactly those statuses under
+  that detail-type, and rejects it with any other terminal status.
 - It accepts every recorded event in infra/events/examples/ (real runs on the local stack, recorded by
   infra/events/record_examples.py), which cover Batch Completed, Batch Failed after finalize, and Batch Failed
-  without it; and every JSON example of the README's "The completion event" section.
+  without it, each with a detail-type and status the state machine sends; and every JSON example of the
+  README's "The completion event" section.
 - The AWS::EventSchemas::Schema of both templates carries this very schema.
 
 Exits 1 and prints every mismatch.
@@ -163,9 +169,108 @@ def asl_detail(parameters: dict, state_input: dict) -> dict:
     return out
 
 
-def check_asl(schema: dict, asl_path=ASL) -> list[str]:
+FINALIZE_RESOURCE = "${FinalizeFunctionArn}"
+
+
+def transitions(state: dict) -> list[tuple[str, dict | None]]:
+    """(next state, the Choice rule that leads there, or None) of every way out of a state."""
+    out = [(state["Next"], None)] if "Next" in state else []
+    for rule in state.get("Choices", []):
+        out.append((rule["Next"], rule))
+    if "Default" in state:
+        out.append((state["Default"], {"Default": [r for r in state.get("Choices", [])]}))
+    for catcher in state.get("Catch", []):
+        out.append((catcher["Next"], {"Catch": catcher}))
+    return out
+
+
+def status_rule(rule: dict | None, statuses: set[str]) -> set[str] | None:
+    """The statuses that pass a transition; None when it is one that does not keep finalize's output as the state."""
+    if rule is None:
+        return statuses
+    if "Catch" in rule:
+        return None
+    if "Default" in rule:
+        for r in rule["Default"]:
+            taken = status_rule(r, statuses)
+            if taken is None:
+                return None
+            statuses = statuses - taken
+        return statuses
+    if rule.get("Variable") != "$.status":
+        return None
+    if "StringEquals" in rule:
+        return statuses & {rule["StringEquals"]}
+    return None
+
+
+def finalized_statuses(asl: dict, terminal: set[str]) -> tuple[dict[str, set[str]], list[str]]:
+    """For each putEvents state whose detail is its input: the statuses of finalize's output that reach it.
+    Problems: such a state reached other than from a finalize task through Choices on $.status."""
+    states = asl["States"]
+    announcers = {
+        n for n, s in states.items()
+        if s.get("Resource") == "arn:aws:states:::events:putEvents"
+        and any(e.get("Detail.$") == "$" for e in s["Parameters"]["Entries"])
+    }
+    reaching: dict[str, set[str]] = {n: set() for n in announcers}
+    problems = []
+    for name, state in states.items():
+        for target, rule in transitions(state):
+            if target not in announcers:
+                continue
+            if state.get("Type") != "Choice" and state.get("Resource") != FINALIZE_RESOURCE:
+                problems.append(f"ASL state '{target}' sends its input as the detail but is reached from '{name}', not from finalize")
+    for name, state in states.items():
+        if state.get("Resource") != FINALIZE_RESOURCE:
+            continue
+        # Finalize in failure mode (Parameters carry a failure) always answers failed.
+        start = {"failed"} if "failure.$" in (state.get("Parameters") or {}) else set(terminal)
+        todo, seen = [(state.get("Next"), start)], set()
+        while todo:
+            current, statuses = todo.pop()
+            if current is None or not statuses or (current, frozenset(statuses)) in seen:
+                continue
+            seen.add((current, frozenset(statuses)))
+            if current in announcers:
+                reaching[current] |= statuses
+                continue
+            node = states[current]
+            if node.get("Type") != "Choice":
+                continue
+            for target, rule in transitions(node):
+                taken = status_rule(rule, statuses)
+                if taken is None:
+                    if target in announcers:
+                        problems.append(f"ASL state '{current}': a rule that is not on $.status leads to '{target}'")
+                    continue
+                todo.append((target, taken))
+    return reaching, problems
+
+
+def finalized_detail(status: str) -> dict:
+    """A detail finalize could return, with this status (and an error when it is failed)."""
+    detail = json.loads((EXAMPLES / "batch-completed.json").read_text(encoding="utf-8"))["detail"]
+    detail["status"] = status
+    detail["error"] = "job 0 (us.anthropic.claude-3-5-haiku-20241022-v1:0): the job failed" if status == "failed" else None
+    return detail
+
+
+def sent_kinds(asl: dict, terminal: set[str]) -> set[tuple[str, str]]:
+    """(detail-type, status) of every finalize detail the state machine sends."""
+    reaching, _problems = finalized_statuses(asl, terminal)
+    kinds = set()
+    for name, statuses in reaching.items():
+        for entry in asl["States"][name]["Parameters"]["Entries"]:
+            if entry.get("Detail.$") == "$":
+                kinds |= {(entry["DetailType"], s) for s in statuses}
+    return kinds
+
+
+def check_asl(schema: dict, asl_path=ASL, status_rs=STATUS_RS) -> list[str]:
     problems = []
     asl = json.loads(Path(asl_path).read_text(encoding="utf-8"))
+    terminal = terminal_statuses(Path(status_rs).read_text(encoding="utf-8"))
     example_input = {
         "batch_id": "my-batch-3f2a9c1b7d4e5a6f",
         "failure": {"Error": "BatchdropFatalError", "Cause": "GetModelInvocationJob: ResourceNotFoundException"},
@@ -188,18 +293,42 @@ def check_asl(schema: dict, asl_path=ASL) -> list[str]:
         problems.append(f"ASL sends source {sorted(sources)}, the schema says {schema['properties']['source']['enum']}")
     if detail_types != set(schema["properties"]["detail-type"]["enum"]):
         problems.append(f"ASL sends {sorted(detail_types)}, the schema says {schema['properties']['detail-type']['enum']}")
+
+    reaching, flow_problems = finalized_statuses(asl, terminal)
+    problems += flow_problems
+    for name, statuses in sorted(reaching.items()):
+        if not statuses:
+            problems.append(f"ASL state '{name}' sends finalize's output as its detail, but no finalize task reaches it")
+    kinds = sent_kinds(asl, terminal)
+    for detail_type in sorted(schema["properties"]["detail-type"]["enum"]):
+        for status in sorted(terminal):
+            accepted = not errors(schema, envelope(detail_type, finalized_detail(status)))
+            sent = (detail_type, status) in kinds
+            if sent and not accepted:
+                problems.append(f"the state machine sends {detail_type} with a finalized batch whose status is {status}; the schema rejects it")
+            if accepted and not sent:
+                problems.append(f"the schema accepts {detail_type} with a finalized batch whose status is {status}; the state machine never sends it")
     return problems
 
 
-def check_examples(schema: dict, examples=EXAMPLES) -> list[str]:
+def check_examples(schema: dict, examples=EXAMPLES, asl_path=ASL, status_rs=STATUS_RS) -> list[str]:
     problems = []
     files = sorted(Path(examples).glob("*.json"))
+    asl = json.loads(Path(asl_path).read_text(encoding="utf-8"))
+    sent = sent_kinds(asl, terminal_statuses(Path(status_rs).read_text(encoding="utf-8")))
     kinds = set()
     for f in files:
         event = json.loads(f.read_text(encoding="utf-8"))
         for e in errors(schema, event):
             problems.append(f"{f.relative_to(ROOT)}: {e}")
-        kinds.add((event.get("detail-type"), "finalize_error" in event.get("detail", {})))
+        detail = event.get("detail", {})
+        unfinalized = "finalize_error" in detail
+        kinds.add((event.get("detail-type"), unfinalized))
+        if not unfinalized and (event.get("detail-type"), detail.get("status")) not in sent:
+            problems.append(
+                f"{f.relative_to(ROOT)}: a {event.get('detail-type')} event with status {detail.get('status')}, which the "
+                "state machine no longer sends: record the examples again (infra/events/record_examples.py)"
+            )
     for kind in [("Batch Completed", False), ("Batch Failed", False), ("Batch Failed", True)]:
         if kind not in kinds:
             what = f"{kind[0]}{' without finalize' if kind[1] else ''}"

@@ -4,10 +4,14 @@ the SAM template after the SAM transform and the CDK synth, each with the defaul
 Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]
 
 - No Allow statement names a "*" action, or any action with a wildcard.
+- Each role holds exactly the actions of ROLE_ACTIONS, none more and none fewer (the KMS actions, which follow
+  the key, are checked below): submit creates no Bedrock job and passes no role, only check-jobs does.
 - Every resource a role may act on is the stack's own: its two buckets (or a key prefix in them), functions,
-  state machine, failure queue, log groups, the Bedrock service role, the event bus, the KMS key given; or the
-  Bedrock job, model and inference-profile ARNs of this account and partition, and only for Bedrock actions.
-  "*" only for the log delivery actions that take no resource (LOG_DELIVERY), and only for the state machine.
+  state machine (StartExecution) and its executions (DescribeExecution), failure queue, log groups, the Bedrock
+  service role, the event bus, the KMS key given; or the Bedrock job, model and inference-profile ARNs of this
+  account and partition, each only for the Bedrock actions that take it (BEDROCK_RESOURCES).
+  "*" only for the actions that take no resource-level permissions, and only for the roles STAR_ALLOWED names,
+  each with the reason.
 - iam:PassRole only on the Bedrock service role, only with iam:PassedToService = bedrock.amazonaws.com; no other
   iam: action. No managed policy on any role (AWSLambdaBasicExecutionRole's logs permissions reach every log
   group of the account).
@@ -15,8 +19,8 @@ Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]
 - Every bucket blocks public access (all four settings), enforces bucket-owner ownership, and has a policy that
   denies every s3 action on the bucket and its objects without TLS. Bucket and queue policies only deny.
 - Encryption: with the defaults both buckets use SSE-S3 and no role has KMS permissions; with a key both use
-  SSE-KMS with that key, OUTPUT_KMS_KEY_ID of every function is that key (submit and check-jobs pass it to
-  Bedrock's outputDataConfig), and the Bedrock role and every function role may use it, and nothing else may.
+  SSE-KMS with that key, OUTPUT_KMS_KEY_ID of every function is that key (check-jobs passes it to Bedrock's
+  outputDataConfig), and the Bedrock role and every function role may use it, and nothing else may.
   The failure queue is encrypted.
 - Log retention: every log group has one; every function logs to a log group of the stack, the state machine too.
 
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402
 
 FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction"]
+FUNCTION_ROLES = {f"{f}Role" for f in FUNCTIONS}
 SERVICE_ROLE = "BedrockServiceRole"
 STATE_MACHINE_ROLE = "BatchStateMachineRole"
 # Actions of CloudWatch Logs' vended log delivery, which Step Functions needs to log to a log group. They take
@@ -49,6 +54,23 @@ LOG_DELIVERY = {
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 }
+# The actions a role may hold on "*", which roles, and why: each takes no resource-level permissions.
+STAR_ALLOWED = {
+    **{
+        action: (
+            {STATE_MACHINE_ROLE},
+            "log delivery takes no resource-level permissions (Step Functions developer guide, "
+            "\"IAM policies for logging to CloudWatch Logs\")",
+        )
+        for action in LOG_DELIVERY
+    },
+    "bedrock:ListModelInvocationJobs": (
+        FUNCTION_ROLES,
+        "ListModelInvocationJobs has no resource type (Service Authorization Reference, Amazon Bedrock): it lists "
+        "this account's job summaries in the Region; each function uses it to find a batch's jobs by name "
+        "(a create with an unknown outcome, a cancel, the failure path)",
+    ),
+}
 P, A, R = cfn.PARTITION, cfn.ACCOUNT, cfn.REGION
 BUCKET_PREFIXES = ("inbox", "staging", "cancel", "results", "bedrock")
 BEDROCK_JOBS = f"arn:{P}:bedrock:{R}:{A}:model-invocation-job/*"
@@ -56,6 +78,41 @@ BEDROCK_MODELS = {
     f"arn:{P}:bedrock:*::foundation-model/*",
     f"arn:{P}:bedrock:*:{A}:inference-profile/*",
     f"arn:{P}:bedrock:{R}:{A}:application-inference-profile/*",
+}
+# Which Bedrock ARNs each Bedrock action may name (ListModelInvocationJobs: none, only "*", above).
+BEDROCK_RESOURCES = {
+    "bedrock:CreateModelInvocationJob": {BEDROCK_JOBS} | BEDROCK_MODELS,
+    "bedrock:GetModelInvocationJob": {BEDROCK_JOBS},
+    "bedrock:StopModelInvocationJob": {BEDROCK_JOBS},
+    "bedrock:TagResource": {BEDROCK_JOBS},
+    "bedrock:InvokeModel": BEDROCK_MODELS,
+}
+# The executions of the batch state machine (DescribeExecution names an execution, not the state machine).
+EXECUTIONS = f"arn:{P}:states:{R}:{A}:execution:{{GetAtt:BatchStateMachine.Name}}:*"
+LOG_WRITE = {"logs:CreateLogStream", "logs:PutLogEvents"}
+KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
+# Every action each role holds (KMS apart: check_kms). Submit creates no job: check-jobs is the one place jobs
+# are created (CreateModelInvocationJob, TagResource, iam:PassRole); submit (cancel markers), check-jobs and
+# finalize find a batch's jobs by name and stop them.
+ROLE_ACTIONS = {
+    "SubmitFunctionRole": LOG_WRITE | {
+        "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+        "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+        "states:StartExecution", "states:DescribeExecution",
+        "sqs:SendMessage",
+    },
+    "CheckJobsFunctionRole": LOG_WRITE | {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket",
+        "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+        "bedrock:CreateModelInvocationJob", "bedrock:TagResource",
+        "iam:PassRole",
+    },
+    "FinalizeFunctionRole": LOG_WRITE | {
+        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+        "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+    },
+    SERVICE_ROLE: {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "bedrock:InvokeModel"},
+    STATE_MACHINE_ROLE: LOG_DELIVERY | {"lambda:InvokeFunction", "events:PutEvents"},
 }
 
 
@@ -79,13 +136,13 @@ def resource_allowed(rendered: dict, action: str, resource: str, kms_key: str | 
                 return True
         return False
     if service == "bedrock":
-        return resource == BEDROCK_JOBS or (
-            action in ("bedrock:CreateModelInvocationJob", "bedrock:InvokeModel") and resource in BEDROCK_MODELS
-        )
+        return resource in BEDROCK_RESOURCES.get(action, set())
     if service == "lambda":
         return any(resource in ("{GetAtt:" + f + ".Arn}", "{GetAtt:" + f + ".Arn}:*") for f in FUNCTIONS)
     if service == "states":
-        return resource == "{Ref:BatchStateMachine}"
+        if action == "states:DescribeExecution":
+            return resource == EXECUTIONS
+        return action == "states:StartExecution" and resource == "{Ref:BatchStateMachine}"
     if service == "sqs":
         return resource == "{GetAtt:SubmitFailureQueue.Arn}"
     if service == "events":
@@ -111,6 +168,15 @@ def state_machine_bus(rendered: dict) -> str | None:
 def check_iam(rendered: dict, kms_key: str | None) -> list[str]:
     problems = []
     for role, facts in sorted(cfn.role_policies(rendered).items()):
+        if role not in ROLE_ACTIONS:
+            problems.append(f"{role}: a role check_security.py does not know (add it to ROLE_ACTIONS, with what it needs)")
+        else:
+            held = {f[2] for f in facts if f[0] == "Allow"} - KMS
+            for action in sorted(held - ROLE_ACTIONS[role]):
+                if "*" not in action and "?" not in action:
+                    problems.append(f"{role}: {action} is not one of the actions it needs (ROLE_ACTIONS)")
+            for action in sorted(ROLE_ACTIONS[role] - held):
+                problems.append(f"{role}: lacks {action}, which it needs (ROLE_ACTIONS)")
         for effect, _principal, action, resource, condition in sorted(facts):
             if effect == "Managed":
                 problems.append(f"{role}: managed policy {action}: write the permissions the role needs instead")
@@ -121,8 +187,11 @@ def check_iam(rendered: dict, kms_key: str | None) -> list[str]:
                 problems.append(f"{role}: wildcard action {action}")
                 continue
             if resource == "*":
-                if not (action in LOG_DELIVERY and role == STATE_MACHINE_ROLE):
+                if role not in STAR_ALLOWED.get(action, (set(), ""))[0]:
                     problems.append(f"{role}: {action} on \"*\"")
+                continue
+            if action in STAR_ALLOWED:
+                problems.append(f"{role}: {action} on {resource}: it takes no resource-level permissions, only \"*\"")
                 continue
             if not resource_allowed(rendered, action, resource, kms_key):
                 problems.append(f"{role}: {action} on {resource}, which is not a resource of the stack it may use")

@@ -13,6 +13,7 @@ import unittest
 from pathlib import Path
 
 import cfn
+import check_asl
 import check_event_schema
 import check_operations
 import check_parity
@@ -37,7 +38,12 @@ def security(r: dict, kms_key=None) -> list[str]:
 
 
 def operations(r: dict, topic=None) -> list[str]:
-    return check_operations.check_trigger(r) + check_operations.check_dead_letters(r) + check_operations.check_alarms(r, topic)
+    return (
+        check_operations.check_trigger(r)
+        + check_operations.check_dead_letters(r)
+        + check_operations.check_alarms(r, topic)
+        + check_operations.check_stop_failure_filters(r)
+    )
 
 
 class SecurityChecks(unittest.TestCase):
@@ -74,7 +80,7 @@ class SecurityChecks(unittest.TestCase):
 
     def test_pass_role_needs_the_service_role_and_the_condition(self):
         r = rendered("SAM", "defaults")
-        for s in statements(r, "SubmitFunctionRole"):
+        for s in statements(r, "CheckJobsFunctionRole"):
             if s.get("Action") == "iam:PassRole":
                 del s["Condition"]
         self.assertFlags(security(r), "iam:PassRole without the condition")
@@ -83,6 +89,56 @@ class SecurityChecks(unittest.TestCase):
             if s.get("Action") == "iam:PassRole":
                 s["Resource"] = "{GetAtt:SubmitFunctionRole.Arn}"
         self.assertFlags(security(r), "iam:PassRole on {GetAtt:SubmitFunctionRole.Arn}")
+
+    def test_submit_creates_no_job(self):
+        jobs = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/*"
+        for source in ("SAM", "CDK"):
+            for action in ("bedrock:CreateModelInvocationJob", "bedrock:TagResource"):
+                r = rendered(source, "defaults")
+                statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": action, "Resource": jobs})
+                self.assertFlags(security(r), f"SubmitFunctionRole: {action} is not one of the actions it needs")
+            r = rendered(source, "defaults")
+            statements(r, "SubmitFunctionRole").append({
+                "Effect": "Allow", "Action": "iam:PassRole", "Resource": "{GetAtt:BedrockServiceRole.Arn}",
+                "Condition": {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+            })
+            self.assertFlags(security(r), "SubmitFunctionRole: iam:PassRole is not one of the actions it needs")
+
+    def test_a_missing_permission_fails(self):
+        for source, role, action in [
+            ("SAM", "FinalizeFunctionRole", "bedrock:ListModelInvocationJobs"),
+            ("CDK", "SubmitFunctionRole", "states:DescribeExecution"),
+            ("CDK", "CheckJobsFunctionRole", "bedrock:CreateModelInvocationJob"),
+        ]:
+            r = rendered(source, "defaults")
+            for s in statements(r, role):
+                if action in cfn.as_list(s.get("Action")):
+                    s["Action"] = [a for a in cfn.as_list(s["Action"]) if a != action] or ["s3:GetObject"]
+            self.assertFlags(security(r), f"{role}: lacks {action}")
+
+    def test_list_jobs_on_star_only_for_the_functions(self):
+        r = rendered("SAM", "defaults")
+        self.assertEqual(security(r), [])
+        statements(r, "BedrockServiceRole").append({"Effect": "Allow", "Action": "bedrock:ListModelInvocationJobs", "Resource": "*"})
+        self.assertFlags(security(r), 'BedrockServiceRole: bedrock:ListModelInvocationJobs on "*"')
+        r = rendered("CDK", "defaults")
+        statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:GetModelInvocationJob", "Resource": "*"})
+        self.assertFlags(security(r), 'FinalizeFunctionRole: bedrock:GetModelInvocationJob on "*"')
+        r = rendered("CDK", "defaults")
+        statements(r, "SubmitFunctionRole").append({
+            "Effect": "Allow", "Action": "bedrock:StopModelInvocationJob", "Resource": "arn:aws:bedrock:*::foundation-model/*",
+        })
+        self.assertFlags(security(r), "SubmitFunctionRole: bedrock:StopModelInvocationJob on arn:aws:bedrock:*::foundation-model/*")
+
+    def test_describe_execution_only_on_the_batch_executions(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:DescribeExecution", "Resource": "{Ref:BatchStateMachine}"})
+            self.assertFlags(security(r), "states:DescribeExecution on {Ref:BatchStateMachine}")
+            r = rendered(source, "defaults")
+            other = "arn:aws:states:us-east-1:123456789012:execution:someone-else:*"
+            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:DescribeExecution", "Resource": other})
+            self.assertFlags(security(r), f"states:DescribeExecution on {other}")
 
     def test_a_managed_policy_fails(self):
         r = rendered("SAM", "defaults")
@@ -163,10 +219,41 @@ class OperationsChecks(unittest.TestCase):
         r = rendered("SAM", "kms")
         self.assertTrue(any("AlarmActions" in p for p in operations(r, None)))
 
-    def test_the_trigger_is_required(self):
-        r = rendered("SAM", "defaults")
-        r["Resources"]["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"][0]["Filter"] = {}
-        self.assertTrue(any("does not notify SubmitFunction" in p for p in operations(r)))
+    def test_the_triggers_are_required(self):
+        for source in ("SAM", "CDK"):
+            for prefix, what in [("inbox/", "inbox/**.jsonl"), ("cancel/", "cancel/**")]:
+                r = rendered(source, "defaults")
+                configs = r["Resources"]["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+                for c in configs:
+                    if any(rule["Value"] == prefix for rule in c["Filter"]["S3Key"]["Rules"]):
+                        c["Filter"] = {}
+                self.assertIn(f"InputBucket does not notify SubmitFunction of s3:ObjectCreated:* on {what}", operations(r))
+        r = rendered("CDK", "defaults")
+        configs = r["Resources"]["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+        for c in configs:
+            c["Filter"]["S3Key"]["Rules"] = [rule for rule in c["Filter"]["S3Key"]["Rules"] if rule["Value"] != ".jsonl"]
+        self.assertIn("InputBucket does not notify SubmitFunction of s3:ObjectCreated:* on inbox/**.jsonl", operations(r))
+
+    def test_job_stop_failures_are_counted_and_alarmed(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            del r["Resources"]["JobStopFailuresAlarm"]
+            self.assertIn("no alarm on batchdrop/{StackName} JobStopFailures", operations(r))
+            r = rendered(source, "defaults")
+            r["Resources"]["JobStopFailuresAlarm"]["Properties"]["TreatMissingData"] = "breaching"
+            self.assertTrue(any("JobStopFailures treats missing data as breaching" in p for p in operations(r)))
+            r = rendered(source, "defaults")
+            del r["Resources"]["CheckJobsJobStopFailuresFilter"]
+            self.assertTrue(any("no metric filter on CheckJobsLogGroup" in p for p in operations(r)), operations(r))
+            r = rendered(source, "defaults")
+            r["Resources"]["FinalizeJobStopFailuresFilter"]["Properties"]["FilterPattern"] = '"could not stop"'
+            self.assertTrue(any("no metric filter on FinalizeLogGroup" in p for p in operations(r)))
+            r = rendered(source, "defaults")
+            r["Resources"]["SubmitJobStopFailuresFilter"]["Properties"]["MetricTransformations"][0]["MetricNamespace"] = "batchdrop"
+            self.assertTrue(any("no metric filter on SubmitLogGroup" in p for p in operations(r)))
+        r = rendered("SAM", "kms")
+        r["Resources"]["JobStopFailuresAlarm"]["Properties"].pop("AlarmActions")
+        self.assertIn("JobStopFailuresAlarm: AlarmActions [], not ['" + cfn.ALARM_TOPIC + "']", operations(r, cfn.ALARM_TOPIC))
 
 
 class ParityCheck(unittest.TestCase):
@@ -180,7 +267,7 @@ class ParityCheck(unittest.TestCase):
         statements(cdk, "CheckJobsFunctionRole").append({"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "{GetAtt:OutputBucket.Arn}/results/*"})
         cdk["Resources"]["BatchStateMachine"]["Properties"]["DefinitionString"] = cdk["Resources"]["BatchStateMachine"][
             "Properties"
-        ]["DefinitionString"].replace('"TimeoutSeconds": 360', '"TimeoutSeconds": 361')
+        ]["DefinitionString"].replace('"TimeoutSeconds": 240', '"TimeoutSeconds": 241')
         del sam["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]
         paths = [p for p, _a, _b in check_parity.differences(sam, cdk)]
         for broken in [
@@ -196,6 +283,63 @@ class ParityCheck(unittest.TestCase):
         sam, cdk = rendered("SAM", "kms"), rendered("CDK", "kms")
         del cdk["Resources"]["BatchEventSchema"]
         self.assertIn("Resources.BatchEventSchema", [p for p, _a, _b in check_parity.differences(sam, cdk)])
+
+
+class AslCheck(unittest.TestCase):
+    asl = json.loads((cfn.ROOT / "statemachine" / "batch.asl.json").read_text())
+    template = cfn.ROOT / "infra" / "template.yaml"
+
+    def problems(self, asl: dict) -> list[str]:
+        """check_asl on this ASL and the real template, laid out as in the repository (DefinitionUri)."""
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "infra").mkdir()
+            (Path(d) / "statemachine").mkdir()
+            template = Path(d) / "infra" / "template.yaml"
+            template.write_text(self.template.read_text())
+            path = Path(d) / "statemachine" / "batch.asl.json"
+            path.write_text(json.dumps(asl))
+            return check_asl.check(str(path), str(template))
+
+    def assertFlags(self, problems, text):
+        self.assertTrue(any(text in p for p in problems), f"no problem mentions {text!r}: {problems}")
+
+    def test_the_state_machine_passes(self):
+        self.assertEqual(check_asl.check(str(cfn.ROOT / "statemachine" / "batch.asl.json"), str(self.template)), [])
+        self.assertEqual(self.problems(copy.deepcopy(self.asl)), [])
+
+    def test_a_task_timeout_must_be_below_the_function_timeout(self):
+        for state, seconds, limit in [("Check Jobs", 300, 300), ("Stop Jobs", 360, 300), ("Mark Failed", 900, 900)]:
+            asl = copy.deepcopy(self.asl)
+            asl["States"][state]["TimeoutSeconds"] = seconds
+            self.assertFlags(self.problems(asl), f"Lambda task '{state}': TimeoutSeconds {seconds} is not below the function's Timeout {limit}")
+
+    def test_lambda_tasks_retry_every_transient_error_in_one_retrier(self):
+        for error in ("Lambda.Unknown", "Sandbox.Timedout", "States.Timeout", "BatchdropTransientError"):
+            asl = copy.deepcopy(self.asl)
+            retrier = asl["States"]["Finalize"]["Retry"][0]
+            retrier["ErrorEquals"] = [e for e in retrier["ErrorEquals"] if e != error]
+            self.assertFlags(self.problems(asl), f"Lambda task 'Finalize': {error} is not retried")
+        asl = copy.deepcopy(self.asl)
+        retrier = asl["States"]["Check Jobs"]["Retry"][0]
+        retrier["ErrorEquals"].remove("Sandbox.Timedout")
+        asl["States"]["Check Jobs"]["Retry"].append(dict(retrier, ErrorEquals=["Sandbox.Timedout"]))
+        self.assertFlags(self.problems(asl), "are not retried by one retrier")
+        asl = copy.deepcopy(self.asl)
+        asl["States"]["Stop Jobs"]["Retry"][0]["ErrorEquals"].append("BatchdropFatalError")
+        self.assertFlags(self.problems(asl), "Lambda task 'Stop Jobs': BatchdropFatalError must not be retried")
+
+    def test_catch_names_and_substitutions(self):
+        asl = copy.deepcopy(self.asl)
+        asl["States"]["Stop Jobs"]["Catch"][0]["ResultPath"] = "$"
+        self.assertFlags(self.problems(asl), "Task 'Stop Jobs': Catch[0] ResultPath")
+        asl = copy.deepcopy(self.asl)
+        asl["States"]["All Jobs Stopped"] = asl["States"].pop("All Jobs Stopped?")
+        self.assertFlags(self.problems(asl), "Choice state 'All Jobs Stopped': name does not end in '?'")
+        asl = copy.deepcopy(self.asl)
+        asl["States"]["Mark Failed"]["Resource"] = "${MarkFunctionArn}"
+        problems = self.problems(asl)
+        self.assertFlags(problems, "${MarkFunctionArn} is in")
+        self.assertFlags(problems, "its Timeout is unknown")
 
 
 class EventSchemaCheck(unittest.TestCase):
@@ -244,6 +388,46 @@ class EventSchemaCheck(unittest.TestCase):
             path.write_text(changed)
             problems = check_event_schema.check_rust(self.schema, path)
         self.assertTrue(any("EventDetail has" in p and "model" in p for p in problems), problems)
+
+    def test_a_failed_batch_is_never_a_batch_completed(self):
+        completed = self.example("batch-completed")
+        e = copy.deepcopy(completed)
+        e["detail"]["status"] = "failed"
+        e["detail"]["error"] = "job 0: failed"
+        self.assertNotEqual(check_event_schema.errors(self.schema, e), [])
+        e["detail-type"] = "Batch Failed"
+        self.assertEqual(check_event_schema.errors(self.schema, e), [])
+
+    def test_the_status_choice_decides_the_detail_type(self):
+        asl = json.loads(check_event_schema.ASL.read_text())
+        # Without "Batch Failed?", a finalized batch whose status is failed would be sent as Batch Completed.
+        asl["States"]["Finalize"]["Next"] = "Announce Completion"
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "batch.asl.json"
+            path.write_text(json.dumps(asl))
+            problems = check_event_schema.check_asl(self.schema, path)
+        self.assertIn("the state machine sends Batch Completed with a finalized batch whose status is failed; the schema rejects it", problems)
+        asl = json.loads(check_event_schema.ASL.read_text())
+        # A Catch straight into an announcement would send the failed state, not finalize's output.
+        asl["States"]["Stop Jobs"]["Catch"][0]["Next"] = "Announce Failure"
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "batch.asl.json"
+            path.write_text(json.dumps(asl))
+            problems = check_event_schema.check_asl(self.schema, path)
+        self.assertIn("ASL state 'Announce Failure' sends its input as the detail but is reached from 'Stop Jobs', not from finalize", problems)
+
+    def test_a_recorded_event_of_the_old_flow_fails(self):
+        # Batch Completed with status failed: what the state machine sent before "Batch Failed?".
+        target = cfn.ROOT / "target" / "checks"
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target) as d:
+            for f in check_event_schema.EXAMPLES.glob("*.json"):
+                event = json.loads(f.read_text())
+                if event["detail-type"] == "Batch Failed" and event["detail"].get("input_file"):
+                    event["detail-type"] = "Batch Completed"
+                (Path(d) / f.name).write_text(json.dumps(event))
+            problems = check_event_schema.check_examples(self.schema, Path(d))
+        self.assertTrue(any("which the state machine no longer sends" in p for p in problems), problems)
 
     def test_the_asl_detail_must_fit(self):
         asl = json.loads(check_event_schema.ASL.read_text())

@@ -9,7 +9,8 @@ again. The runs use the real functions, state machine and Bedrock emulator (infr
 and state folder, so a local stack someone else is running is left alone.
 
 - batch-completed: the demo file (some lines rejected at submit), every job Completed.
-- batch-completed-failed: Bedrock fails the only job (emulator fault "fail"): Batch Completed, status failed.
+- batch-failed-jobs-failed: Bedrock fails the only job (emulator fault "fail"): finalize runs as usual and its
+  status is failed, so the state machine (Batch Failed?) announces a Batch Failed with the full detail.
 - batch-failed: batch.json names a job by an ARN Bedrock refuses (ValidationException, a fatal error for
   check-jobs), so the state machine runs finalize in failure mode: Batch Failed with the full detail.
 - batch-failed-unfinalized: an execution for a batch without batch.json: check-jobs and finalize both fail,
@@ -96,7 +97,7 @@ def main() -> None:
         req.add_header("Content-Type", "application/json")
         urllib.request.urlopen(req, timeout=10).read()
         failing = upload(c, "inbox/failing-job.jsonl", ("\n".join(chat(f"f{i}") for i in range(100)) + "\n").encode())
-        save("batch-completed-failed", wait_for_event(c, failing, timeout=TIMEOUT))
+        save("batch-failed-jobs-failed", wait_for_event(c, failing, timeout=TIMEOUT))
 
         broken = "example-invalid-job-" + completed.rsplit("-", 1)[1]
         copy_as_running(c, completed, broken)

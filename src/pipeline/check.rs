@@ -1,66 +1,344 @@
-//! The check-jobs step: one turn of the state machine's poll loop (DESIGN.md "The flow").
+//! The check-jobs step: one turn of the state machine's loop (docs/reliability.md).
 //!
-//! Reads every job's status from Bedrock, creates queued jobs when slots free up, honours a cancel
-//! request, keeps batch.json current, and says whether every job is done and how long to wait next.
+//! The one place that creates Bedrock jobs: a job is created only after its batch exists and its execution
+//! runs, with its deterministic name and clientRequestToken, and a create whose outcome is unknown is
+//! settled by finding the job, never by assuming it does not exist. Each turn also polls every job, honours
+//! a cancel, expires jobs that waited too long for a slot, and keeps batch.json current with conditional
+//! writes. S3 or Bedrock trouble does not fail the batch: the turn answers "not done, wait" until the outage
+//! budget is spent. With `failure` in its input (the state machine's failure path) the turn stops every job
+//! of the batch instead, and answers done once each is terminal.
 
-use aws_sdk_bedrock::operation::create_model_invocation_job::CreateModelInvocationJobError;
-use aws_sdk_bedrock::operation::get_model_invocation_job::GetModelInvocationJobError;
-use aws_sdk_bedrock::operation::stop_model_invocation_job::StopModelInvocationJobError;
-use aws_sdk_bedrock::types::{
-    ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig, ModelInvocationJobS3InputDataConfig,
-    ModelInvocationJobS3OutputDataConfig, S3InputFormat, Tag,
-};
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{aws_error, load_batch, now, s3, save_batch, Deps, StepError};
+use super::{jobs, load_batch, now, s3, update_batch, Deps, StepError};
 use crate::layout;
 use crate::status::{is_terminal_job_status, BatchDoc, Job, QUEUED};
 
-/// The task's input: the state of the execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Polls one execution may make in its loop before the batch is failed as overdue. With the worst case of
+/// every retry on every poll (tests/state_machine.rs computes it from the definition), 600 polls and the
+/// failure path stay below Step Functions' 25,000 history events.
+pub const POLL_BUDGET: u32 = 600;
+/// Polls of the failure path's stop loop.
+pub const STOP_POLL_BUDGET: u32 = 60;
+/// The longest wait while riding out an outage, so that the loop notices its end soon.
+const OUTAGE_WAIT_MAX: u64 = 300;
+
+/// The task's input: the execution's state, which every answer of this step replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckInput {
     pub batch_id: String,
+    /// Turns of this loop so far.
+    #[serde(default)]
+    pub polls: u32,
+    /// Since when S3 or Bedrock have been failing (unix seconds), while they are.
+    #[serde(default)]
+    pub outage_since: Option<u64>,
+    /// What the state machine's Catch caught (`{"Error", "Cause"}`): the failure path.
+    #[serde(default)]
+    pub failure: Option<Value>,
 }
 
-/// The task's output: read by the "All Jobs Done?" choice and the next Wait's `SecondsPath`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl CheckInput {
+    pub fn new(batch_id: &str) -> CheckInput {
+        CheckInput {
+            batch_id: batch_id.to_string(),
+            polls: 0,
+            outage_since: None,
+            failure: None,
+        }
+    }
+}
+
+/// The task's output: read by the Choice states and the Wait states' `SecondsPath`, and the next turn's
+/// input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutput {
     pub batch_id: String,
     pub all_done: bool,
     pub wait_seconds: u64,
+    pub polls: u32,
+    pub outage_since: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Value>,
+    /// The trouble this turn rode out, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 pub async fn handle(deps: &Deps, input: CheckInput) -> Result<CheckOutput, StepError> {
-    let mut doc = load_batch(deps, &input.batch_id).await?;
-    let cancel_key = layout::cancel_key(&doc.id);
-    if !doc.bedrock.cancel_requested && s3::exists(&deps.s3, &deps.config.input_bucket, &cancel_key).await? {
-        tracing::info!(batch_id = %doc.id, "cancel requested");
-        doc.bedrock.cancel_requested = true;
+    // The turn ends well inside the Lambda timeout: what it did not finish is done next turn.
+    let budget = Duration::from_secs(deps.config.check_budget_seconds);
+    // Boxed: the turn's future is deep enough to exceed the compiler's layout depth inside the runtime's.
+    let turn: std::pin::Pin<Box<dyn std::future::Future<Output = Result<CheckOutput, StepError>> + Send + '_>> =
+        if input.failure.is_some() {
+            Box::pin(stop_turn(deps, &input))
+        } else {
+            Box::pin(turn(deps, &input))
+        };
+    let result = tokio::time::timeout(budget, turn).await.unwrap_or_else(|_| {
+        Err(StepError::Transient(format!(
+            "the turn did not finish within its {} s budget",
+            budget.as_secs()
+        )))
+    });
+    match result {
+        Ok(out) => Ok(out),
+        Err(StepError::Transient(why)) => ride_out(deps, &input, why),
+        Err(fatal) => Err(fatal),
     }
-    for i in 0..doc.bedrock.jobs.len() {
-        refresh_job(deps, &mut doc.bedrock.jobs[i], doc.bedrock.cancel_requested).await?;
+}
+
+/// Transient trouble: wait and try again, until the outage budget is spent.
+fn ride_out(deps: &Deps, input: &CheckInput, why: String) -> Result<CheckOutput, StepError> {
+    let now = now();
+    let since = input.outage_since.unwrap_or(now);
+    let budget = deps.config.outage_budget_seconds;
+    if now.saturating_sub(since) >= budget {
+        return Err(StepError::Fatal(format!(
+            "S3 or Bedrock kept failing for {} minutes, past the outage budget of {} hours; last error: {why}",
+            now.saturating_sub(since) / 60,
+            budget / 3600
+        )));
     }
-    if doc.bedrock.cancel_requested {
-        for job in doc.bedrock.jobs.iter_mut().filter(|j| j.status == QUEUED) {
+    tracing::warn!(batch_id = %input.batch_id, outage_seconds = now - since, error = %why, "riding out transient trouble");
+    Ok(CheckOutput {
+        batch_id: input.batch_id.clone(),
+        all_done: false,
+        wait_seconds: deps.config.backoff.wait(input.polls).min(OUTAGE_WAIT_MAX),
+        polls: input.polls.saturating_add(1),
+        outage_since: Some(since),
+        failure: input.failure.clone(),
+        last_error: Some(why),
+    })
+}
+
+/// The wait before the next turn: the backoff, spread out in the second half of the poll budget so that
+/// the polls left always cover the time the batch may still last.
+pub fn next_wait(deps: &Deps, doc: &BatchDoc, polls: u32, now: u64) -> u64 {
+    let backoff = deps.config.backoff.wait(polls);
+    if polls < POLL_BUDGET / 2 {
+        return backoff;
+    }
+    let deadline = doc.created_at + deps.config.longest_batch_seconds();
+    let left = u64::from(POLL_BUDGET.saturating_sub(polls).max(1));
+    backoff.max(deadline.saturating_sub(now) / left)
+}
+
+async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError> {
+    let config = &deps.config;
+    let doc = load_batch(deps, &input.batch_id).await?.doc;
+    let polls = input.polls.saturating_add(1);
+    let done = |wait_seconds| CheckOutput {
+        batch_id: input.batch_id.clone(),
+        all_done: true,
+        wait_seconds,
+        polls,
+        outage_since: None,
+        failure: None,
+        last_error: None,
+    };
+    if doc.status.is_terminal() {
+        return Ok(done(1));
+    }
+    let now = now();
+    if !doc.bedrock.staged {
+        return Err(StepError::Fatal(format!(
+            "batch {} is not staged: its execution started before submit finished",
+            doc.id
+        )));
+    }
+    let overdue = now > doc.created_at + config.longest_batch_seconds();
+    if input.polls >= POLL_BUDGET || overdue {
+        return Err(StepError::Fatal(format!(
+            "the batch is still running after {} polls and {} hours, longer than any batch can last \
+             (QUEUE_TIMEOUT_HOURS + JOB_TIMEOUT_HOURS + OUTAGE_BUDGET_HOURS + STOP_WAIT_MINUTES)",
+            input.polls,
+            now.saturating_sub(doc.created_at) / 3600
+        )));
+    }
+
+    let cancel = doc.bedrock.cancel_requested
+        || s3::exists(&deps.s3, &config.input_bucket, &layout::cancel_key(&doc.id)).await?;
+    let mut seen = doc.bedrock.jobs.clone();
+
+    // A create whose answer was lost: find the job before deciding anything about it.
+    let unsettled = seen.iter().any(|j| j.job_arn.is_none() && j.create_unknown);
+    if unsettled || (cancel && seen.iter().any(|j| j.job_arn.is_none() && j.status == QUEUED)) {
+        let found = jobs::find(deps, &doc.id).await?;
+        for stranger in jobs::merge_found(&mut seen, &found) {
+            tracing::error!(batch_id = %doc.id, job = %stranger.arn, "a Bedrock job of this batch that batch.json does not list");
+            if cancel && jobs::stoppable(&stranger.status) {
+                jobs::stop_arn(deps, &stranger.arn).await?;
+            }
+        }
+    }
+    for job in seen.iter_mut().filter(|j| j.is_active()) {
+        jobs::refresh(deps, job).await?;
+        if cancel {
+            // A failed stop is kept on the job and tried again next turn; the alarm counts it.
+            let _ = jobs::stop(deps, &doc.id, job).await;
+        }
+    }
+
+    if cancel {
+        for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
             job.status = "Stopped".into();
+            job.create_unknown = false;
             job.message = Some("The batch was cancelled before this job was created.".into());
         }
+    } else if now > doc.created_at + config.queue_timeout_seconds {
+        for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
+            job.status = "Expired".into();
+            job.create_unknown = false;
+            job.message = Some(format!(
+                "The job waited more than {} hours for a free Bedrock slot (QUEUE_TIMEOUT_HOURS) and was never created.",
+                config.queue_timeout_seconds / 3600
+            ));
+        }
     } else {
-        create_queued_jobs(deps, &mut doc).await?;
+        create_queued(deps, &doc.id, &mut seen).await;
     }
-    update_counts(&mut doc);
-    let all_done = doc.all_jobs_terminal();
-    if !all_done {
-        doc.set_status(doc.running_status(), now());
-    }
-    let wait_seconds = deps.config.backoff.wait(doc.bedrock.polls);
-    doc.bedrock.polls = doc.bedrock.polls.saturating_add(1);
-    save_batch(deps, &doc).await?;
-    Ok(CheckOutput {
-        batch_id: doc.id,
-        all_done,
-        wait_seconds,
+
+    let saved = update_batch(deps, &doc.id, |d| {
+        jobs::merge_seen(&mut d.bedrock.jobs, &seen);
+        d.bedrock.cancel_requested |= cancel;
+        d.bedrock.polls = d.bedrock.polls.max(polls);
+        update_counts(d);
+        if !d.all_jobs_terminal() {
+            let status = d.running_status();
+            d.set_status(status, now);
+        }
     })
+    .await?;
+    if saved.all_jobs_terminal() {
+        return Ok(done(1));
+    }
+    Ok(CheckOutput {
+        all_done: false,
+        wait_seconds: next_wait(deps, &saved, input.polls, now),
+        ..done(0)
+    })
+}
+
+/// Creates queued jobs while the batch has fewer than the concurrency limit active per model. A full
+/// quota or throttling leaves the job queued; a refusal fails it (its records become error lines); an
+/// unknown outcome marks it to be found by name next turn, and nothing more is created for its model now.
+async fn create_queued(deps: &Deps, batch_id: &str, seen: &mut [Job]) {
+    let mut held: Vec<String> = Vec::new();
+    for i in 0..seen.len() {
+        let job = &seen[i];
+        if job.status != QUEUED || job.job_arn.is_some() || job.create_unknown || held.contains(&job.model) {
+            continue;
+        }
+        let active = seen.iter().filter(|j| j.model == job.model && j.is_active()).count();
+        if active >= deps.config.max_concurrent_jobs {
+            continue;
+        }
+        let outcome = jobs::create(deps, batch_id, job).await;
+        let job = &mut seen[i];
+        match outcome {
+            jobs::Created::Job(arn) => {
+                tracing::info!(%batch_id, job = job.index, %arn, "job created");
+                job.job_arn = Some(arn);
+                job.status = "Submitted".into();
+            }
+            jobs::Created::NotYet(why) => {
+                tracing::warn!(%batch_id, job = job.index, error = %why, "job stays queued");
+                held.push(job.model.clone());
+            }
+            jobs::Created::Refused(why) => {
+                tracing::error!(%batch_id, job = job.index, error = %why, "job refused");
+                job.status = "Failed".into();
+                job.message = Some(why);
+            }
+            jobs::Created::Unknown(why) => {
+                tracing::warn!(%batch_id, job = job.index, error = %why, "job create outcome unknown: it will be looked up by name");
+                job.create_unknown = true;
+                held.push(job.model.clone());
+            }
+        }
+    }
+}
+
+/// The failure path: record why, find every job of the batch by name, stop each one still working, and
+/// answer done once all are terminal (or the stop wait is over). The last look comes only after a
+/// check-jobs invocation the state machine gave up on can no longer be running, so that no job it may
+/// still create is missed.
+async fn stop_turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError> {
+    let config = &deps.config;
+    let doc = load_batch(deps, &input.batch_id).await?.doc;
+    let polls = input.polls.saturating_add(1);
+    let now = now();
+    let why = failure_text(input.failure.as_ref());
+    let mut seen = doc.bedrock.jobs.clone();
+    let found = jobs::find(deps, &doc.id).await?;
+    let strangers = jobs::merge_found(&mut seen, &found);
+    let mut stop_failed = false;
+    for stranger in strangers.iter().filter(|s| jobs::stoppable(&s.status)) {
+        tracing::error!(batch_id = %doc.id, job = %stranger.arn, "a Bedrock job of this batch that batch.json does not list");
+        stop_failed |= jobs::stop_arn(deps, &stranger.arn).await.is_err();
+    }
+    for job in seen.iter_mut().filter(|j| j.is_active()) {
+        jobs::refresh(deps, job).await?;
+        stop_failed |= jobs::stop(deps, &doc.id, job).await.is_err();
+    }
+    for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
+        job.status = "Stopped".into();
+        job.create_unknown = false;
+        job.message = Some("The batch failed before this job was created.".into());
+    }
+    let saved = update_batch(deps, &doc.id, |d| {
+        jobs::merge_seen(&mut d.bedrock.jobs, &seen);
+        d.bedrock.failure.get_or_insert_with(|| why.clone());
+        d.bedrock.stopping_since.get_or_insert(now);
+        update_counts(d);
+    })
+    .await?;
+    let since = saved.bedrock.stopping_since.unwrap_or(now);
+    let outwaited = now >= since + config.check_timeout_seconds;
+    let settled = saved.all_jobs_terminal() && strangers.iter().all(|s| is_terminal_job_status(&s.status));
+    let given_up = now >= since + config.stop_wait_seconds || polls >= STOP_POLL_BUDGET;
+    if given_up && !settled {
+        tracing::error!(batch_id = %doc.id, "could not stop job: some jobs of the failed batch are still not terminal after the stop wait");
+    }
+    let all_done = doc.status.is_terminal() || (settled && outwaited && !stop_failed) || given_up;
+    // Spread the stop loop's polls over the stop wait, but look again soon after the first stops.
+    let wait = (config.stop_wait_seconds / u64::from(STOP_POLL_BUDGET)).clamp(1, 120);
+    let wait = if settled && !outwaited {
+        (since + config.check_timeout_seconds).saturating_sub(now).clamp(1, 300)
+    } else {
+        wait.min(config.backoff.wait(polls.min(4)))
+    };
+    Ok(CheckOutput {
+        batch_id: input.batch_id.clone(),
+        all_done,
+        wait_seconds: wait,
+        polls,
+        outage_since: None,
+        failure: input.failure.clone(),
+        last_error: None,
+    })
+}
+
+/// The Catch's `{"Error", "Cause"}` as one line.
+pub fn failure_text(failure: Option<&Value>) -> String {
+    let field = |name: &str| {
+        failure
+            .and_then(|f| f.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (error, cause) = (field("Error"), field("Cause"));
+    // A Lambda error's Cause is the function's own {"errorType", "errorMessage"} JSON.
+    let cause = serde_json::from_str::<Value>(&cause)
+        .ok()
+        .and_then(|c| c.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or(cause);
+    format!("{error}: {cause}")
 }
 
 /// Live request counts: records answered and failed so far, plus the lines rejected at submit.
@@ -68,151 +346,4 @@ fn update_counts(doc: &mut BatchDoc) {
     let jobs = &doc.bedrock.jobs;
     doc.request_counts.completed = jobs.iter().filter_map(|j| j.succeeded).sum();
     doc.request_counts.failed = doc.bedrock.rejected + jobs.iter().filter_map(|j| j.failed).sum::<u64>();
-}
-
-async fn refresh_job(deps: &Deps, job: &mut Job, cancel: bool) -> Result<(), StepError> {
-    let Some(arn) = job.job_arn.clone() else {
-        return Ok(());
-    };
-    if is_terminal_job_status(&job.status) {
-        return Ok(());
-    }
-    let out = match deps
-        .bedrock
-        .get_model_invocation_job()
-        .job_identifier(&arn)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(GetModelInvocationJobError::ResourceNotFoundException(_))
-            ) =>
-        {
-            job.status = "Failed".into();
-            job.message = Some(format!("Bedrock no longer knows job {arn}"));
-            return Ok(());
-        }
-        Err(e) => return Err(aws_error(&format!("GetModelInvocationJob {arn}"), e)),
-    };
-    if let Some(status) = out.status() {
-        job.status = status.as_str().to_string();
-    }
-    job.message = out.message().map(str::to_string).or(job.message.take());
-    let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
-    job.processed = count(out.processed_record_count()).or(job.processed);
-    job.succeeded = count(out.success_record_count()).or(job.succeeded);
-    job.failed = count(out.error_record_count()).or(job.failed);
-    if cancel
-        && matches!(
-            job.status.as_str(),
-            "Submitted" | "Validating" | "Scheduled" | "InProgress"
-        )
-    {
-        match deps
-            .bedrock
-            .stop_model_invocation_job()
-            .job_identifier(&arn)
-            .send()
-            .await
-        {
-            Ok(_) => job.status = "Stopping".into(),
-            // SPEC §1.5: Conflict means the job reached a final state meanwhile; the next poll reads it.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(StopModelInvocationJobError::ConflictException(_))
-                ) => {}
-            Err(e) => return Err(aws_error(&format!("StopModelInvocationJob {arn}"), e)),
-        }
-    }
-    Ok(())
-}
-
-/// Creates queued jobs while the batch has fewer than the concurrency limit running per model. A full
-/// account quota (ServiceQuotaExceededException) or throttling leaves the job queued for the next poll;
-/// a request Bedrock refuses outright fails that job, and its records become error lines.
-pub async fn create_queued_jobs(deps: &Deps, doc: &mut BatchDoc) -> Result<(), StepError> {
-    let config = &deps.config;
-    let mut quota_full: Vec<String> = Vec::new();
-    for i in 0..doc.bedrock.jobs.len() {
-        let job = &doc.bedrock.jobs[i];
-        if job.status != QUEUED || quota_full.contains(&job.model) {
-            continue;
-        }
-        let active = doc
-            .bedrock
-            .jobs
-            .iter()
-            .filter(|j| j.model == job.model && j.job_arn.is_some() && !is_terminal_job_status(&j.status))
-            .count();
-        if active >= config.max_concurrent_jobs {
-            continue;
-        }
-        let request = build_create(deps, &doc.id, job)?;
-        let job = &mut doc.bedrock.jobs[i];
-        match request.send().await {
-            Ok(out) => {
-                job.job_arn = Some(out.job_arn().to_string());
-                job.status = "Submitted".into();
-                tracing::info!(batch_id = %doc.id, job = job.index, arn = out.job_arn(), "job created");
-            }
-            Err(e) => {
-                let service = e.as_service_error();
-                if matches!(
-                    service,
-                    Some(CreateModelInvocationJobError::ServiceQuotaExceededException(_))
-                        | Some(CreateModelInvocationJobError::ThrottlingException(_))
-                        | Some(CreateModelInvocationJobError::InternalServerException(_))
-                ) || service.is_none()
-                {
-                    tracing::warn!(batch_id = %doc.id, job = job.index, error = %aws_sdk_bedrock::error::DisplayErrorContext(&e), "job stays queued");
-                    quota_full.push(job.model.clone());
-                    continue;
-                }
-                let err = aws_error("CreateModelInvocationJob", e);
-                tracing::error!(batch_id = %doc.id, job = job.index, error = %err, "job refused");
-                job.status = "Failed".into();
-                job.message = Some(err.to_string());
-            }
-        }
-    }
-    Ok(())
-}
-
-type CreateRequest =
-    aws_sdk_bedrock::operation::create_model_invocation_job::builders::CreateModelInvocationJobFluentBuilder;
-
-fn build_create(deps: &Deps, batch_id: &str, job: &Job) -> Result<CreateRequest, StepError> {
-    let config = &deps.config;
-    let invalid =
-        |e: aws_sdk_bedrock::error::BuildError| StepError::Fatal(format!("CreateModelInvocationJob request: {e}"));
-    let input = ModelInvocationJobS3InputDataConfig::builder()
-        .s3_uri(&job.input_uri)
-        .s3_input_format(S3InputFormat::Jsonl)
-        .build()
-        .map_err(invalid)?;
-    let output = ModelInvocationJobS3OutputDataConfig::builder()
-        .s3_uri(&job.output_uri)
-        .set_s3_encryption_key_id(config.output_kms_key.clone())
-        .build()
-        .map_err(invalid)?;
-    let tag = Tag::builder()
-        .key("batchdrop:batch-id")
-        .value(batch_id)
-        .build()
-        .map_err(invalid)?;
-    Ok(deps
-        .bedrock
-        .create_model_invocation_job()
-        .job_name(&job.job_name)
-        .client_request_token(&job.client_request_token)
-        .role_arn(&config.bedrock_role_arn)
-        .model_id(&job.model)
-        .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(input))
-        .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(output))
-        .timeout_duration_in_hours(i32::try_from(config.job_timeout_hours).unwrap_or(24))
-        .tags(tag))
 }

@@ -1,22 +1,41 @@
 //! The finalize step: Bedrock's output back to OpenAI files, the final batch.json, and the detail of the
-//! completion event. In failure mode (the state machine's Catch) it still accounts for every line.
+//! completion event. In failure mode (the state machine's Catch) it still accounts for every line. It
+//! saves `finalizing` first and is safe to run again: the same files, the same ids, and a batch that is
+//! already terminal only returns its detail (docs/reliability.md).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::{aws_error, load_batch, now, s3, save_batch, scratch_dir, Deps, StepError};
+use super::{jobs, load_batch, now, s3, scratch_dir, update_batch, Config, Deps, StepError};
 use crate::layout;
 use crate::results::{self, Collector, JobStatus, JoinOptions};
-use crate::status::{is_terminal_job_status, BatchUsage, CachedTokens, EventDetail};
+use crate::status::{BatchDoc, BatchStatus, BatchUsage, CachedTokens, EventDetail};
 
-/// The task's input. `failure` is what the state machine's Catch caught (`{"Error", "Cause"}`).
+/// The task's input. `failure` is what the state machine's Catch caught (`{"Error", "Cause"}`);
+/// `mark_only` (with `finalize_failure`) is the last resort when finalize cannot run even in failure mode:
+/// batch.json is only marked failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalizeInput {
     pub batch_id: String,
     #[serde(default)]
     pub failure: Option<Failure>,
+    #[serde(default)]
+    pub finalize_failure: Option<Failure>,
+    #[serde(default)]
+    pub mark_only: bool,
+}
+
+impl FinalizeInput {
+    pub fn new(batch_id: &str, failure: Option<Failure>) -> FinalizeInput {
+        FinalizeInput {
+            batch_id: batch_id.to_string(),
+            failure,
+            finalize_failure: None,
+            mark_only: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,41 +46,87 @@ pub struct Failure {
     pub cause: String,
 }
 
+impl Failure {
+    /// One line: the error name and the function's own message when the cause is a Lambda error.
+    pub fn text(&self) -> String {
+        super::check::failure_text(Some(&serde_json::json!({"Error": self.error, "Cause": self.cause})))
+    }
+}
+
+/// How often finalize asks Bedrock to stop a job before it leaves it to the alarm.
+const STOP_ATTEMPTS: u32 = 3;
+
 /// In-memory budget for sorting results before spilling to local files.
 const SORT_BUDGET: usize = 64 << 20;
 
 pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, StepError> {
+    // Boxed: the step's future is deep enough to exceed the compiler's layout depth inside the runtime's.
+    Box::pin(finalize(deps, input)).await
+}
+
+async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, StepError> {
+    if input.mark_only {
+        return mark_failed(deps, &input).await;
+    }
     let config = &deps.config;
-    let mut doc = load_batch(deps, &input.batch_id).await?;
-    let batch_id = doc.id.clone();
+    let stored = load_batch(deps, &input.batch_id).await?.doc;
+    let batch_id = stored.id.clone();
+    if stored.status.is_terminal() {
+        // Run again after it finished (a retry whose first answer was lost): the same detail, nothing
+        // rewritten.
+        return Ok(detail_of(config, &stored));
+    }
     let failed_run = input.failure.is_some();
-    if let Some(f) = &input.failure {
-        let why = format!("the batch failed: {}: {}", f.error, f.cause);
-        tracing::error!(%batch_id, %why, "finalizing a failed batch");
-        doc.add_error("batch_failed", &why);
-        // Jobs still running would bill for results nobody collects: stop them, best effort.
-        for job in doc
-            .bedrock
-            .jobs
-            .iter_mut()
-            .filter(|j| !is_terminal_job_status(&j.status))
-        {
-            if let Some(arn) = &job.job_arn {
-                if let Err(e) = deps
-                    .bedrock
-                    .stop_model_invocation_job()
-                    .job_identifier(arn)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(%batch_id, job = job.index, error = %aws_error("StopModelInvocationJob", e), "could not stop job");
-                }
-            }
-            job.status = "Failed".into();
-            job.message.get_or_insert_with(|| why.clone());
+    let why = input
+        .failure
+        .as_ref()
+        .map(|f| format!("the batch failed: {}", f.text()));
+
+    // Every job Bedrock has for the batch, recorded or not, is accounted for before the output is read.
+    let found = jobs::find(deps, &batch_id).await?;
+    let mut seen = stored.bedrock.jobs.clone();
+    for stranger in jobs::merge_found(&mut seen, &found) {
+        tracing::error!(%batch_id, job = %stranger.arn, "a Bedrock job of this batch that batch.json does not list: stopping it");
+        if jobs::stoppable(&stranger.status) {
+            jobs::stop_arn(deps, &stranger.arn).await?;
         }
     }
-    doc.set_status(crate::status::BatchStatus::Finalizing, now());
+    for job in seen.iter_mut().filter(|j| j.is_active()) {
+        jobs::refresh(deps, job).await?;
+    }
+    if failed_run {
+        // Jobs still running would bill for results nobody collects.
+        for job in seen.iter_mut().filter(|j| j.is_active()) {
+            for attempt in 1..=STOP_ATTEMPTS {
+                if jobs::stop(deps, &batch_id, job).await.is_ok() || attempt == STOP_ATTEMPTS {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+            }
+        }
+    } else if let Some(job) = seen.iter().find(|j| j.is_active()) {
+        return Err(StepError::Transient(format!(
+            "job {} ({}) is still {}: finalize waits for it",
+            job.index,
+            job.job_arn.as_deref().unwrap_or("?"),
+            job.status
+        )));
+    }
+    let now = now();
+    let doc = update_batch(deps, &batch_id, |d| {
+        jobs::merge_seen(&mut d.bedrock.jobs, &seen);
+        if let Some(why) = &why {
+            d.bedrock.failure.get_or_insert_with(|| why.clone());
+            add_error_once(d, "batch_failed", why);
+        }
+        d.set_status(crate::status::BatchStatus::Finalizing, now);
+    })
+    .await?;
+    if doc.status.is_terminal() {
+        return Ok(detail_of(config, &doc));
+    }
+    // The results' `created` is the moment finalizing began: a re-run writes the same files.
+    let created = doc.finalizing_at.unwrap_or(now);
 
     let dir = scratch_dir(config, &batch_id, "finalize")?;
     let map = dir.join("record-map.jsonl");
@@ -77,7 +142,7 @@ pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, St
     let prefix = layout::bedrock_output_prefix(&batch_id);
     for job in &doc.bedrock.jobs {
         let Some(job_id) = job.job_id() else { continue };
-        // SPEC §2.2: `<out>/<job-id>/<input file>.jsonl.out`; manifest.json.out is not a record file.
+        // `<out>/<job-id>/<input file>.jsonl.out`; manifest.json.out is not a record file.
         let keys = s3::list(
             &deps.s3,
             &config.output_bucket,
@@ -114,7 +179,7 @@ pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, St
         BufReader::new(File::open(&map)?),
         collector,
         &JoinOptions {
-            created: now(),
+            created,
             status: &status_of,
         },
         &mut output,
@@ -142,27 +207,6 @@ pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, St
     )
     .await?;
 
-    if !failed_run {
-        let failures: Vec<String> = doc
-            .bedrock
-            .jobs
-            .iter()
-            .filter(|j| j.status == "Failed")
-            .filter_map(|j| {
-                j.message
-                    .as_ref()
-                    .map(|m| format!("job {} ({}): {m}", j.index, j.model))
-            })
-            .collect();
-        for message in failures {
-            doc.add_error("bedrock_job_failed", &message);
-        }
-    }
-    doc.output_file_id = Some(layout::s3_uri(&config.output_bucket, &output_key));
-    doc.error_file_id = Some(layout::s3_uri(&config.output_bucket, &errors_key));
-    doc.request_counts.total = report.lines;
-    doc.request_counts.completed = report.succeeded;
-    doc.request_counts.failed = report.error_lines();
     let usage = BatchUsage {
         input_tokens: report.usage.prompt_tokens,
         input_tokens_details: CachedTokens {
@@ -172,28 +216,92 @@ pub async fn handle(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, St
         output_tokens_details: Default::default(),
         total_tokens: report.usage.total_tokens,
     };
-    doc.usage = Some(usage);
-    let status = doc.final_status(failed_run);
-    doc.set_status(status, now());
-    save_batch(deps, &doc).await?;
+    let now = super::now();
+    let doc = update_batch(deps, &batch_id, |d| {
+        if d.status.is_terminal() {
+            return;
+        }
+        if !failed_run {
+            let failures: Vec<String> = d
+                .bedrock
+                .jobs
+                .iter()
+                .filter(|j| j.status == "Failed")
+                .filter_map(|j| {
+                    j.message
+                        .as_ref()
+                        .map(|m| format!("job {} ({}): {m}", j.index, j.model))
+                })
+                .collect();
+            for message in failures {
+                add_error_once(d, "bedrock_job_failed", &message);
+            }
+        }
+        d.output_file_id = Some(layout::s3_uri(&config.output_bucket, &output_key));
+        d.error_file_id = Some(layout::s3_uri(&config.output_bucket, &errors_key));
+        d.request_counts.total = report.lines;
+        d.request_counts.completed = report.succeeded;
+        d.request_counts.failed = report.error_lines();
+        d.usage = Some(usage);
+        let status = d.final_status(failed_run);
+        d.set_status(status, now);
+    })
+    .await?;
     let _ = std::fs::remove_dir_all(&dir);
-    tracing::info!(%batch_id, ?status, succeeded = report.succeeded, errors = report.error_lines(), "batch finalized");
+    tracing::info!(%batch_id, status = ?doc.status, succeeded = report.succeeded, errors = report.error_lines(), "batch finalized");
+    Ok(detail_of(config, &doc))
+}
 
-    Ok(EventDetail {
-        batch_id: batch_id.clone(),
-        status,
+/// The last resort of the failure path: batch.json ends failed, saying why, even though no results could
+/// be written.
+async fn mark_failed(deps: &Deps, input: &FinalizeInput) -> Result<EventDetail, StepError> {
+    let failure = input.failure.as_ref().map(Failure::text).unwrap_or_default();
+    let finalize_failure = input.finalize_failure.as_ref().map(Failure::text).unwrap_or_default();
+    let now = now();
+    let doc = update_batch(deps, &input.batch_id, |d| {
+        if d.status.is_terminal() {
+            return;
+        }
+        add_error_once(d, "batch_failed", &format!("the batch failed: {failure}"));
+        add_error_once(
+            d,
+            "finalize_failed",
+            &format!("no results could be written: {finalize_failure}"),
+        );
+        d.set_status(BatchStatus::Failed, now);
+    })
+    .await?;
+    Ok(detail_of(&deps.config, &doc))
+}
+
+fn add_error_once(doc: &mut BatchDoc, code: &str, message: &str) {
+    let known = doc
+        .errors
+        .as_ref()
+        .is_some_and(|e| e.data.iter().any(|x| x.code == code && x.message == message));
+    if !known {
+        doc.add_error(code, message);
+    }
+}
+
+/// The completion event's detail, from batch.json.
+fn detail_of(config: &Config, doc: &BatchDoc) -> EventDetail {
+    let uri = |name: &str| layout::s3_uri(&config.output_bucket, &layout::results_key(&doc.id, name));
+    EventDetail {
+        batch_id: doc.id.clone(),
+        status: doc.status,
         input_file: doc.input_file_id.clone(),
         request_counts: doc.request_counts,
-        usage,
-        output_file: layout::s3_uri(&config.output_bucket, &output_key),
-        error_file: layout::s3_uri(&config.output_bucket, &errors_key),
-        batch_file: layout::s3_uri(&config.output_bucket, &layout::results_key(&batch_id, "batch.json")),
+        usage: doc.usage.unwrap_or_default(),
+        output_file: uri("output.jsonl"),
+        error_file: uri("errors.jsonl"),
+        batch_file: uri("batch.json"),
         bedrock_job_arns: doc.bedrock.jobs.iter().filter_map(|j| j.job_arn.clone()).collect(),
         error: doc
             .errors
             .as_ref()
             .and_then(|e| e.data.first())
             .map(|e| e.message.clone())
-            .filter(|_| failed_run || status == crate::status::BatchStatus::Failed),
-    })
+            .filter(|_| doc.status == BatchStatus::Failed),
+    }
 }

@@ -2,8 +2,10 @@
 //! [`check`] (one poll of the state machine's loop) and [`finalize`] (results, final batch.json, event
 //! detail). The Lambda crates in `functions/` only build [`Deps`] and call these.
 
+pub mod cancel;
 pub mod check;
 pub mod finalize;
+pub mod jobs;
 pub mod s3;
 pub mod submit;
 
@@ -115,6 +117,28 @@ pub struct Config {
     pub policy: Policy,
     /// Local scratch space (Lambda's ephemeral storage).
     pub work_dir: PathBuf,
+    /// How long the poll loop rides out S3 or Bedrock failures before the batch fails (seconds).
+    pub outage_budget_seconds: u64,
+    /// How long a planned job may wait for a Bedrock slot before its records expire (seconds).
+    pub queue_timeout_seconds: u64,
+    /// On the failure path, how long to wait for stopped jobs to reach Stopped (seconds).
+    pub stop_wait_seconds: u64,
+    /// The part of one check-jobs invocation spent on work; the rest of its Lambda timeout is margin.
+    pub check_budget_seconds: u64,
+    /// The check-jobs function's Lambda timeout: an invocation the state machine gave up on may run
+    /// that long, so the failure path outwaits it before its last look for jobs.
+    pub check_timeout_seconds: u64,
+}
+
+impl Config {
+    /// The longest a batch can last from its claim to its last job's end: every job waits the whole
+    /// queue window, then runs to Bedrock's timeout, through the longest outage and the stop wait.
+    pub fn longest_batch_seconds(&self) -> u64 {
+        self.queue_timeout_seconds
+            + u64::from(self.job_timeout_hours) * 3600
+            + self.outage_budget_seconds
+            + self.stop_wait_seconds
+    }
 }
 
 /// A missing or malformed setting.
@@ -170,10 +194,29 @@ impl Config {
         let job_timeout_hours = number(var_ref, "JOB_TIMEOUT_HOURS", 24u32)?;
         if !(24..=168).contains(&job_timeout_hours) {
             return Err(ConfigError(format!(
-                "JOB_TIMEOUT_HOURS={job_timeout_hours} is outside 24-168 (SPEC §1.2)"
+                "JOB_TIMEOUT_HOURS={job_timeout_hours} is outside 24-168 (Bedrock's timeoutDurationInHours)"
             )));
         }
-        Ok(Config {
+        let outage_budget_hours = number(var_ref, "OUTAGE_BUDGET_HOURS", 6u64)?;
+        let queue_timeout_hours = number(var_ref, "QUEUE_TIMEOUT_HOURS", 24u64)?;
+        let stop_wait_minutes = number(var_ref, "STOP_WAIT_MINUTES", 120u64)?;
+        for (name, value, range) in [
+            ("OUTAGE_BUDGET_HOURS", outage_budget_hours, 1..=48),
+            ("QUEUE_TIMEOUT_HOURS", queue_timeout_hours, 1..=168),
+            ("STOP_WAIT_MINUTES", stop_wait_minutes, 5..=1440),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name}={value} is outside {}-{}",
+                    range.start(),
+                    range.end()
+                )));
+            }
+        }
+        let check_timeout_seconds = number(var_ref, "CHECK_JOBS_TIMEOUT_SECONDS", 300u64)?.max(1);
+        let check_budget_seconds =
+            number(var_ref, "CHECK_BUDGET_SECONDS", check_timeout_seconds / 2)?.clamp(1, check_timeout_seconds);
+        let config = Config {
             input_bucket: required("INPUT_BUCKET")?,
             output_bucket: required("OUTPUT_BUCKET")?,
             state_machine_arn: var("STATE_MACHINE_ARN").filter(|v| !v.is_empty()),
@@ -193,7 +236,29 @@ impl Config {
                     .filter(|v| !v.is_empty())
                     .unwrap_or_else(|| "/tmp".to_string()),
             ),
-        })
+            outage_budget_seconds: outage_budget_hours * 3600,
+            queue_timeout_seconds: queue_timeout_hours * 3600,
+            stop_wait_seconds: stop_wait_minutes * 60,
+            check_budget_seconds,
+            check_timeout_seconds,
+        };
+        // finalize reads the record map and the staged files when the last job is done: staging/ must
+        // outlive the longest batch, with a day to spare (docs/reliability.md, "Bounds").
+        if let Some(days) = var("STAGING_RETENTION_DAYS").filter(|v| !v.is_empty()) {
+            let days: u64 = days
+                .parse()
+                .map_err(|_| ConfigError(format!("STAGING_RETENTION_DAYS={days} is not a valid number")))?;
+            let needed = config.longest_batch_seconds() + 86_400;
+            if days * 86_400 < needed {
+                return Err(ConfigError(format!(
+                    "STAGING_RETENTION_DAYS={days} is shorter than the longest possible batch plus a day \
+                     ({} days: QUEUE_TIMEOUT_HOURS + JOB_TIMEOUT_HOURS + OUTAGE_BUDGET_HOURS + STOP_WAIT_MINUTES); \
+                     staged files would expire before finalize reads them",
+                    needed.div_ceil(86_400)
+                )));
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -210,28 +275,112 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Reads `results/<batch-id>/batch.json`.
-pub async fn load_batch(deps: &Deps, batch_id: &str) -> Result<BatchDoc, StepError> {
-    let key = layout::results_key(batch_id, "batch.json");
-    match s3::get_bytes(&deps.s3, &deps.config.output_bucket, &key).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            StepError::Fatal(format!(
-                "s3://{}/{key} is not a batch document: {e}",
-                deps.config.output_bucket
-            ))
-        }),
-        None => Err(StepError::Fatal(format!(
-            "s3://{}/{key} does not exist",
-            deps.config.output_bucket
-        ))),
-    }
+/// batch.json as read, with the ETag that a conditional write of it names.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub doc: BatchDoc,
+    pub etag: Option<String>,
 }
 
-/// Writes `results/<batch-id>/batch.json`.
-pub async fn save_batch(deps: &Deps, doc: &BatchDoc) -> Result<(), StepError> {
+/// Reads `results/<batch-id>/batch.json`: `None` only when S3 says there is no such object; every other
+/// failure is an error (a failed read is never taken for "no batch").
+pub async fn read_batch(deps: &Deps, batch_id: &str) -> Result<Option<Stored>, StepError> {
+    let key = layout::results_key(batch_id, "batch.json");
+    let Some((bytes, etag)) = s3::get_bytes(&deps.s3, &deps.config.output_bucket, &key).await? else {
+        return Ok(None);
+    };
+    let doc = serde_json::from_slice(&bytes).map_err(|e| {
+        StepError::Fatal(format!(
+            "s3://{}/{key} is not a batch document: {e}",
+            deps.config.output_bucket
+        ))
+    })?;
+    Ok(Some(Stored { doc, etag }))
+}
+
+/// Reads batch.json, which must exist.
+pub async fn load_batch(deps: &Deps, batch_id: &str) -> Result<Stored, StepError> {
+    read_batch(deps, batch_id).await?.ok_or_else(|| {
+        StepError::Fatal(format!(
+            "s3://{}/{} does not exist",
+            deps.config.output_bucket,
+            layout::results_key(batch_id, "batch.json")
+        ))
+    })
+}
+
+/// Claims a batch id: writes its first batch.json only if none exists (`If-None-Match: *`). `false`
+/// when another delivery of the same event claimed it first.
+pub async fn create_batch(deps: &Deps, doc: &BatchDoc) -> Result<bool, StepError> {
     let body = serde_json::to_vec_pretty(doc)?;
     let key = layout::results_key(&doc.id, "batch.json");
-    s3::put_bytes(&deps.s3, &deps.config.output_bucket, &key, body, "application/json").await
+    let written = s3::put_if(
+        &deps.s3,
+        &deps.config.output_bucket,
+        &key,
+        body,
+        "application/json",
+        s3::Precondition::Absent,
+    )
+    .await?;
+    Ok(written.is_some())
+}
+
+/// How often [`update_batch`] re-reads and re-applies after losing a race before it reports trouble.
+const UPDATE_ATTEMPTS: u32 = 12;
+
+/// Changes batch.json by `change`, written only over the version read (`If-Match` on its ETag); a lost
+/// race re-reads the document and applies `change` again, so concurrent writers (a retried submit, a
+/// cancel, a check-jobs invocation the state machine gave up on) never overwrite each other. A terminal
+/// batch keeps its status ([`BatchDoc::set_status`]). Returns the document as written (or as found, when
+/// `change` changed nothing).
+pub async fn update_batch(
+    deps: &Deps,
+    batch_id: &str,
+    mut change: impl FnMut(&mut BatchDoc),
+) -> Result<BatchDoc, StepError> {
+    let key = layout::results_key(batch_id, "batch.json");
+    for attempt in 0..UPDATE_ATTEMPTS {
+        let Stored { mut doc, etag } = load_batch(deps, batch_id).await?;
+        let before = doc.clone();
+        change(&mut doc);
+        if doc == before {
+            return Ok(doc);
+        }
+        let Some(etag) = etag else {
+            return Err(StepError::Transient(format!(
+                "s3://{}/{key} came back without an ETag",
+                deps.config.output_bucket
+            )));
+        };
+        let body = serde_json::to_vec_pretty(&doc)?;
+        let written = s3::put_if(
+            &deps.s3,
+            &deps.config.output_bucket,
+            &key,
+            body,
+            "application/json",
+            s3::Precondition::Matches(&etag),
+        )
+        .await?;
+        if written.is_some() {
+            return Ok(doc);
+        }
+        tracing::info!(%batch_id, attempt, "batch.json changed meanwhile: reading it again");
+        tokio::time::sleep(std::time::Duration::from_millis(20 + jitter(u64::from(attempt) * 40))).await;
+    }
+    Err(StepError::Transient(format!(
+        "s3://{}/{key} kept changing under {UPDATE_ATTEMPTS} attempts to update it",
+        deps.config.output_bucket
+    )))
+}
+
+/// A pseudo-random delay below `max_ms` milliseconds, so that racing writers spread out.
+fn jitter(max_ms: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) % max_ms.max(1)
 }
 
 /// A scratch folder for one batch, emptied first: a warm Lambda may have run this batch before.

@@ -25,19 +25,66 @@ pub async fn exists(s3: &Client, bucket: &str, key: &str) -> Result<bool, StepEr
     }
 }
 
-/// A whole (small) object, or `None` when there is none.
-pub async fn get_bytes(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StepError> {
+/// A whole (small) object and its ETag, or `None` when there is none. Any other failure is an error,
+/// never taken for absence.
+pub async fn get_bytes(s3: &Client, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, StepError> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => {
+            let etag = out.e_tag().map(str::to_string);
             let data = out
                 .body
                 .collect()
                 .await
                 .map_err(|e| StepError::Transient(format!("reading s3://{bucket}/{key}: {e}")))?;
-            Ok(Some(data.into_bytes().to_vec()))
+            Ok(Some((data.into_bytes().to_vec(), etag)))
         }
         Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => Ok(None),
         Err(e) => Err(aws_error(&format!("GetObject s3://{bucket}/{key}"), e)),
+    }
+}
+
+/// The condition of a conditional PutObject (S3 conditional writes).
+#[derive(Debug, Clone, Copy)]
+pub enum Precondition<'a> {
+    /// `If-None-Match: *`: only if no object has the key.
+    Absent,
+    /// `If-Match: <etag>`: only if the object is still the one read.
+    Matches(&'a str),
+}
+
+/// A conditional PutObject: `Ok(Some(etag))` when written, `Ok(None)` when the condition did not hold
+/// (412 PreconditionFailed) or another conditional write raced this one (409 ConditionalRequestConflict).
+pub async fn put_if(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    condition: Precondition<'_>,
+) -> Result<Option<String>, StepError> {
+    let request = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(ByteStream::from(body));
+    let request = match condition {
+        Precondition::Absent => request.if_none_match("*"),
+        Precondition::Matches(etag) => request.if_match(etag),
+    };
+    match request.send().await {
+        Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e);
+            if matches!(status, Some(412 | 409))
+                || matches!(code, Some("PreconditionFailed" | "ConditionalRequestConflict"))
+            {
+                Ok(None)
+            } else {
+                Err(aws_error(&format!("PutObject s3://{bucket}/{key}"), e))
+            }
+        }
     }
 }
 

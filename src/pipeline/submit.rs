@@ -1,9 +1,12 @@
 //! The submit step: an S3 upload into `inbox/` becomes a batch (DESIGN.md "The flow").
 //!
-//! For each object: validate and translate every line into per-model files on local disk, plan the jobs
-//! (SPEC §2.3), write the Bedrock input files and the record map under `staging/<batch-id>/`, create the
-//! jobs that fit under the concurrency limit, write batch.json and start the execution named after the
-//! batch id. S3 delivers events at least once; every step here is idempotent for one object version.
+//! For each object: claim the batch id (batch.json written only if absent), validate and translate every
+//! line into per-model files on local disk, plan the jobs (Bedrock's quotas, docs/formats.md), write the
+//! Bedrock input files and the record map under `staging/<batch-id>/`, record the plan in batch.json, and
+//! start the execution named after the batch id. Submit creates no Bedrock job: the loop does, once the
+//! execution watches the batch (docs/reliability.md). S3 delivers events at least once; every step here
+//! is idempotent for one object version, and a delivery that crashed half-way is finished by the next.
+//! A cancel marker (`cancel/<batch-id>`) comes through here too and stops the batch's jobs at once.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,9 +15,12 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_sdk_sfn::types::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 
-use super::{aws_error, load_batch, now, s3, save_batch, scratch_dir, Deps, StepError};
+use super::cancel::Cancelled;
+use super::check::CheckInput;
+use super::{aws_error, create_batch, now, read_batch, s3, scratch_dir, update_batch, Deps, StepError};
 use crate::error::{LineError, Reason};
 use crate::jsonl::Lines;
 use crate::layout;
@@ -64,24 +70,23 @@ pub struct S3Object {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Submitted {
-    /// A new batch (or a duplicate event that arrived before the first finished: same batch id).
+    /// A new batch, claimed, staged and running (or one a crashed earlier delivery left half done, now
+    /// finished).
     Started {
         batch_id: String,
         jobs: usize,
         accepted: u64,
         rejected: u64,
     },
-    /// The batch of this object version exists already: nothing was done again.
+    /// The batch of this object version exists already, or another delivery of the same event is
+    /// submitting it right now: nothing was done again.
     Duplicate { batch_id: String },
+    /// A cancel marker: the batch is flagged and its running jobs were asked to stop.
+    Cancelling { batch_id: String, stopping: usize },
+    /// A cancel marker for a batch that has ended or does not exist.
+    CancelIgnored { batch_id: String, why: String },
     /// Not a file for batchdrop (outside `inbox/`, not `.jsonl`).
     Ignored { key: String, why: String },
-}
-
-/// The execution's input: the batch id, and the first wait.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionInput {
-    pub batch_id: String,
-    pub wait_seconds: u64,
 }
 
 /// S3 event keys are URL-encoded, with `+` for spaces.
@@ -115,7 +120,8 @@ pub fn decode_key(key: &str) -> String {
 pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>, StepError> {
     let mut outcomes = Vec::with_capacity(event.records.len());
     for record in event.records {
-        outcomes.push(submit_object(deps, &record).await?);
+        // Boxed: the step's future is deep enough to exceed the compiler's layout depth inside the runtime's.
+        outcomes.push(Box::pin(submit_object(deps, &record)).await?);
     }
     Ok(outcomes)
 }
@@ -123,6 +129,9 @@ pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>
 async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {
     let bucket = &record.s3.bucket.name;
     let key = decode_key(&record.s3.object.key);
+    if let Some(batch_id) = layout::cancelled_batch(&key) {
+        return cancel_batch(deps, batch_id).await;
+    }
     if !key.starts_with(layout::INBOX_PREFIX) || !key.ends_with(layout::INBOX_SUFFIX) {
         return Ok(Submitted::Ignored {
             key,
@@ -143,30 +152,98 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
         .unwrap_or("unversioned");
     let batch_id = layout::batch_id(bucket, &key, version);
     let config = &deps.config;
+    let (batch_model, model_note) = folder_model(&key, &config.default_model);
 
-    // A duplicate event: the first delivery got as far as starting the execution.
-    let batch_key = layout::results_key(&batch_id, "batch.json");
-    if s3::exists(&deps.s3, &config.output_bucket, &batch_key).await? {
-        if let Ok(doc) = load_batch(deps, &batch_id).await {
-            if doc.bedrock.execution_arn.is_some() {
-                tracing::info!(%batch_id, %key, "duplicate event: the batch exists already");
+    // The batch exists before anything is staged or any job created: claim its id atomically. A failed
+    // read is an error (Lambda retries the event), never taken for "no batch".
+    let existing = read_batch(deps, &batch_id).await?;
+    let staged = match &existing {
+        Some(s) if s.doc.status.is_terminal() || s.doc.bedrock.execution_arn.is_some() => {
+            tracing::info!(%batch_id, %key, "duplicate event: the batch exists already");
+            return Ok(Submitted::Duplicate { batch_id });
+        }
+        Some(s) => {
+            tracing::info!(%batch_id, %key, staged = s.doc.bedrock.staged, "resuming a batch an earlier delivery left unfinished");
+            s.doc.bedrock.staged.then(|| s.doc.clone())
+        }
+        None => {
+            let mut doc = BatchDoc::new(
+                &batch_id,
+                &layout::s3_uri(bucket, &key),
+                now(),
+                config.job_timeout_hours,
+            );
+            doc.model = batch_model.as_ref().map(|m| m.id.clone());
+            doc.metadata.insert("source_key".into(), key.clone());
+            doc.metadata.insert("source_version".into(), version.to_string());
+            if !create_batch(deps, &doc).await? {
+                tracing::info!(%batch_id, %key, "duplicate event: another delivery claimed the batch first");
                 return Ok(Submitted::Duplicate { batch_id });
             }
+            None
         }
-    }
+    };
+    let doc = match staged {
+        Some(doc) => doc,
+        None => stage(deps, record, &key, &batch_id, batch_model, model_note).await?,
+    };
 
-    let dir = scratch_dir(config, &batch_id, "submit")?;
+    let execution_arn = start_execution(deps, &batch_id).await?;
+    let doc_after = update_batch(deps, &batch_id, |d| {
+        if d.bedrock.execution_arn.is_none() {
+            d.bedrock.execution_arn = Some(execution_arn.clone());
+        }
+    })
+    .await?;
+    let jobs = doc_after.bedrock.jobs.len();
+    let rejected = doc.bedrock.rejected;
+    let accepted = doc.request_counts.total.saturating_sub(rejected);
+    tracing::info!(%batch_id, jobs, accepted, rejected, "batch submitted");
+    Ok(Submitted::Started {
+        batch_id,
+        jobs,
+        accepted,
+        rejected,
+    })
+}
+
+async fn cancel_batch(deps: &Deps, batch_id: &str) -> Result<Submitted, StepError> {
+    Ok(match super::cancel::cancel(deps, batch_id).await? {
+        Cancelled::Cancelling { batch_id, stopping } => Submitted::Cancelling { batch_id, stopping },
+        Cancelled::Finished { batch_id } => Submitted::CancelIgnored {
+            batch_id,
+            why: "the batch has ended already".into(),
+        },
+        Cancelled::Unknown { batch_id } => Submitted::CancelIgnored {
+            batch_id,
+            why: "no batch has this id".into(),
+        },
+    })
+}
+
+/// Validates and translates every line, plans the jobs, writes the record map and every Bedrock input
+/// file, then records the plan in batch.json (`staged`). Running it twice for one object version writes
+/// the same files: translation and planning depend on the input alone.
+async fn stage(
+    deps: &Deps,
+    record: &S3Record,
+    key: &str,
+    batch_id: &str,
+    batch_model: Option<BedrockModel>,
+    model_note: Option<String>,
+) -> Result<BatchDoc, StepError> {
+    let config = &deps.config;
+    let bucket = &record.s3.bucket.name;
+    let dir = scratch_dir(config, batch_id, "submit")?;
     let input = dir.join("input.jsonl");
-    s3::download(&deps.s3, bucket, &key, record.s3.object.version_id.as_deref(), &input).await?;
+    s3::download(&deps.s3, bucket, key, record.s3.object.version_id.as_deref(), &input).await?;
 
-    let (batch_model, model_note) = folder_model(&key, &config.default_model);
-    let batch_model_id = batch_model.as_ref().map(|m| m.id.clone());
     let mut translator = Translator::new(config.policy.clone(), batch_model);
     let mut sink = LocalSink::new(&dir)?;
     let report = translate::translate(
         BufReader::new(File::open(&input)?),
         &mut translator,
-        &batch_id,
+        batch_id,
         &mut sink,
     )?;
     let models = translator.models().to_vec();
@@ -189,12 +266,12 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
                         &model.id,
                         chunk,
                         (
-                            layout::job_name(&batch_id, index),
-                            layout::client_request_token(&batch_id, index),
+                            layout::job_name(batch_id, index),
+                            layout::client_request_token(batch_id, index),
                         ),
                         (
-                            layout::s3_uri(&config.input_bucket, &layout::job_input_key(&batch_id, index)),
-                            layout::s3_uri(&config.output_bucket, &layout::bedrock_output_prefix(&batch_id)),
+                            layout::s3_uri(&config.input_bucket, &layout::job_input_key(batch_id, index)),
+                            layout::s3_uri(&config.output_bucket, &layout::bedrock_output_prefix(batch_id)),
                         ),
                     ));
                 }
@@ -219,7 +296,7 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
     s3::upload(
         &deps.s3,
         &config.input_bucket,
-        &layout::record_map_key(&batch_id),
+        &layout::record_map_key(batch_id),
         &map_path,
         "application/jsonl",
     )
@@ -249,50 +326,43 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
             }
             out.flush()?;
             drop(out);
-            let key = layout::job_input_key(&batch_id, index);
+            let key = layout::job_input_key(batch_id, index);
             s3::upload(&deps.s3, &config.input_bucket, &key, &path, "application/jsonl").await?;
             std::fs::remove_file(&path)?;
         }
     }
 
-    let mut doc = BatchDoc::new(
-        &batch_id,
-        &layout::s3_uri(bucket, &key),
-        now(),
-        config.job_timeout_hours,
-    );
-    doc.model = batch_model_id;
+    let mut errors: Vec<(String, String)> = Vec::new();
     if let Some(note) = &model_note {
-        doc.add_error("unsupported_model", note);
+        errors.push(("unsupported_model".into(), note.clone()));
     }
-    doc.metadata.insert("source_key".into(), key.clone());
-    doc.metadata.insert("source_version".into(), version.to_string());
-    doc.request_counts.total = report.lines;
-    doc.request_counts.failed = report.rejected + below_minimum;
-    doc.bedrock.rejected = report.rejected + below_minimum;
     for (g, model) in models.iter().enumerate() {
         if let Some(GroupPlan::Rejected(why)) = assignment.get(&model.id) {
             if groups.get(g).is_some_and(Option::is_some) {
-                doc.add_error(Reason::BelowMinimum.as_str(), why);
+                errors.push((Reason::BelowMinimum.as_str().to_string(), why.clone()));
             }
         }
     }
-    doc.bedrock.jobs = jobs;
-    super::check::create_queued_jobs(deps, &mut doc).await?;
-    doc.set_status(doc.running_status(), now());
-    save_batch(deps, &doc).await?;
-
-    let execution_arn = start_execution(deps, &batch_id).await?;
-    doc.bedrock.execution_arn = execution_arn;
-    save_batch(deps, &doc).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    tracing::info!(%batch_id, jobs = doc.bedrock.jobs.len(), accepted = report.accepted, rejected = doc.bedrock.rejected, "batch submitted");
-    Ok(Submitted::Started {
-        batch_id,
-        jobs: doc.bedrock.jobs.len(),
-        accepted: report.accepted - below_minimum,
-        rejected: doc.bedrock.rejected,
+    let rejected = report.rejected + below_minimum;
+    let now = now();
+    let doc = update_batch(deps, batch_id, |d| {
+        if d.bedrock.staged || d.status.is_terminal() {
+            return;
+        }
+        d.request_counts.total = report.lines;
+        d.request_counts.failed = rejected;
+        d.bedrock.rejected = rejected;
+        for (code, message) in &errors {
+            d.add_error(code, message);
+        }
+        d.bedrock.jobs = jobs.clone();
+        d.bedrock.staged = true;
+        let status = d.running_status();
+        d.set_status(status, now);
     })
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(doc)
 }
 
 /// DESIGN.md "Model choice": the folder names the batch model when it names a Bedrock model. A folder
@@ -309,40 +379,65 @@ fn folder_model(key: &str, default: &BedrockModel) -> (Option<BedrockModel>, Opt
     }
 }
 
-async fn start_execution(deps: &Deps, batch_id: &str) -> Result<Option<String>, StepError> {
-    let Some(arn) = &deps.config.state_machine_arn else {
+/// Starts the batch's execution, named after the batch id: a second start of the same batch is refused,
+/// never run twice (and without a name moto names every execution "None"). When an execution of that name
+/// exists already, it is the batch's if it still runs; one that has ended while batch.json is not terminal
+/// (stopped by hand, timed out) is followed by a fresh one, `<batch-id>-r<n>`, that picks the batch up
+/// where batch.json left it.
+async fn start_execution(deps: &Deps, batch_id: &str) -> Result<String, StepError> {
+    let Some(machine) = &deps.config.state_machine_arn else {
         return Err(StepError::Fatal("STATE_MACHINE_ARN is not set".into()));
     };
-    let input = serde_json::to_string(&ExecutionInput {
-        batch_id: batch_id.to_string(),
-        wait_seconds: deps.config.backoff.wait(0),
-    })?;
-    // Named after the batch: a second start of the same batch is refused, never run twice (OFFLINE.md:
-    // without a name, moto names every execution "None").
-    match deps
-        .sfn
-        .start_execution()
-        .state_machine_arn(arn)
-        .name(batch_id)
-        .input(input)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(out.execution_arn().to_string())),
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(StartExecutionError::ExecutionAlreadyExists(_))
-            ) =>
+    let input = serde_json::to_string(&CheckInput::new(batch_id))?;
+    for generation in 1..=MAX_EXECUTIONS {
+        let name = if generation == 1 {
+            batch_id.to_string()
+        } else {
+            format!("{batch_id}-r{generation}")
+        };
+        match deps
+            .sfn
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(&name)
+            .input(&input)
+            .send()
+            .await
         {
-            Ok(Some(format!(
-                "{}:{batch_id}",
-                arn.replace(":stateMachine:", ":execution:")
-            )))
+            Ok(out) => return Ok(out.execution_arn().to_string()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(StartExecutionError::ExecutionAlreadyExists(_))
+                ) =>
+            {
+                let arn = format!("{}:{name}", machine.replacen(":stateMachine:", ":execution:", 1));
+                let described = deps
+                    .sfn
+                    .describe_execution()
+                    .execution_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(&format!("DescribeExecution {arn}"), e))?;
+                if *described.status() == ExecutionStatus::Running {
+                    return Ok(arn);
+                }
+                let doc = super::load_batch(deps, batch_id).await?.doc;
+                if doc.status.is_terminal() {
+                    return Ok(doc.bedrock.execution_arn.unwrap_or(arn));
+                }
+                tracing::warn!(%batch_id, execution = %arn, status = described.status().as_str(), "the batch's execution ended before the batch did: starting another");
+            }
+            Err(e) => return Err(aws_error("StartExecution", e)),
         }
-        Err(e) => Err(aws_error("StartExecution", e)),
     }
+    Err(StepError::Fatal(format!(
+        "batch {batch_id}: {MAX_EXECUTIONS} executions ended before the batch did"
+    )))
 }
+
+/// Executions one batch may have: the first, and the ones started after an execution ended early.
+const MAX_EXECUTIONS: u32 = 5;
 
 /// Where a model group's records go.
 enum GroupPlan {

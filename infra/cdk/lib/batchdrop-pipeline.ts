@@ -63,6 +63,24 @@ export interface BatchdropPipelineProps {
   /** Longest wait between two polls, in seconds (POLL_MAX_SECONDS). @default 1800 */
   readonly pollMaxSeconds?: number;
   /**
+   * How long the poll loop rides out S3 or Bedrock errors (throttling, 5xx, timeouts) before the batch fails;
+   * meanwhile it keeps waiting and retrying. 1–48 hours (OUTAGE_BUDGET_HOURS).
+   * @default 6
+   */
+  readonly outageBudgetHours?: number;
+  /**
+   * How long a planned job may wait for a free Bedrock slot; after it, its records are reported batch_expired.
+   * 1–168 hours (QUEUE_TIMEOUT_HOURS).
+   * @default 24
+   */
+  readonly queueTimeoutHours?: number;
+  /**
+   * On the failure path, how long batchdrop waits for stopped jobs to reach Stopped before delivering what they
+   * returned. 5–1440 minutes (STOP_WAIT_MINUTES).
+   * @default 120
+   */
+  readonly stopWaitMinutes?: number;
+  /**
    * ARN of a customer managed KMS key (OUTPUT_KMS_KEY_ID). When set, both buckets use SSE-KMS with it and
    * Bedrock writes its output with it; when unset, the buckets use SSE-S3.
    * @default - SSE-S3
@@ -76,7 +94,12 @@ export interface BatchdropPipelineProps {
   readonly logLevel?: LogLevel;
   /** Days the functions' and the state machine's logs are kept. @default 30 */
   readonly logRetentionDays?: LogRetentionDays;
-  /** Days staging/, cancel/ and bedrock/ objects are kept; at least 14. @default 30 */
+  /**
+   * Days staging/, cancel/ and bedrock/ objects are kept; at least 14 (STAGING_RETENTION_DAYS). It must outlast
+   * the longest possible batch: the functions refuse to start when it is shorter than queueTimeoutHours +
+   * jobTimeoutHours + outageBudgetHours + stopWaitMinutes plus a day.
+   * @default 30
+   */
   readonly stagingRetentionDays?: number;
   /** SNS topic the alarms notify. @default - the alarms only change state */
   readonly alarmTopicArn?: string;
@@ -101,6 +124,9 @@ const DEFAULTS = {
   pollInitialSeconds: 60,
   pollFactor: 1.5,
   pollMaxSeconds: 1800,
+  outageBudgetHours: 6,
+  queueTimeoutHours: 24,
+  stopWaitMinutes: 120,
   defaultMaxTokens: 4096,
   eventBusName: 'default',
   logLevel: 'INFO' as LogLevel,
@@ -137,7 +163,24 @@ function checkProps(p: typeof DEFAULTS & BatchdropPipelineProps): void {
   range('pollFactor', p.pollFactor, 1);
   range('pollMaxSeconds', p.pollMaxSeconds, 1);
   range('defaultMaxTokens', p.defaultMaxTokens, 1);
+  range('outageBudgetHours', p.outageBudgetHours, 1, 48);
+  range('queueTimeoutHours', p.queueTimeoutHours, 1, 168);
+  range('stopWaitMinutes', p.stopWaitMinutes, 5, 1440);
   range('stagingRetentionDays', p.stagingRetentionDays, 14);
+  // The functions' own start-up check (src/pipeline/mod.rs, Config::from_vars), made at synth time so that a
+  // stack whose functions would refuse to start is never deployed. A SAM parameter cannot do this arithmetic.
+  const times = [p.queueTimeoutHours, p.jobTimeoutHours, p.outageBudgetHours, p.stopWaitMinutes, p.stagingRetentionDays];
+  if (!times.some((v) => Token.isUnresolved(v))) {
+    const longestBatchSeconds = (p.queueTimeoutHours + p.jobTimeoutHours + p.outageBudgetHours) * 3600 + p.stopWaitMinutes * 60;
+    if (p.stagingRetentionDays * 86400 < longestBatchSeconds + 86400) {
+      problems.push(
+        `stagingRetentionDays is ${p.stagingRetentionDays}; it must be at least ` +
+          `${Math.ceil((longestBatchSeconds + 86400) / 86400)}, the longest possible batch (queueTimeoutHours + ` +
+          'jobTimeoutHours + outageBudgetHours + stopWaitMinutes) plus a day: staged files would expire before ' +
+          'finalize reads them',
+      );
+    }
+  }
   if (problems.length > 0) {
     throw new Error(`BatchdropPipeline: ${problems.join('; ')}`);
   }
@@ -268,6 +311,10 @@ export class BatchdropPipeline extends Construct {
       POLL_MAX_SECONDS: String(p.pollMaxSeconds),
       OUTPUT_KMS_KEY_ID: kmsKey ?? '',
       DEFAULT_MAX_TOKENS: String(p.defaultMaxTokens),
+      OUTAGE_BUDGET_HOURS: String(p.outageBudgetHours),
+      QUEUE_TIMEOUT_HOURS: String(p.queueTimeoutHours),
+      STOP_WAIT_MINUTES: String(p.stopWaitMinutes),
+      STAGING_RETENTION_DAYS: String(p.stagingRetentionDays),
       WORK_DIR: '/tmp',
     };
     const fn = (name: string, stem: string, settings: FunctionSettings) =>
@@ -288,11 +335,23 @@ export class BatchdropPipeline extends Construct {
       }),
     );
 
-    // One turn of the state machine's poll loop.
+    // ListModelInvocationJobs takes no resource-level permissions (Service Authorization Reference, Amazon
+    // Bedrock: the action has no resource type), so "*"; it lists job summaries only. Each function finds the
+    // jobs of a batch by name with it.
+    const findBatchJobs = () => new iam.PolicyStatement({
+      sid: 'FindBatchJobs',
+      actions: ['bedrock:ListModelInvocationJobs'],
+      resources: ['*'],
+    });
+
+    // One turn of the state machine's poll loop, the one place jobs are created; in stop mode (the failure
+    // path), it stops every job of the batch and waits for them.
     this.checkJobsFunction = fn('check-jobs', 'CheckJobs', {
-      description: "batchdrop check-jobs - poll a batch's Bedrock jobs, submit queued ones, honour cancel requests",
+      description: "batchdrop check-jobs - create and poll a batch's Bedrock jobs, honour cancel requests, " +
+        'stop the jobs of a failed batch',
       memorySize: 256,
-      // Below the state machine task's TimeoutSeconds (statemachine/batch.asl.json).
+      // Above the state machine tasks' TimeoutSeconds (240, statemachine/batch.asl.json), so that a task's
+      // States.Timeout comes first and means the task's own limit.
       timeout: 300,
       statements: [
         new iam.PolicyStatement({ sid: 'ReadCancelMarkers', actions: ['s3:GetObject'], resources: [`${inputBucketArn}/cancel/*`] }),
@@ -309,6 +368,8 @@ export class BatchdropPipeline extends Construct {
           actions: ['bedrock:GetModelInvocationJob', 'bedrock:StopModelInvocationJob'],
           resources: [jobArns],
         }),
+        // A create whose outcome is unknown, and stop mode, find the batch's jobs by name.
+        findBatchJobs(),
         new iam.PolicyStatement({
           sid: 'CreateQueuedJobs',
           actions: ['bedrock:CreateModelInvocationJob'],
@@ -324,7 +385,8 @@ export class BatchdropPipeline extends Construct {
     this.finalizeFunction = fn('finalize', 'Finalize', {
       description: 'batchdrop finalize - OpenAI output and error files, final batch.json, event detail',
       memorySize: 2048,
-      // Below the state machine task's TimeoutSeconds (statemachine/batch.asl.json).
+      // Above the state machine tasks' TimeoutSeconds (840 and 120, statemachine/batch.asl.json), so that a
+      // task's States.Timeout comes first and means the task's own limit.
       timeout: 900,
       ephemeralStorageMiB: 10240,
       statements: [
@@ -336,7 +398,12 @@ export class BatchdropPipeline extends Construct {
           actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
           resources: [`${outputBucketArn}/results/*`],
         }),
-        new iam.PolicyStatement({ sid: 'StopJobsOfFailedBatch', actions: ['bedrock:StopModelInvocationJob'], resources: [jobArns] }),
+        findBatchJobs(),
+        new iam.PolicyStatement({
+          sid: 'StopJobsOfFailedBatch',
+          actions: ['bedrock:GetModelInvocationJob', 'bedrock:StopModelInvocationJob'],
+          resources: [jobArns],
+        }),
         ...useBucketKey,
       ],
     });
@@ -396,10 +463,13 @@ export class BatchdropPipeline extends Construct {
       ]);
     }
 
-    // An upload into inbox/ becomes a batch: validate and translate every line, stage the Bedrock input files,
-    // create the jobs, start the execution. Streams the file through ephemeral storage.
+    // An upload into inbox/ becomes a batch: validate and translate every line, stage the Bedrock input files
+    // and the job plan, start the execution (check-jobs creates the jobs). Streams the file through ephemeral
+    // storage. A cancel marker (cancel/<batch-id>) makes it stop that batch's jobs at once, so a cancel takes
+    // effect within a minute, not at the next poll.
     this.submitFunction = fn('submit', 'Submit', {
-      description: 'batchdrop submit - an OpenAI batch file in inbox/ becomes Bedrock jobs and an execution',
+      description: 'batchdrop submit - an OpenAI batch file in inbox/ becomes staged Bedrock input and an execution; ' +
+        "a cancel marker in cancel/ stops its batch's jobs",
       memorySize: 2048,
       timeout: 900,
       ephemeralStorageMiB: 10240,
@@ -422,17 +492,24 @@ export class BatchdropPipeline extends Construct {
         }),
         // HeadObject of a missing key answers 404 (not 403) only with ListBucket.
         new iam.PolicyStatement({ sid: 'ListOutput', actions: ['s3:ListBucket'], resources: [outputBucketArn] }),
+        // Submit creates no job; a cancel marker makes it find the batch's jobs by name and stop them.
+        findBatchJobs(),
         new iam.PolicyStatement({
-          sid: 'CreateJobs',
-          actions: ['bedrock:CreateModelInvocationJob'],
-          resources: [jobArns, ...modelArns],
+          sid: 'StopJobsOfCancelledBatch',
+          actions: ['bedrock:GetModelInvocationJob', 'bedrock:StopModelInvocationJob'],
+          resources: [jobArns],
         }),
-        new iam.PolicyStatement({ sid: 'TagJobs', actions: ['bedrock:TagResource'], resources: [jobArns] }),
-        passServiceRole,
         new iam.PolicyStatement({
           sid: 'StartBatchExecution',
           actions: ['states:StartExecution'],
           resources: [this.stateMachine.stateMachineArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadBatchExecution',
+          actions: ['states:DescribeExecution'],
+          resources: [
+            `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${this.stateMachine.stateMachineName}:*`,
+          ],
         }),
         // Lambda sends the upload events that failed every retry (the EventInvokeConfig below) with this role.
         new iam.PolicyStatement({
@@ -455,17 +532,25 @@ export class BatchdropPipeline extends Construct {
       destinationConfig: { onFailure: { destination: this.submitFailureQueue.queueArn } },
     });
 
-    // The trigger, written on the bucket itself as SAM does. Bucket.addEventNotification would instead add a
-    // custom resource whose own Lambda function holds s3:PutBucketNotification on every bucket ("*").
-    const permission = new lambda.CfnPermission(this, 'SubmitFunctionInboxUploadPermission', {
+    // The triggers, written on the bucket itself as SAM does, with a Lambda permission each (SAM's names, and
+    // its order: the events by name). Bucket.addEventNotification would instead add a custom resource whose own
+    // Lambda function holds s3:PutBucketNotification on every bucket ("*").
+    const permission = (id: string) => new lambda.CfnPermission(this, id, {
       action: 'lambda:InvokeFunction',
       functionName: this.submitFunction.functionName,
       principal: 's3.amazonaws.com',
       sourceAccount: Aws.ACCOUNT_ID,
     });
+    const permissions = [permission('SubmitFunctionInboxUploadPermission'), permission('SubmitFunctionCancelMarkerPermission')];
     const cfnInput = this.inputBucket.node.defaultChild as s3.CfnBucket;
     cfnInput.notificationConfiguration = {
       lambdaConfigurations: [
+        // Any object under cancel/ (named after a batch id, any suffix).
+        {
+          event: 's3:ObjectCreated:*',
+          filter: { s3Key: { rules: [{ name: 'prefix', value: 'cancel/' }] } },
+          function: this.submitFunction.functionArn,
+        },
         {
           event: 's3:ObjectCreated:*',
           filter: {
@@ -481,7 +566,7 @@ export class BatchdropPipeline extends Construct {
       ],
     };
     // S3 checks at once that it may invoke the function.
-    cfnInput.node.addDependency(permission);
+    permissions.forEach((p) => cfnInput.node.addDependency(p));
 
     // ------------------------------------------------------------ alarms
     // Each fires on the first occurrence in five minutes and notifies alarmTopicArn when it is set.
@@ -515,6 +600,28 @@ export class BatchdropPipeline extends Construct {
       'batchdrop: upload events that submit failed on after its retries wait in the submit failure queue ' +
         '(SubmitFailureQueueUrl); each names the object and the error. Fix the cause, then upload the file again.',
       'AWS/SQS', 'ApproximateNumberOfMessagesVisible', { QueueName: this.submitFailureQueue.queueName }, 'Maximum');
+
+    // A Bedrock job batchdrop could not stop keeps running (and costing) after its batch ended. The functions
+    // log "could not stop job" (JSON, through tracing) when a StopModelInvocationJob fails; a quoted term
+    // matches it anywhere in the log event. The metric's namespace carries the stack name: a metric filter's
+    // dimensions can only come from fields of a JSON or space-delimited pattern, never a constant, so two stacks
+    // in one account and Region are kept apart by namespace instead.
+    const stopFailuresNamespace = `batchdrop/${Aws.STACK_NAME}`;
+    for (const [stem, f] of [['Submit', this.submitFunction], ['CheckJobs', this.checkJobsFunction],
+      ['Finalize', this.finalizeFunction]] as const) {
+      new logs.MetricFilter(this, `${stem}JobStopFailuresFilter`, {
+        logGroup: f.logGroup,
+        filterPattern: logs.FilterPattern.literal('"could not stop job"'),
+        metricNamespace: stopFailuresNamespace,
+        metricName: 'JobStopFailures',
+        metricValue: '1',
+      });
+    }
+    alarm('JobStopFailuresAlarm',
+      'batchdrop could not stop a Bedrock job (cancel, or the failure path): it may still be running and billing. ' +
+        'Find "could not stop job" in the functions\' logs, then stop the job (aws bedrock ' +
+        'stop-model-invocation-job --job-identifier <job ARN>).',
+      stopFailuresNamespace, 'JobStopFailures', {}, 'Sum');
 
     // ------------------------------------------------------------ the completion event's schema
     const registry = new eventschemas.CfnRegistry(this, 'EventSchemaRegistry', {
