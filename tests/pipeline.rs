@@ -99,6 +99,9 @@ fn etag_of(body: &[u8]) -> String {
     format!("\"{:016x}\"", h.finish())
 }
 
+/// GetObject calls the fake S3 fails with ServiceUnavailable before it answers again (an S3 brownout).
+static SLOW_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
     let (o1, o2, o3, o4) = (objects.clone(), objects.clone(), objects.clone(), objects.clone());
     // Conditional writes as S3 does them: If-None-Match: * and If-Match: <etag>, else PreconditionFailed.
@@ -127,6 +130,21 @@ fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
         MockResponse::Output(PutObjectOutput::builder().e_tag(etag).build())
     });
     let get = mock!(aws_sdk_s3::Client::get_object).then_compute_response(move |req| {
+        if req.key().is_some_and(|k| k.starts_with("results/slow-"))
+            && SLOW_READS
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
+            let meta = aws_sdk_s3::error::ErrorMetadata::builder()
+                .code("ServiceUnavailable")
+                .message("Please reduce your request rate.")
+                .build();
+            return MockResponse::Error(GetObjectError::generic(meta));
+        }
         let key = (
             req.bucket().unwrap_or("").to_string(),
             req.key().unwrap_or("").to_string(),
@@ -627,7 +645,7 @@ async fn happy_path_one_model_end_to_end() {
     let input: Value = serde_json::from_str(&executions[0].1).expect("execution input");
     assert_eq!(
         input,
-        json!({"batch_id": batch_id, "polls": 0, "outage_since": null, "failure": null})
+        json!({"batch_id": batch_id, "polls": 0, "outage_since": null, "outage_polls": 0, "stop_polls": 0, "failure": null})
     );
 
     // Polls with backoff until the job completes.
@@ -1311,4 +1329,53 @@ async fn a_missing_batch_document_is_fatal_but_an_outage_is_ridden_out() {
     )
     .await;
     assert!(out.is_err());
+}
+
+#[tokio::test]
+async fn outage_turns_are_ridden_out_and_count_against_the_poll_budgets() {
+    let w = world();
+    let (batch_id, _) = w
+        .submit_and_create("inbox/slow.jsonl", &lines(100, "r", json!({})))
+        .await;
+    assert!(batch_id.starts_with("slow-"));
+    // S3 answers 503 ServiceUnavailable to every read of batch.json for a while: the turn waits instead of failing.
+    SLOW_READS.store(1000, std::sync::atomic::Ordering::SeqCst);
+    let out = check::handle(&w.deps, CheckInput::new(&batch_id))
+        .await
+        .expect("ridden out");
+    assert!(!out.all_done);
+    assert!(out.outage_since.is_some() && out.outage_polls == 1);
+    assert!(
+        out.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ServiceUnavailable")),
+        "{out:?}"
+    );
+    // Still failing on the poll budget's last turn: the batch fails instead of waiting again.
+    let mut input = CheckInput::new(&batch_id);
+    input.outage_since = out.outage_since;
+    input.outage_polls = 3;
+    input.polls = check::POLL_BUDGET - 1;
+    let err = check::handle(&w.deps, input.clone()).await.expect_err("over budget");
+    assert_eq!(err.error_type(), "BatchdropFatalError");
+    assert!(err.to_string().contains("ServiceUnavailable"), "{err}");
+    // The stop loop counts its own turns: a failure late in a long batch still gets its stop turns.
+    input.failure = Some(json!({"Error": "BatchdropFatalError", "Cause": "x"}));
+    let out = check::handle(&w.deps, input.clone())
+        .await
+        .expect("stop turn ridden out");
+    assert_eq!(
+        (out.all_done, out.stop_polls, out.polls),
+        (false, 1, check::POLL_BUDGET - 1)
+    );
+    input.stop_polls = check::STOP_POLL_BUDGET - 1;
+    let out = check::handle(&w.deps, input).await.expect("stop loop gives up");
+    assert!(
+        out.all_done,
+        "the stop loop's budget is spent: finalize delivers what it can"
+    );
+    // Once S3 answers again, the loop goes on.
+    SLOW_READS.store(0, std::sync::atomic::Ordering::SeqCst);
+    let out = check::handle(&w.deps, CheckInput::new(&batch_id)).await.expect("turn");
+    assert_eq!((out.outage_since, out.outage_polls), (None, 0));
 }

@@ -25,6 +25,10 @@ pub const POLL_BUDGET: u32 = 600;
 pub const STOP_POLL_BUDGET: u32 = 60;
 /// The longest wait while riding out an outage, so that the loop notices its end soon.
 const OUTAGE_WAIT_MAX: u64 = 300;
+/// Turns of an outage that follow the backoff; after them the turns spread over the outage budget, so
+/// that one outage costs at most about this many turns plus [`OUTAGE_SPREAD_TURNS`].
+const OUTAGE_QUICK_TURNS: u32 = 5;
+const OUTAGE_SPREAD_TURNS: u64 = 100;
 
 /// The task's input: the execution's state, which every answer of this step replaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +40,12 @@ pub struct CheckInput {
     /// Since when S3 or Bedrock have been failing (unix seconds), while they are.
     #[serde(default)]
     pub outage_since: Option<u64>,
+    /// Turns of the current outage so far.
+    #[serde(default)]
+    pub outage_polls: u32,
+    /// Turns of the failure path's stop loop so far.
+    #[serde(default)]
+    pub stop_polls: u32,
     /// What the state machine's Catch caught (`{"Error", "Cause"}`): the failure path.
     #[serde(default)]
     pub failure: Option<Value>,
@@ -47,6 +57,8 @@ impl CheckInput {
             batch_id: batch_id.to_string(),
             polls: 0,
             outage_since: None,
+            outage_polls: 0,
+            stop_polls: 0,
             failure: None,
         }
     }
@@ -61,6 +73,10 @@ pub struct CheckOutput {
     pub wait_seconds: u64,
     pub polls: u32,
     pub outage_since: Option<u64>,
+    #[serde(default)]
+    pub outage_polls: u32,
+    #[serde(default)]
+    pub stop_polls: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Value>,
     /// The trouble this turn rode out, if any.
@@ -91,28 +107,66 @@ pub async fn handle(deps: &Deps, input: CheckInput) -> Result<CheckOutput, StepE
     }
 }
 
-/// Transient trouble: wait and try again, until the outage budget is spent.
+/// Transient trouble: wait and try again, until the outage budget is spent. Every such turn counts
+/// against the loop's poll budget like any other, so an outage cannot lengthen an execution's history
+/// past what tests/state_machine.rs proves.
 fn ride_out(deps: &Deps, input: &CheckInput, why: String) -> Result<CheckOutput, StepError> {
     let now = now();
     let since = input.outage_since.unwrap_or(now);
     let budget = deps.config.outage_budget_seconds;
-    if now.saturating_sub(since) >= budget {
+    let stopping = input.failure.is_some();
+    let (polls, stop_polls) = if stopping {
+        (input.polls, input.stop_polls.saturating_add(1))
+    } else {
+        (input.polls.saturating_add(1), input.stop_polls)
+    };
+    let over_budget = if stopping {
+        stop_polls >= STOP_POLL_BUDGET
+    } else {
+        polls >= POLL_BUDGET
+    };
+    if now.saturating_sub(since) >= budget || over_budget {
+        if stopping {
+            // The failure path cannot wait any longer: finalize delivers what it can.
+            tracing::error!(batch_id = %input.batch_id, error = %why, "could not stop job: S3 or Bedrock kept failing on the failure path");
+            return Ok(CheckOutput {
+                all_done: true,
+                wait_seconds: 1,
+                ..outage_answer(input, polls, stop_polls, since, why)
+            });
+        }
         return Err(StepError::Fatal(format!(
-            "S3 or Bedrock kept failing for {} minutes, past the outage budget of {} hours; last error: {why}",
+            "S3 or Bedrock kept failing for {} minutes ({} turns), past the outage budget of {} hours; last error: {why}",
             now.saturating_sub(since) / 60,
+            input.outage_polls + 1,
             budget / 3600
         )));
     }
     tracing::warn!(batch_id = %input.batch_id, outage_seconds = now - since, error = %why, "riding out transient trouble");
+    let backoff = deps.config.backoff.wait(input.outage_polls).min(OUTAGE_WAIT_MAX);
+    let wait = if input.outage_polls < OUTAGE_QUICK_TURNS {
+        backoff
+    } else {
+        backoff.max(budget / OUTAGE_SPREAD_TURNS)
+    };
     Ok(CheckOutput {
+        wait_seconds: wait,
+        ..outage_answer(input, polls, stop_polls, since, why)
+    })
+}
+
+fn outage_answer(input: &CheckInput, polls: u32, stop_polls: u32, since: u64, why: String) -> CheckOutput {
+    CheckOutput {
         batch_id: input.batch_id.clone(),
         all_done: false,
-        wait_seconds: deps.config.backoff.wait(input.polls).min(OUTAGE_WAIT_MAX),
-        polls: input.polls.saturating_add(1),
+        wait_seconds: 1,
+        polls,
         outage_since: Some(since),
+        outage_polls: input.outage_polls.saturating_add(1),
+        stop_polls,
         failure: input.failure.clone(),
         last_error: Some(why),
-    })
+    }
 }
 
 /// The wait before the next turn: the backoff, spread out in the second half of the poll budget so that
@@ -137,6 +191,8 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
         wait_seconds,
         polls,
         outage_since: None,
+        outage_polls: 0,
+        stop_polls: 0,
         failure: None,
         last_error: None,
     };
@@ -270,7 +326,7 @@ async fn create_queued(deps: &Deps, batch_id: &str, seen: &mut [Job]) {
 async fn stop_turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError> {
     let config = &deps.config;
     let doc = load_batch(deps, &input.batch_id).await?.doc;
-    let polls = input.polls.saturating_add(1);
+    let polls = input.stop_polls.saturating_add(1);
     let now = now();
     let why = failure_text(input.failure.as_ref());
     let mut seen = doc.bedrock.jobs.clone();
@@ -316,8 +372,10 @@ async fn stop_turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepE
         batch_id: input.batch_id.clone(),
         all_done,
         wait_seconds: wait,
-        polls,
+        polls: input.polls,
         outage_since: None,
+        outage_polls: 0,
+        stop_polls: polls,
         failure: input.failure.clone(),
         last_error: None,
     })
