@@ -92,7 +92,14 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
         }
     }
     for job in seen.iter_mut().filter(|j| j.is_active()) {
-        jobs::refresh(deps, job).await?;
+        match jobs::refresh(deps, job).await {
+            Ok(()) => {}
+            // In failure mode the failure may be this very read: go on with the listing's status.
+            Err(e) if failed_run => {
+                tracing::warn!(%batch_id, job = job.index, error = %e, "could not read job");
+            }
+            Err(e) => return Err(e),
+        }
     }
     if failed_run {
         // Jobs still running would bill for results nobody collects.
