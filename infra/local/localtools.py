@@ -1,7 +1,10 @@
-"""Helpers shared by the demo and the end-to-end tests: find a batch, wait for its event."""
+"""Helpers shared by the demo and the end-to-end tests: find a batch, wait for its event, script faults."""
 
+import contextlib
 import json
 import time
+import urllib.error
+import urllib.request
 
 import stack
 
@@ -42,3 +45,67 @@ def wait_for_event(c, batch_id: str, timeout: float) -> dict:
             _seen.setdefault(event.get("detail", {}).get("batch_id", "?"), event)
             c["sqs"].delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
     raise TimeoutError(f"no event for batch {batch_id} after {timeout:.0f} s (see .local-stack/logs)")
+
+
+class Faults:
+    """Client of a fault control API: the wire proxy's (/_faults, faultproxy.py) or the Lambda router's
+    (/_lambda-faults, moto_server.py). Rules are JSON objects as those modules describe them."""
+
+    def __init__(self, base_url: str, prefix: str = "/_faults"):
+        self.url = base_url.rstrip("/") + prefix
+
+    def _call(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as e:
+            raise ValueError(f"{method} {self.url + path}: {e.code} {e.read().decode('utf-8', 'replace')}") from None
+
+    def set(self, rules, append: bool = False) -> list:
+        """Replaces the rules (or adds to them); returns the ids of the rules now installed."""
+        return self._call("POST", "/rules" + ("?append=1" if append else ""), rules)["rules"]
+
+    def clear(self) -> None:
+        self._call("DELETE", "/rules")
+
+    def rules(self) -> list:
+        return self._call("GET", "/rules")["rules"]
+
+    def stats(self) -> dict:
+        """{"rules": [{"id", "action", "matched", "injected"}], "totals": {"requests", "injected"}, "seen"}."""
+        return self._call("GET", "/stats")
+
+    def rule_stats(self, rule_id: str) -> dict:
+        return next(r for r in self.stats()["rules"] if r["id"] == rule_id)
+
+    def log(self) -> list:
+        return self._call("GET", "/log")["log"]
+
+    def seed(self, seed: int) -> None:
+        self._call("POST", "/seed", {"seed": seed})
+
+    def reset(self) -> None:
+        """No rules, counters and log emptied, RNG back to its start-up seed."""
+        self._call("POST", "/reset", {})
+
+    @contextlib.contextmanager
+    def scoped(self, rules):
+        """The rules for the duration of a `with` block, then none."""
+        self.set(rules)
+        try:
+            yield self
+        finally:
+            self.clear()
+
+
+def wire_faults(which: str = "aws") -> Faults:
+    """The fault proxy in front of moto ("aws": S3, Step Functions, EventBridge, SQS) or of the Bedrock emulator
+    ("bedrock"), as the Lambda functions reach them."""
+    return Faults(stack.PROXY_URLS[which], "/_faults")
+
+
+def lambda_faults() -> Faults:
+    """The Lambda router's faults (kill, timeout, duplicate, error), on moto's port."""
+    return Faults(stack.MOTO_URL, "/_lambda-faults")
