@@ -196,6 +196,10 @@ pub struct Bedrock {
     pub execution_arn: Option<String>,
     /// The poll count, so that a restarted execution keeps its backoff.
     pub polls: u32,
+    /// Who claimed the batch id: a token of the submit invocation that wrote the first batch.json, so that
+    /// a claim whose answer was lost is recognised as its own.
+    #[serde(default)]
+    pub claim: Option<String>,
     /// Submit has written every Bedrock input file and the record map: the jobs may be created.
     #[serde(default)]
     pub staged: bool,

@@ -176,7 +176,13 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
             doc.model = batch_model.as_ref().map(|m| m.id.clone());
             doc.metadata.insert("source_key".into(), key.clone());
             doc.metadata.insert("source_version".into(), version.to_string());
-            if !create_batch(deps, &doc).await? {
+            let claim = claim_token();
+            doc.bedrock.claim = Some(claim.clone());
+            // A refused claim is another delivery's, unless it is this one's whose answer was lost (the
+            // write went through, the SDK retried it, and the retry found the object).
+            if !create_batch(deps, &doc).await?
+                && read_batch(deps, &batch_id).await?.and_then(|s| s.doc.bedrock.claim) != Some(claim)
+            {
                 tracing::info!(%batch_id, %key, "duplicate event: another delivery claimed the batch first");
                 return Ok(Submitted::Duplicate { batch_id });
             }
@@ -434,6 +440,20 @@ async fn start_execution(deps: &Deps, batch_id: &str) -> Result<String, StepErro
     Err(StepError::Fatal(format!(
         "batch {batch_id}: {MAX_EXECUTIONS} executions ended before the batch did"
     )))
+}
+
+/// A token no other submit invocation has: the process, the time and a counter.
+fn claim_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Executions one batch may have: the first, and the ones started after an execution ended early.
