@@ -6,7 +6,7 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo stack-up stack-down e2e cli-demo test lint validate fmt build build-functions tools bench clean
+.PHONY: help demo stack-up stack-down e2e chaos cli-demo test lint validate fmt build build-functions tools bench clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
 # .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
@@ -54,6 +54,11 @@ stack-down: ## Stop the local stack's processes, by PID
 
 e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here)
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(LOCAL_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/local/tests
+
+CHAOS_SEED ?= 1
+CHAOS_BATCHES ?= 30
+chaos: $(LOCAL_STAMP) ## Seeded soak: 30 batches under random faults on the local stack, every promise checked (CHAOS_SEED=, CHAOS_BATCHES=)
+	$(LOCAL_VENV)/bin/python infra/local/chaos.py --seed $(CHAOS_SEED) --batches $(CHAOS_BATCHES)
 
 cli-demo: ## Validate and translate a sample batch with the CLI alone
 	$(CARGO) build --release --locked --quiet

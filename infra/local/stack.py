@@ -1,6 +1,10 @@
 """The local stack: moto (S3, Step Functions, EventBridge, SQS), the Bedrock emulator and the real Lambda
 functions under `cargo lambda watch`, all on 127.0.0.1, each tracked by its PID.
 
+The functions reach moto and the emulator through the fault proxy (faultproxy.py, one port in front of each),
+so that tests can script faults on the wire; the tests' own clients (`clients()`) and the emulator's S3 traffic
+go to moto and the emulator directly, never faulted. Lambda faults live in moto_server.py's router.
+
     python infra/local/stack.py start     # start (or find running) and provision; prints the endpoints
     python infra/local/stack.py stop      # stop every process this stack started, by PID
     python infra/local/stack.py status
@@ -32,6 +36,12 @@ ACCOUNT = "123456789012"
 MOTO_PORT = int(os.environ.get("BATCHDROP_MOTO_PORT", "5055"))
 EMULATOR_PORT = int(os.environ.get("BATCHDROP_EMULATOR_PORT", "5056"))
 LAMBDA_PORT = int(os.environ.get("BATCHDROP_LAMBDA_PORT", "9055"))
+# The fault proxy's ports: in front of moto (every AWS service but Bedrock) and of the Bedrock emulator.
+PROXY_AWS_PORT = int(os.environ.get("BATCHDROP_PROXY_AWS_PORT", "5057"))
+PROXY_BEDROCK_PORT = int(os.environ.get("BATCHDROP_PROXY_BEDROCK_PORT", "5058"))
+# Instances per function under cargo lambda watch: 2 lets a duplicated S3 event really run twice at once.
+LAMBDA_CONCURRENCY = int(os.environ.get("BATCHDROP_LAMBDA_CONCURRENCY", "2"))
+FAULT_SEED = int(os.environ.get("BATCHDROP_FAULT_SEED", "0"))
 
 INPUT_BUCKET = "batchdrop-input"
 OUTPUT_BUCKET = "batchdrop-output"
@@ -42,6 +52,9 @@ DEFAULT_MODEL = os.environ.get("BATCHDROP_DEFAULT_MODEL", "us.anthropic.claude-3
 
 MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
 EMULATOR_URL = f"http://127.0.0.1:{EMULATOR_PORT}"
+PROXY_AWS_URL = f"http://127.0.0.1:{PROXY_AWS_PORT}"
+PROXY_BEDROCK_URL = f"http://127.0.0.1:{PROXY_BEDROCK_PORT}"
+PROXY_URLS = {"aws": PROXY_AWS_URL, "bedrock": PROXY_BEDROCK_URL}
 # One `cargo lambda watch` per function crate: watch runs `cargo run --bin <name>` in the crate it is
 # given, and the workspace root is itself a package (the library), so one instance cannot serve all three.
 LAMBDA_PORTS = {name: LAMBDA_PORT + i for i, name in enumerate(FUNCTIONS)}
@@ -57,20 +70,30 @@ FUNCTION_ENV = {
     "POLL_INITIAL_SECONDS": "1",
     "POLL_FACTOR": "1.5",
     "POLL_MAX_SECONDS": "2",
-    "AWS_ENDPOINT_URL": MOTO_URL,
-    "AWS_ENDPOINT_URL_BEDROCK": EMULATOR_URL,
+    # Through the fault proxy (faultproxy.py); with no rules set it forwards every byte unchanged.
+    "AWS_ENDPOINT_URL": PROXY_AWS_URL,
+    "AWS_ENDPOINT_URL_BEDROCK": PROXY_BEDROCK_URL,
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": REGION,
     "AWS_DEFAULT_REGION": REGION,
     "RUST_LOG": "info",
+    # The reliability settings at their shortest, so the failure path's waits take seconds: check-jobs
+    # spends at most 10 s a turn, and the stop loop outwaits an abandoned invocation after 12 s (locally
+    # nothing kills a function at its timeout, so this is the local stand-in for Lambda's 300 s).
+    "CHECK_JOBS_TIMEOUT_SECONDS": "12",
+    "CHECK_BUDGET_SECONDS": "10",
+    "OUTAGE_BUDGET_HOURS": "1",
+    "STOP_WAIT_MINUTES": "5",
+    "STAGING_RETENTION_DAYS": "30",
+    "SUBMIT_RETRY_SECONDS": "60",
 }
 
 CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 
 
 def clients():
-    """boto3 clients for the local stack."""
+    """boto3 clients for the local stack, straight to moto and the emulator (never through the fault proxy)."""
     import boto3
 
     for k, v in CLIENT_ENV.items():
@@ -169,18 +192,34 @@ def start() -> None:
         },
     )
     wait_until("the Bedrock emulator", lambda: http_ok(f"{EMULATOR_URL}/_emulator/health"), 60)
+    spawn(
+        "faultproxy",
+        [
+            sys.executable,
+            str(ROOT / "infra/local/faultproxy.py"),
+            f"{PROXY_AWS_PORT}={MOTO_URL}",
+            f"{PROXY_BEDROCK_PORT}={EMULATOR_URL}",
+            "--seed",
+            str(FAULT_SEED),
+        ],
+    )
+    for url in PROXY_URLS.values():
+        wait_until("the fault proxy", lambda url=url: http_ok(f"{url}/_faults/stats"), 30)
     for name, port in LAMBDA_PORTS.items():
         manifest = str(ROOT / "functions" / name / "Cargo.toml")
-        watch = ["cargo", "lambda", "watch", "--ignore-changes", "--manifest-path", manifest]
+        watch = ["cargo", "lambda", "watch", "--ignore-changes", "--concurrency", str(LAMBDA_CONCURRENCY), "--manifest-path", manifest]
         spawn(f"lambda-{name}", watch + ["-A", "127.0.0.1", "-P", str(port), "--env-file", str(env_file)])
     for name, port in LAMBDA_PORTS.items():
         wait_until(f"cargo lambda watch ({name})", lambda port=port: port_open(port), 120)
     provision()
-    print(f"local stack up: S3/Step Functions/EventBridge {MOTO_URL}, Bedrock {EMULATOR_URL}, Lambda {LAMBDA_URLS}")
+    print(
+        f"local stack up: S3/Step Functions/EventBridge {MOTO_URL}, Bedrock {EMULATOR_URL}, Lambda {LAMBDA_URLS}; "
+        f"the functions go through the fault proxy {PROXY_AWS_URL} (AWS) and {PROXY_BEDROCK_URL} (Bedrock)"
+    )
 
 
 def stop() -> None:
-    for name in [f"lambda-{f}" for f in FUNCTIONS] + ["emulator", "moto"]:
+    for name in [f"lambda-{f}" for f in FUNCTIONS] + ["faultproxy", "emulator", "moto"]:
         pid = running(name)
         if pid:
             try:
@@ -200,9 +239,9 @@ def stop() -> None:
 
 
 def status() -> None:
-    for name in ["moto", "emulator"] + [f"lambda-{f}" for f in FUNCTIONS]:
+    for name in ["moto", "emulator", "faultproxy"] + [f"lambda-{f}" for f in FUNCTIONS]:
         pid = running(name)
-        print(f"{name:9} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        print(f"{name:10} {'running, pid ' + str(pid) if pid else 'stopped'}")
 
 
 def template_substitutions() -> dict[str, str]:
@@ -295,7 +334,13 @@ def provision() -> None:
                     "LambdaFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:submit",
                     "Events": ["s3:ObjectCreated:*"],
                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbox/"}, {"Name": "suffix", "Value": ".jsonl"}]}},
-                }
+                },
+                # Cancel markers reach submit too, which stops the batch's jobs at once (as in the template).
+                {
+                    "LambdaFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:submit",
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "cancel/"}]}},
+                },
             ]
         },
     )

@@ -128,6 +128,8 @@ pub struct Config {
     /// The check-jobs function's Lambda timeout: an invocation the state machine gave up on may run
     /// that long, so the failure path outwaits it before its last look for jobs.
     pub check_timeout_seconds: u64,
+    /// How long submit keeps trying one upload through transient trouble before it fails the event.
+    pub submit_retry_seconds: u64,
 }
 
 impl Config {
@@ -241,6 +243,7 @@ impl Config {
             stop_wait_seconds: stop_wait_minutes * 60,
             check_budget_seconds,
             check_timeout_seconds,
+            submit_retry_seconds: number(var_ref, "SUBMIT_RETRY_SECONDS", 300u64)?,
         };
         // finalize reads the record map and the staged files when the last job is done: staging/ must
         // outlive the longest batch, with a day to spare (docs/reliability.md, "Bounds").

@@ -120,10 +120,29 @@ pub fn decode_key(key: &str) -> String {
 pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>, StepError> {
     let mut outcomes = Vec::with_capacity(event.records.len());
     for record in event.records {
-        // Boxed: the step's future is deep enough to exceed the compiler's layout depth inside the runtime's.
-        outcomes.push(Box::pin(submit_object(deps, &record)).await?);
+        outcomes.push(submit_riding_out(deps, &record).await?);
     }
     Ok(outcomes)
+}
+
+/// One record, tried again on transient trouble (throttling, 5xx, timeouts) for up to
+/// `SUBMIT_RETRY_SECONDS`: Lambda retries a failed S3 event only twice, and a batch whose claim is written
+/// must not be left unstaged by a short S3 brownout. Each try picks up where the last one stopped.
+async fn submit_riding_out(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_secs(deps.config.submit_retry_seconds);
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        // Boxed: the step's future is deep enough to exceed the compiler's layout depth inside the runtime's.
+        match Box::pin(submit_object(deps, record)).await {
+            Err(StepError::Transient(why)) if started.elapsed() + delay < budget => {
+                tracing::warn!(key = %record.s3.object.key, error = %why, "transient trouble: trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {

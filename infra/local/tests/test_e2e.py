@@ -1,110 +1,18 @@
 """End to end on the local stack: real S3 uploads trigger the real submit function, the real state machine
 polls the Bedrock emulator through the real check-jobs function, the real finalize writes the results, and
-EventBridge delivers the completion event to an SQS queue. Every test checks the promises of DESIGN.md:
-each input line in exactly one place, the final batch.json, the event and its detail, the execution status.
+EventBridge delivers the completion event to an SQS queue. Every test checks the promises of DESIGN.md
+through `helpers.run_batch`: each input line in exactly one place, the final batch.json, the event and its
+detail, the execution status, and every Bedrock job of the batch accounted for.
 
 Faults come from the emulator, chosen by file name: the pipeline names jobs after the batch id, which
-starts with the file's name (infra/local/emulator/README.md, "Fault injection").
+starts with the file's name (infra/local/emulator/README.md, "Fault injection"). Faults on the wire and in
+the functions themselves are in test_reliability.py.
 """
 
 import json
-import time
-from collections import Counter
 
-import pytest
 import stack
-from localtools import find_batch, wait_for_event
-
-CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
-NOVA = "us.amazon.nova-lite-v1:0"
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
-
-
-def chat(custom_id, **body):
-    body.setdefault("messages", [{"role": "user", "content": f"Say something about {custom_id}."}])
-    body.setdefault("model", "gpt-4o-mini")
-    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
-
-
-def lines(n, prefix, **body):
-    return [chat(f"{prefix}{i}", **body) for i in range(n)]
-
-
-def emulator(path, payload):
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"{stack.EMULATOR_URL}/_emulator/{path}",
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return r.read()
-
-
-def get_json(c, key):
-    return json.loads(c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=key)["Body"].read())
-
-
-def get_jsonl(c, key):
-    body = c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=key)["Body"].read().decode()
-    return [json.loads(line) for line in body.splitlines() if line.strip()]
-
-
-def run_batch(c, name, input_lines, folder=None, during=None, timeout=240, failed=False):
-    """Uploads a file, waits for its completion event, and checks the promises every batch keeps."""
-    key = f"inbox/{folder + '/' if folder else ''}{name}.jsonl"
-    put = c["s3"].put_object(Bucket=stack.INPUT_BUCKET, Key=key, Body=("\n".join(input_lines) + "\n").encode())
-    batch_id = find_batch(c, key, put, timeout=timeout)
-    if during:
-        during(batch_id)
-    event = wait_for_event(c, batch_id, timeout=timeout)
-    doc = get_json(c, f"results/{batch_id}/batch.json")
-    output = get_jsonl(c, f"results/{batch_id}/output.jsonl")
-    errors = get_jsonl(c, f"results/{batch_id}/errors.jsonl")
-    execution = c["sfn"].describe_execution(
-        executionArn=f"arn:aws:states:{stack.REGION}:{stack.ACCOUNT}:execution:{stack.STATE_MACHINE}:{batch_id}"
-    )
-
-    # Every non-blank input line ends in exactly one place.
-    sent = Counter()
-    for line in input_lines:
-        if not line.strip():
-            continue
-        try:
-            cid = json.loads(line).get("custom_id")
-        except (json.JSONDecodeError, AttributeError):
-            cid = None
-        sent[cid if isinstance(cid, str) and cid else None] += 1
-    got = Counter(l["custom_id"] for l in output + errors)
-    assert len(output) + len(errors) == sum(sent.values())
-    for cid, n in sent.items():
-        if cid is not None:
-            assert got[cid] == n, f"{cid}: {got[cid]} lines, expected {n}"
-    # A custom_id sent once is answered or failed, never both.
-    once = {cid for cid, n in sent.items() if cid is not None and n == 1}
-    assert {l["custom_id"] for l in output} & {l["custom_id"] for l in errors} & once == set()
-
-    # batch.json is final and agrees with the files and the event.
-    assert doc["status"] in TERMINAL
-    assert doc["request_counts"] == {"total": sum(sent.values()), "completed": len(output), "failed": len(errors)}
-    assert event["source"] == "batchdrop"
-    assert event["detail-type"] == ("Batch Failed" if failed else "Batch Completed")
-    detail = event["detail"]
-    assert detail["batch_id"] == batch_id
-    assert detail["status"] == doc["status"]
-    assert detail["request_counts"] == doc["request_counts"]
-    assert detail["output_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/output.jsonl"
-    assert detail["error_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/errors.jsonl"
-    assert detail["batch_file"] == f"s3://{stack.OUTPUT_BUCKET}/results/{batch_id}/batch.json"
-    assert execution["status"] == ("FAILED" if failed else "SUCCEEDED")
-    return {"batch_id": batch_id, "doc": doc, "output": output, "errors": errors, "event": event}
-
-
-def ids(lines_):
-    return [l["custom_id"] for l in lines_]
-
+from helpers import CLAUDE, NOVA, chat, emulator, ids, lines, run_batch
 
 def test_happy_path_claude(local_stack):
     r = run_batch(local_stack, "happy-claude", lines(120, "c", max_tokens=50))
@@ -180,7 +88,7 @@ def test_an_error_no_retry_can_mend_fails_the_batch_and_still_accounts_for_every
     # check-jobs gets AccessDenied from Bedrock: a BatchdropFatalError, caught by the state machine, which
     # runs finalize in failure mode and announces Batch Failed.
     emulator("faults", {"match": "denied-job", "fault": "access_denied_get:1"})
-    r = run_batch(local_stack, "denied-job", lines(100, "a"), failed=True)
+    r = run_batch(local_stack, "denied-job", lines(100, "a"))
     assert r["doc"]["status"] == "failed"
     assert "AccessDeniedException" in r["event"]["detail"]["error"]
     # Results Bedrock produced before the failure are still delivered; the rest are batch_failed errors.
