@@ -224,6 +224,24 @@ fn fake_s3(objects: &Objects) -> aws_sdk_s3::Client {
     )
 }
 
+fn input_config(uri: &str) -> ModelInvocationJobInputDataConfig {
+    ModelInvocationJobInputDataConfig::S3InputDataConfig(
+        ModelInvocationJobS3InputDataConfig::builder()
+            .s3_uri(uri)
+            .build()
+            .expect("uri"),
+    )
+}
+
+fn output_config() -> ModelInvocationJobOutputDataConfig {
+    ModelInvocationJobOutputDataConfig::S3OutputDataConfig(
+        ModelInvocationJobS3OutputDataConfig::builder()
+            .s3_uri("s3://out-bucket/bedrock/")
+            .build()
+            .expect("uri"),
+    )
+}
+
 fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
     let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
     let create = mock!(aws_sdk_bedrock::Client::create_model_invocation_job).then_compute_response(move |req| {
@@ -330,18 +348,8 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
             .success_record_count(7)
             .error_record_count(1)
             .submit_time(aws_smithy_types::DateTime::from_secs(0))
-            .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(
-                ModelInvocationJobS3InputDataConfig::builder()
-                    .s3_uri(&job.input_uri)
-                    .build()
-                    .expect("uri"),
-            ))
-            .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(
-                ModelInvocationJobS3OutputDataConfig::builder()
-                    .s3_uri("s3://out-bucket/bedrock/")
-                    .build()
-                    .expect("uri"),
-            ))
+            .input_data_config(input_config(&job.input_uri))
+            .output_data_config(output_config())
             .build()
             .expect("get output")
     });
@@ -370,18 +378,8 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
                     .role_arn("arn:aws:iam::123456789012:role/bedrock")
                     .status(ModelInvocationJobStatus::from(j.status.as_str()))
                     .submit_time(aws_smithy_types::DateTime::from_secs(0))
-                    .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(
-                        ModelInvocationJobS3InputDataConfig::builder()
-                            .s3_uri(&j.input_uri)
-                            .build()
-                            .expect("uri"),
-                    ))
-                    .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(
-                        ModelInvocationJobS3OutputDataConfig::builder()
-                            .s3_uri("s3://out-bucket/bedrock/")
-                            .build()
-                            .expect("uri"),
-                    ))
+                    .input_data_config(input_config(&j.input_uri))
+                    .output_data_config(output_config())
                     .build()
                     .expect("summary")
             })

@@ -315,18 +315,22 @@ pub async fn load_batch(deps: &Deps, batch_id: &str) -> Result<Stored, StepError
 /// Claims a batch id: writes its first batch.json only if none exists (`If-None-Match: *`). `false`
 /// when another delivery of the same event claimed it first.
 pub async fn create_batch(deps: &Deps, doc: &BatchDoc) -> Result<bool, StepError> {
+    Ok(put_batch(deps, doc, s3::Precondition::Absent).await?.is_some())
+}
+
+/// A conditional write of batch.json: its new ETag, or `None` when the condition did not hold.
+async fn put_batch(deps: &Deps, doc: &BatchDoc, condition: s3::Precondition<'_>) -> Result<Option<String>, StepError> {
     let body = serde_json::to_vec_pretty(doc)?;
     let key = layout::results_key(&doc.id, "batch.json");
-    let written = s3::put_if(
+    s3::put_if(
         &deps.s3,
         &deps.config.output_bucket,
         &key,
         body,
         "application/json",
-        s3::Precondition::Absent,
+        condition,
     )
-    .await?;
-    Ok(written.is_some())
+    .await
 }
 
 /// How often [`update_batch`] re-reads and re-applies after losing a race before it reports trouble.
@@ -356,17 +360,7 @@ pub async fn update_batch(
                 deps.config.output_bucket
             )));
         };
-        let body = serde_json::to_vec_pretty(&doc)?;
-        let written = s3::put_if(
-            &deps.s3,
-            &deps.config.output_bucket,
-            &key,
-            body,
-            "application/json",
-            s3::Precondition::Matches(&etag),
-        )
-        .await?;
-        if written.is_some() {
+        if put_batch(deps, &doc, s3::Precondition::Matches(&etag)).await?.is_some() {
             return Ok(doc);
         }
         tracing::info!(%batch_id, attempt, "batch.json changed meanwhile: reading it again");
