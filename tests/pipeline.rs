@@ -282,6 +282,12 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
                 "throttle" => CreateModelInvocationJobError::ThrottlingException(
                     ThrottlingException::builder().message("slow down").build(),
                 ),
+                // A 5xx before Bedrock created anything: the outcome is unknown to the caller.
+                "internal" => CreateModelInvocationJobError::InternalServerException(
+                    aws_sdk_bedrock::types::error::InternalServerException::builder()
+                        .message("internal")
+                        .build(),
+                ),
                 _ => CreateModelInvocationJobError::ValidationException(
                     aws_sdk_bedrock::types::error::ValidationException::builder()
                         .message("bad request")
@@ -1376,4 +1382,37 @@ async fn outage_turns_are_ridden_out_and_count_against_the_poll_budgets() {
     SLOW_READS.store(0, std::sync::atomic::Ordering::SeqCst);
     let out = check::handle(&w.deps, CheckInput::new(&batch_id)).await.expect("turn");
     assert_eq!((out.outage_since, out.outage_polls), (None, 0));
+}
+
+#[tokio::test]
+async fn a_create_with_an_unknown_outcome_that_never_took_effect_is_made_again() {
+    let w = world();
+    lock(&w.bedrock).create_errors = vec!["internal"; 3];
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    assert!(w.doc(&batch_id).bedrock.jobs[0].create_unknown);
+    assert!(lock(&w.bedrock).jobs.is_empty());
+    // Bedrock answers again; the next turn looks for the job, finds nothing, and creates it (same token).
+    lock(&w.bedrock).create_errors.clear();
+    w.check(&batch_id).await;
+    let doc = w.doc(&batch_id);
+    assert_eq!(lock(&w.bedrock).jobs.len(), 1);
+    assert!(doc.bedrock.jobs[0].job_arn.is_some());
+    assert!(!doc.bedrock.jobs[0].create_unknown);
+}
+
+#[tokio::test]
+async fn a_job_created_by_a_racing_writer_is_not_hidden_by_a_decision_made_while_it_seemed_unborn() {
+    use batchdrop::pipeline::jobs::merge_seen;
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(100, "r", json!({}))).await;
+    let doc = w.doc(&batch_id);
+    // One writer cancelled the queued job (no ARN then); another, racing, had created it.
+    let mut stored = doc.bedrock.jobs.clone();
+    stored[0].job_arn = None;
+    stored[0].status = "Stopped".into();
+    let seen = doc.bedrock.jobs.clone();
+    merge_seen(&mut stored, &seen);
+    assert_eq!(stored[0].job_arn, seen[0].job_arn);
+    assert_eq!(stored[0].status, "Submitted", "still active, so the next turn stops it");
+    assert!(stored[0].is_active());
 }

@@ -230,6 +230,12 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
                 jobs::stop_arn(deps, &stranger.arn).await?;
             }
         }
+        // Not found: the create never took effect. Creating again is safe: the same clientRequestToken
+        // names the same job should Bedrock's listing have lagged behind.
+        for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.create_unknown) {
+            tracing::info!(batch_id = %doc.id, job = job.index, "the job of a create with an unknown outcome does not exist: creating it again");
+            job.create_unknown = false;
+        }
     }
     for job in seen.iter_mut().filter(|j| j.is_active()) {
         jobs::refresh(deps, job).await?;

@@ -157,9 +157,14 @@ pub fn merge_found(jobs: &mut [Job], found: &[Found]) -> Vec<Found> {
     let mut strangers = Vec::new();
     for f in found {
         match f.index.and_then(|i| jobs.get_mut(i)) {
-            Some(job) if job.job_arn.is_none() || job.job_arn.as_deref() == Some(f.arn.as_str()) => {
+            Some(job) if job.job_arn.is_none() => {
+                // A job the batch did not know exists: whatever was decided about it unborn (cancelled or
+                // expired while queued) gives way to what Bedrock says it is.
                 job.job_arn = Some(f.arn.clone());
                 job.create_unknown = false;
+                job.status = f.status.clone();
+            }
+            Some(job) if job.job_arn.as_deref() == Some(f.arn.as_str()) => {
                 if advances(&job.status, &f.status) {
                     job.status = f.status.clone();
                 }
@@ -274,7 +279,11 @@ pub fn merge_seen(stored: &mut [Job], seen: &[Job]) {
     for (s, o) in stored.iter_mut().zip(seen) {
         if s.job_arn.is_none() {
             if let Some(arn) = &o.job_arn {
+                // The job exists after all (created by a writer that lost the race): its status is the one
+                // seen with its ARN, not one decided while it seemed unborn.
                 s.job_arn = Some(arn.clone());
+                s.status = o.status.clone();
+                s.message = o.message.clone();
             }
         }
         let decided_unborn = o.job_arn.is_none() && s.job_arn.is_some();
@@ -287,7 +296,8 @@ pub fn merge_seen(stored: &mut [Job], seen: &[Job]) {
         s.processed = o.processed.or(s.processed);
         s.succeeded = o.succeeded.or(s.succeeded);
         s.failed = o.failed.or(s.failed);
-        s.create_unknown = s.job_arn.is_none() && s.status == QUEUED && (o.create_unknown || s.create_unknown);
+        // This writer settled (or raised) the question from the stored value it started with.
+        s.create_unknown = s.job_arn.is_none() && s.status == QUEUED && o.create_unknown;
         if o.stop_error.is_some() || o.status == "Stopping" {
             s.stop_error = o.stop_error.clone();
         }
