@@ -382,7 +382,16 @@ fn jitter(max_ms: u64) -> u64 {
 
 /// A scratch folder for one batch, emptied first: a warm Lambda may have run this batch before.
 pub fn scratch_dir(config: &Config, batch_id: &str, step: &str) -> Result<PathBuf, StepError> {
-    let dir = config.work_dir.join(format!("batchdrop-{step}-{batch_id}"));
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TURN: AtomicU64 = AtomicU64::new(0);
+    // One folder per invocation: two invocations for one batch (a duplicated event, a retry racing the
+    // invocation it replaces) never share one, even where they share a disk (the local stack).
+    let name = format!(
+        "batchdrop-{step}-{batch_id}-{}-{}",
+        std::process::id(),
+        TURN.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = config.work_dir.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }

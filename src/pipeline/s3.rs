@@ -104,6 +104,7 @@ pub async fn download(
         .send()
         .await
         .map_err(|e| aws_error(&format!("GetObject s3://{bucket}/{key}"), e))?;
+    let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
     let mut body = out.body;
     let mut file = tokio::fs::File::create(to).await?;
     let mut size = 0u64;
@@ -116,6 +117,20 @@ pub async fn download(
         file.write_all(&chunk).await?;
     }
     file.flush().await?;
+    // A cut connection must not pass for a shorter object: every line of it counts.
+    if expected.is_some_and(|n| n != size) {
+        return Err(StepError::Transient(format!(
+            "reading s3://{bucket}/{key}: got {size} of {} bytes",
+            expected.unwrap_or_default()
+        )));
+    }
+    drop(file);
+    if tokio::fs::metadata(to).await?.len() != size {
+        return Err(StepError::Transient(format!(
+            "{}: the local copy of s3://{bucket}/{key} changed while it was written",
+            to.display()
+        )));
+    }
     Ok(size)
 }
 

@@ -113,7 +113,8 @@ def test_s3_event_delivered_twice_at_the_same_moment_makes_one_batch(local_stack
     assert injected(faults["lambda"], "twice") == 1
     executions = c["sfn"].list_executions(stateMachineArn=stack.FUNCTION_ENV["STATE_MACHINE_ARN"])["executions"]
     assert [e["name"] for e in executions if e["name"].startswith(r["batch_id"])] == [r["batch_id"]]
-    assert len(r["jobs"]) == 1
+    assert r["doc"]["status"] == "completed", r["doc"]
+    assert len(r["jobs"]) == 1, r["doc"]
 
 
 def test_a_failed_read_of_batch_json_is_not_taken_for_no_batch(local_stack, faults):
