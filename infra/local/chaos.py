@@ -161,7 +161,7 @@ def soak(seed: int, batches: int, timeout: float, out=print) -> Counter:
             except TimeoutError:
                 got_event = False
             bad = check_one(c, batch_id, f["lines"], got_event)
-            if bad:
+            if sum(bad.values()):
                 out(f"chaos: {batch_id}: {dict(bad)}")
             figures += bad
             figures["lines"] += sum(sent_lines(f["lines"]).values())

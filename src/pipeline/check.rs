@@ -256,7 +256,7 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
             job.status = "Expired".into();
             job.create_unknown = false;
             job.message = Some(format!(
-                "The job waited more than {} hours for a free Bedrock slot (QUEUE_TIMEOUT_HOURS) and was never created.",
+                "The job was not created within {} hours of the batch's start (QUEUE_TIMEOUT_HOURS): Bedrock's quota or the batch's MaxConcurrentJobs stayed full.",
                 config.queue_timeout_seconds / 3600
             ));
         }
