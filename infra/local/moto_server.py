@@ -380,6 +380,25 @@ def serve(port: int, faults: RuleSet) -> None:
     thread.join(timeout=10)
 
 
+def use_versioned_s3_events() -> None:
+    """S3 event notifications of a versioned bucket carry the object's `versionId` (AWS's event structure:
+    `s3.object.versionId`); moto 5.2.5 leaves it out, so two uploads of the same bytes under one key looked
+    like one object version (same ETag) and became one batch locally where AWS makes two."""
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+
+    def _get_s3_event(event_name, bucket, key, notification_id):
+        event = original(event_name, bucket, key, notification_id)
+        version = getattr(key, "_version_id", None)
+        if version and getattr(bucket, "is_versioned", False):
+            for record in event["Records"]:
+                record["s3"]["object"]["versionId"] = version
+        return event
+
+    notifications._get_s3_event = _get_s3_event
+
+
 def main() -> None:
     port, functions, state_dir = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     # The Step Functions interpreter calls back into the server at localhost:$MOTO_PORT (OFFLINE.md, gap 5).
@@ -388,6 +407,7 @@ def main() -> None:
     use_lambda_router(LambdaRouter(functions, state_dir, faults))
     use_step_functions_lambda_error_names()
     use_atomic_conditional_writes()
+    use_versioned_s3_events()
     serve(port, faults)
 
 
