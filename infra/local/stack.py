@@ -39,8 +39,10 @@ LAMBDA_PORT = int(os.environ.get("BATCHDROP_LAMBDA_PORT", "9055"))
 # The fault proxy's ports: in front of moto (every AWS service but Bedrock) and of the Bedrock emulator.
 PROXY_AWS_PORT = int(os.environ.get("BATCHDROP_PROXY_AWS_PORT", "5057"))
 PROXY_BEDROCK_PORT = int(os.environ.get("BATCHDROP_PROXY_BEDROCK_PORT", "5058"))
-# Instances per function under cargo lambda watch: 2 lets a duplicated S3 event really run twice at once.
-LAMBDA_CONCURRENCY = int(os.environ.get("BATCHDROP_LAMBDA_CONCURRENCY", "2"))
+# Instances per function under cargo lambda watch. 2 would let a duplicated S3 event really run twice at once,
+# but cargo lambda watch 1.9.2 then now and again force-stops an instance ("command killed code=ForceStop")
+# and never starts it again, so the invocation routed to it hangs: one instance, the default, is reliable.
+LAMBDA_CONCURRENCY = int(os.environ.get("BATCHDROP_LAMBDA_CONCURRENCY", "1"))
 FAULT_SEED = int(os.environ.get("BATCHDROP_FAULT_SEED", "0"))
 
 INPUT_BUCKET = "batchdrop-input"
