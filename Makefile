@@ -36,7 +36,7 @@ SCAN_REPORT := target/checks/checkov.json
 # The checks import each other (infra/checks/cfn.py): no __pycache__ left in the tree.
 CHECK_PY := PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/python
 # The three Lambda crates (folder = crate = binary) and where their bootstrap binaries go.
-FUNCTIONS := submit check-jobs finalize
+FUNCTIONS := submit check-jobs finalize wake
 LAMBDA_DIR := target/lambda
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
@@ -95,7 +95,8 @@ $(SAM_OUT): infra/template.yaml statemachine/batch.asl.json infra/checks/sam_tra
 
 # The CDK app of the checks: the example stack with the defaults, and with a KMS key and an alarm topic. It uses
 # target/lambda/*/bootstrap when built, else placeholders (infra/cdk/test/checks-app.ts).
-$(CDK_STAMP): $(CDK_SOURCES) statemachine/batch.asl.json infra/events/batch-event.schema.json $(NODE_STAMP) $(VENV_STAMP)
+$(CDK_STAMP): $(CDK_SOURCES) statemachine/batch.asl.json infra/events/batch-event.schema.json \
+		infra/events/bedrock-job-events.pattern.json $(NODE_STAMP) $(VENV_STAMP)
 	node_modules/.bin/tsc -p infra/cdk
 	rm -rf $(CDK_OUT)
 	cd infra/cdk && $(CDK_ENV) ../../node_modules/.bin/cdk synth --quiet --no-notices \

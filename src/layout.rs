@@ -40,6 +40,13 @@ pub fn job_name(batch_id: &str, index: usize) -> String {
     format!("{batch_id}-job{index}")
 }
 
+/// The batch id in a job name made by [`job_name`], or `None` for a name batchdrop does not make.
+pub fn job_batch_id(name: &str) -> Option<&str> {
+    let (batch_id, index) = name.rsplit_once("-job")?;
+    let numbered = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+    (numbered && !batch_id.is_empty()).then_some(batch_id)
+}
+
 /// The deterministic `clientRequestToken` of job `index` (SPEC §1.6): a retried or duplicated create
 /// returns the first job instead of starting a second.
 pub fn client_request_token(batch_id: &str, index: usize) -> String {
@@ -137,6 +144,17 @@ mod tests {
         assert!(batch_id("in", "inbox/___.jsonl", "e").starts_with("batch-"));
         let long = batch_id("in", &format!("inbox/{}.jsonl", "x".repeat(500)), "e");
         assert!(long.len() <= SLUG_MAX + 17);
+    }
+
+    #[test]
+    fn a_job_name_gives_back_its_batch_id() {
+        let id = batch_id("in", "inbox/my-job-file.jsonl", "v1");
+        for index in [0, 7, 123] {
+            assert_eq!(job_batch_id(&job_name(&id, index)), Some(id.as_str()));
+        }
+        for foreign in ["my-job", "x-job", "-job1", "a-jobx", "a-job1x", "nothing"] {
+            assert_eq!(job_batch_id(foreign), None, "{foreign}");
+        }
     }
 
     #[test]

@@ -209,6 +209,26 @@ pub struct Bedrock {
     /// When the failure path began stopping the batch's jobs (unix seconds).
     #[serde(default)]
     pub stopping_since: Option<u64>,
+    /// The poll loop's wake-up: its parked wait's task token and the wake-ups asked for (docs/wake.md).
+    #[serde(default)]
+    pub wake: Wake,
+}
+
+/// What wakes the poll loop between two checks (docs/wake.md). Every change is a conditional write of
+/// batch.json, so a wake-up asked for while a check runs or before the loop parks is never lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wake {
+    /// The task token of the loop's latest parked wait. It may be stale (the wait timed out or was woken
+    /// already): sending to it is then refused, which is harmless.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Wake-ups asked for so far: Bedrock job events of this batch and cancel markers.
+    #[serde(default)]
+    pub requests: u64,
+    /// `requests` as the latest check found it when it began: anything above came after that check read
+    /// Bedrock, so the next park wakes at once.
+    #[serde(default)]
+    pub seen: u64,
 }
 
 /// `results/<batch-id>/batch.json` (SPEC §4.6), with `bedrock` added.
@@ -349,12 +369,13 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// One minute, growing by half each poll, at most 30 minutes: a 168 h job polls about 350 times.
+    /// One minute, growing by half each poll, at most an hour: Bedrock's job events wake the loop at once
+    /// (docs/wake.md), so this schedule is the backstop for an event that is lost.
     fn default() -> Self {
         Backoff {
             initial: 60,
             factor: 1.5,
-            max: 1800,
+            max: 3600,
         }
     }
 }
@@ -410,8 +431,8 @@ mod tests {
         let b = Backoff::default();
         let waits: Vec<u64> = (0..4).map(|p| b.wait(p)).collect();
         assert_eq!(waits, vec![60, 90, 135, 203]);
-        assert_eq!(b.wait(50), 1800);
-        assert_eq!(b.wait(u32::MAX), 1800);
+        assert_eq!(b.wait(50), 3600);
+        assert_eq!(b.wait(u32::MAX), 3600);
     }
 
     fn doc_with(statuses: &[&str]) -> BatchDoc {

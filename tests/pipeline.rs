@@ -7,6 +7,8 @@
 //! - `quota_*`, `throttling_*`, `concurrency_*`: jobs stay queued and are created later.
 //! - `duplicate_event_*`, `cancel_*`, `all_invalid_*`, `multi_model_*`, `below_minimum_*`, `balanced_*`,
 //!   `failure_mode_*`, `config_*`.
+//! - `wake_*`: the park and the wake-ups (docs/wake.md): a Bedrock job event or a cancel marker completes
+//!   the parked wait, none is lost to a race, and stale, foreign or late ones change nothing.
 #![cfg(feature = "aws")]
 
 use std::collections::BTreeMap;
@@ -34,13 +36,15 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::{NoSuchKey, NotFound};
 use aws_sdk_s3::types::Object;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
 use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
-use aws_sdk_sfn::types::error::ExecutionAlreadyExists;
+use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, TaskTimedOut};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use batchdrop::pipeline::check::{self, CheckInput};
 use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
 use batchdrop::pipeline::submit::{self, S3Notification, Submitted};
+use batchdrop::pipeline::wake::{self, JobEvent, Park, Woke};
 use batchdrop::pipeline::{Config, Deps};
 use batchdrop::status::{BatchDoc, BatchStatus};
 use serde_json::{json, Value};
@@ -81,6 +85,8 @@ struct World {
     objects: Objects,
     bedrock: Arc<Mutex<BedrockState>>,
     executions: Arc<Mutex<Vec<(String, String)>>>,
+    /// Task tokens SendTaskSuccess was called with, in order, and whether Step Functions took each.
+    sent: Arc<Mutex<Vec<(String, bool)>>>,
     deps: Deps,
     work: tempfile::TempDir,
     /// Turns of each batch's loop so far, as the state machine would pass them.
@@ -397,8 +403,27 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
     mock_client!(aws_sdk_bedrock, RuleMode::MatchAny, [&create, &get, &stop, &list])
 }
 
-fn fake_sfn(executions: &Arc<Mutex<Vec<(String, String)>>>) -> aws_sdk_sfn::Client {
+fn fake_sfn(
+    executions: &Arc<Mutex<Vec<(String, String)>>>,
+    sent: &Arc<Mutex<Vec<(String, bool)>>>,
+) -> aws_sdk_sfn::Client {
     let e = executions.clone();
+    let tokens = sent.clone();
+    // A token is taken once; a second send to it, or one to a token named "stale…", is refused as Step
+    // Functions refuses a task that has ended.
+    let send = mock!(aws_sdk_sfn::Client::send_task_success).then_compute_response(move |req| {
+        let token = req.task_token().unwrap_or_default().to_string();
+        let mut sent = lock(&tokens);
+        let taken = !token.starts_with("stale") && !sent.iter().any(|(t, ok)| *t == token && *ok);
+        sent.push((token, taken));
+        if taken {
+            MockResponse::Output(SendTaskSuccessOutput::builder().build())
+        } else {
+            MockResponse::Error(SendTaskSuccessError::TaskTimedOut(
+                TaskTimedOut::builder().message("Task Timed Out").build(),
+            ))
+        }
+    });
     let start = mock!(aws_sdk_sfn::Client::start_execution).then_compute_response(move |req| {
         let mut ex = lock(&e);
         let name = req.name().unwrap_or("None").to_string();
@@ -427,7 +452,7 @@ fn fake_sfn(executions: &Arc<Mutex<Vec<(String, String)>>>) -> aws_sdk_sfn::Clie
             .build()
             .expect("describe output")
     });
-    mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start, &describe])
+    mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start, &describe, &send])
 }
 
 fn world_with(vars: &[(&str, &str)]) -> World {
@@ -450,16 +475,18 @@ fn world_with(vars: &[(&str, &str)]) -> World {
     let objects: Objects = Arc::default();
     let bedrock: Arc<Mutex<BedrockState>> = Arc::default();
     let executions: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let deps = Deps {
         s3: fake_s3(&objects),
         bedrock: fake_bedrock(&bedrock),
-        sfn: fake_sfn(&executions),
+        sfn: fake_sfn(&executions, &sent),
         config,
     };
     World {
         objects,
         bedrock,
         executions,
+        sent,
         deps,
         work,
         polls: Mutex::default(),
@@ -580,6 +607,38 @@ impl World {
             &format!("bedrock/{batch_id}/{job_id}/manifest.json.out"),
             b"{\"totalRecordCount\":1}",
         );
+    }
+
+    /// The state machine parks the loop with `token` after `polls` turns.
+    async fn park(&self, batch_id: &str, token: &str, polls: u32) -> Woke {
+        let park = Park {
+            batch_id: batch_id.to_string(),
+            token: token.to_string(),
+            polls,
+        };
+        wake::handle(&self.deps, json!({ "park": park })).await.expect("park")
+    }
+
+    /// Bedrock's EventBridge event for job `job` of the batch, now in `status`.
+    async fn job_event(&self, batch_id: &str, job: usize, status: &str) -> Woke {
+        let j = &self.doc(batch_id).bedrock.jobs[job];
+        let event = JobEvent {
+            batch_job_name: j.job_name.clone(),
+            batch_job_arn: j.job_arn.clone().expect("a created job"),
+            status: status.to_string(),
+        };
+        self.bedrock_event(&event).await
+    }
+
+    async fn bedrock_event(&self, event: &JobEvent) -> Woke {
+        let envelope = json!({"version": "0", "source": "aws.bedrock", "detail-type": "Batch Inference Job State Change",
+            "detail": {"batchJobName": event.batch_job_name, "batchJobArn": event.batch_job_arn, "status": event.status,
+                       "batchModelId": format!("arn:aws:bedrock:us-east-1::foundation-model/{CLAUDE}"), "failureMessage": ""}});
+        wake::handle(&self.deps, envelope).await.expect("job event")
+    }
+
+    fn sent(&self) -> Vec<(String, bool)> {
+        lock(&self.sent).clone()
     }
 
     async fn finalize(&self, batch_id: &str, failure: Option<Failure>) -> batchdrop::status::EventDetail {
@@ -1415,4 +1474,134 @@ async fn a_job_created_by_a_racing_writer_is_not_hidden_by_a_decision_made_while
     assert_eq!(stored[0].job_arn, seen[0].job_arn);
     assert_eq!(stored[0].status, "Submitted", "still active, so the next turn stops it");
     assert!(stored[0].is_active());
+}
+
+#[tokio::test]
+async fn wake_a_job_event_completes_the_parked_wait_at_once() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    assert!(matches!(w.park(&batch_id, "t1", 1).await, Woke::Parked { .. }));
+    assert_eq!(w.doc(&batch_id).bedrock.wake.token.as_deref(), Some("t1"));
+    w.set_status(0, "Completed");
+    assert!(matches!(
+        w.job_event(&batch_id, 0, "Completed").await,
+        Woke::Woken { .. }
+    ));
+    assert_eq!(w.sent(), [("t1".to_string(), true)]);
+    // A duplicate of the event finds the token taken: counted, nothing else.
+    assert!(matches!(
+        w.job_event(&batch_id, 0, "Completed").await,
+        Woke::Counted { .. }
+    ));
+    // The woken check answers done; its record of the wake-ups lets the next park wait.
+    assert!(w.check(&batch_id).await.all_done);
+    let doc = w.doc(&batch_id);
+    assert_eq!(doc.bedrock.wake.requests, 2);
+    assert_eq!(doc.bedrock.wake.seen, 2);
+}
+
+#[tokio::test]
+async fn wake_an_event_before_the_park_is_not_lost() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    // The job ends after the check read Bedrock, before the loop parked: no token yet.
+    assert!(matches!(
+        w.job_event(&batch_id, 0, "Completed").await,
+        Woke::Counted { .. }
+    ));
+    assert!(w.sent().is_empty());
+    // The park finds a wake-up the latest check did not answer, and lets the loop go at once.
+    assert!(matches!(w.park(&batch_id, "t1", 1).await, Woke::Woken { .. }));
+    assert_eq!(w.sent(), [("t1".to_string(), true)]);
+    // After a check has begun since that wake-up, the next park waits.
+    w.check(&batch_id).await;
+    assert!(matches!(w.park(&batch_id, "t2", 2).await, Woke::Parked { .. }));
+    assert_eq!(w.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn wake_events_of_other_jobs_stacks_and_finished_batches_are_ignored() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    w.park(&batch_id, "t1", 1).await;
+    let doc = w.doc(&batch_id);
+    let ours = &doc.bedrock.jobs[0];
+    let arn = ours.job_arn.clone().expect("created");
+    let event = |name: &str, arn: &str| JobEvent {
+        batch_job_name: name.to_string(),
+        batch_job_arn: arn.to_string(),
+        status: "Completed".to_string(),
+    };
+    for (name, arn) in [
+        // Another tool's job: not named as batchdrop names its jobs.
+        ("my-own-job", arn.as_str()),
+        // Another stack's batch: no such batch.json in this deployment.
+        ("other-0123456789abcdef-job0", arn.as_str()),
+        // A job of this batch's name but not the job batch.json lists.
+        (
+            ours.job_name.as_str(),
+            "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/zzzzzzzzzzzz",
+        ),
+        // A job index the batch does not have.
+        (&format!("{batch_id}-job7"), arn.as_str()),
+    ] {
+        let woke = w.bedrock_event(&event(name, arn)).await;
+        assert!(matches!(woke, Woke::Ignored { .. }), "{name}: {woke:?}");
+    }
+    // A Bedrock event of another kind, and input that is neither.
+    let other = json!({"source": "aws.bedrock", "detail-type": "Model Customization Job State Change", "detail": {}});
+    assert!(matches!(wake::handle(&w.deps, other).await, Ok(Woke::Ignored { .. })));
+    assert!(wake::handle(&w.deps, json!({"hello": 1})).await.is_err());
+    assert!(w.sent().is_empty());
+    assert_eq!(w.doc(&batch_id).bedrock.wake.requests, 0);
+
+    // Once the batch has ended, its jobs' late events change nothing, and a park lets go at once.
+    w.set_status(0, "Completed");
+    w.bedrock_answers(&batch_id, 0, &[]);
+    assert!(w.check(&batch_id).await.all_done);
+    w.finalize(&batch_id, None).await;
+    let before = w.doc(&batch_id);
+    assert!(matches!(
+        w.job_event(&batch_id, 0, "Completed").await,
+        Woke::Ignored { .. }
+    ));
+    assert_eq!(w.doc(&batch_id), before);
+    assert!(matches!(w.park(&batch_id, "t9", 3).await, Woke::Woken { .. }));
+}
+
+#[tokio::test]
+async fn wake_a_stale_token_is_harmless() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    // The parked wait timed out before the event came: Step Functions refuses its token.
+    w.park(&batch_id, "stale-t1", 1).await;
+    let woke = w.job_event(&batch_id, 0, "Completed").await;
+    assert!(matches!(woke, Woke::Counted { .. }), "{woke:?}");
+    assert_eq!(w.sent(), [("stale-t1".to_string(), false)]);
+    // The check that the timeout led to began before the wake-up: the next park lets the loop go.
+    assert!(matches!(w.park(&batch_id, "t2", 2).await, Woke::Woken { .. }));
+}
+
+#[tokio::test]
+async fn wake_a_cancel_marker_wakes_the_loop() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    w.set_status(0, "InProgress");
+    w.park(&batch_id, "t1", 1).await;
+    let key = format!("cancel/{batch_id}");
+    w.put(IN, &key, b"");
+    submit::handle(&w.deps, w.event(&key)).await.expect("cancel");
+    assert_eq!(w.sent(), [("t1".to_string(), true)]);
+    assert!(w.doc(&batch_id).bedrock.cancel_requested);
+}
+
+#[tokio::test]
+async fn wake_past_half_the_poll_budget_the_loop_only_polls() {
+    let w = world();
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &lines(120, "r", json!({}))).await;
+    let woke = w.park(&batch_id, "t1", wake::WAKE_POLL_LIMIT).await;
+    assert!(matches!(woke, Woke::Parked { .. }), "{woke:?}");
+    assert_eq!(w.doc(&batch_id).bedrock.wake.token, None);
+    w.job_event(&batch_id, 0, "Completed").await;
+    assert!(w.sent().is_empty());
 }

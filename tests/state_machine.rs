@@ -13,7 +13,9 @@
 //! - the longest batch with every setting at its default needs fewer than `POLL_BUDGET / 2` polls, so
 //!   that the spreading never starts;
 //! - the longest batch any settings allow still fits in `POLL_BUDGET`, thanks to the spreading;
-//! - a 24 h batch costs fewer than 300 state transitions (Standard workflows are billed per transition);
+//! - a 24 h batch costs at most 150 state transitions (Standard workflows are billed per transition),
+//!   whether Bedrock's job event wakes the loop or is lost, and a 168 h batch writes fewer than 5,000
+//!   history events;
 //! - every state of the definition is on one of the walks.
 //!
 //! The walk runs the ASL itself: it starts at `StartAt`; a Task's input is its `Parameters` evaluated on
@@ -35,6 +37,10 @@
 //! - finalize (`pipeline::finalize::handle`): the event detail, with the scenario's status, `failed` in
 //!   failure mode; or the scenario's failure.
 //! - `events:putEvents`: accepted, or the scenario's `EventBridge.FailedEntry`.
+//! - the park (`lambda:invoke.waitForTaskToken` on the wake function, `pipeline::wake::park`): the wait
+//!   ends when the scenario's jobs end, if their event is delivered and the turn is below
+//!   `WAKE_POLL_LIMIT` (half the poll budget); otherwise it runs to its `TimeoutSecondsPath` and fails
+//!   with `States.Timeout`. Or the wake function fails (`BatchdropFatalError`) when the scenario says so.
 //!
 //! History events, as Step Functions writes them:
 //! - execution: `ExecutionStarted` + `ExecutionSucceeded` (or `ExecutionFailed`) = 2
@@ -43,7 +49,7 @@
 //!   errs on the safe side), plus per attempt:
 //!   - on a Lambda function ARN: `LambdaFunctionScheduled`, `LambdaFunctionStarted`,
 //!     `LambdaFunctionSucceeded` (or `…Failed`, `…TimedOut`) = 3
-//!   - on a service integration (`arn:aws:states:::…`, here `events:putEvents`): `TaskScheduled`,
+//!   - on a service integration (`arn:aws:states:::…`, here `events:putEvents` and the park): `TaskScheduled`,
 //!     `TaskStarted`, `TaskSubmitted`, `TaskSucceeded` (or `TaskFailed`, `TaskTimedOut`) = 4
 //!     (request-response integrations may skip `TaskSubmitted`; counting it errs on the safe side)
 //! - Fail: `FailStateEntered` = 1 (the execution's `ExecutionFailed` is counted with the execution)
@@ -66,8 +72,10 @@ use serde_json::{json, Map, Value};
 const HISTORY_EVENT_LIMIT: u64 = 25_000;
 /// The normal path of the longest batch stays far below the limit.
 const NORMAL_HISTORY_BUDGET: u64 = 10_000;
-/// A 24 h batch costs fewer state transitions than this.
-const TRANSITION_BUDGET: u64 = 300;
+/// A 24 h batch costs at most this many state transitions.
+const TRANSITION_BUDGET: u64 = 150;
+/// A 168 h batch writes fewer history events than this.
+const WEEK_HISTORY_BUDGET: u64 = 5_000;
 const DAY_SECONDS: u64 = 24 * 3600;
 /// The error check-jobs and finalize fail with when retrying cannot help (`StepError::Fatal`).
 const FATAL: &str = "BatchdropFatalError";
@@ -76,6 +84,10 @@ const EVENT_REFUSED: &str = "EventBridge.FailedEntry";
 const CHECK_JOBS: &str = "${CheckJobsFunctionArn}";
 const FINALIZE: &str = "${FinalizeFunctionArn}";
 const PUT_EVENTS: &str = "arn:aws:states:::events:putEvents";
+const PARK: &str = "arn:aws:states:::lambda:invoke.waitForTaskToken";
+const WAKE: &str = "${WakeFunctionArn}";
+/// The error of a task whose timeout ran out.
+const TIMEOUT: &str = "States.Timeout";
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -196,6 +208,10 @@ struct Scenario {
     mark_fails: bool,
     /// Every putEvents is refused.
     events_fail: bool,
+    /// Bedrock's job event of the jobs' end reaches the wake function (else every event is lost).
+    wakes: bool,
+    /// The wake function fails every park.
+    park_fails: bool,
     /// Every task attempt fails with errors its `Retry` retries, as often as it allows, before the
     /// attempt that counts.
     worst_retries: bool,
@@ -212,6 +228,8 @@ impl Scenario {
             failure_mode_finalize_fails: false,
             mark_fails: false,
             events_fail: false,
+            wakes: true,
+            park_fails: false,
             worst_retries: false,
         }
     }
@@ -236,6 +254,8 @@ struct Cost {
     polls: u32,
     /// Answers of check-jobs on the failure path.
     stop_turns: u32,
+    /// Parked waits a wake-up ended before their timeout.
+    woken: u32,
     /// Main-loop answers at `polls >= POLL_BUDGET / 2` (where `next_wait` may spread), and those whose
     /// wait the spreading made longer than the backoff.
     late_polls: u32,
@@ -335,6 +355,8 @@ fn resolve(at: &str, template: &Value, data: &Value) -> Value {
                         .unwrap_or_else(|| panic!("'{at}': {key}.$ is not a string"));
                     let resolved = match expr.strip_prefix("States.Format(") {
                         Some(args) => format_intrinsic(at, args.strip_suffix(')').unwrap_or(args), data),
+                        // The context object: the one field the definition reads is the task token.
+                        None if expr == "$$.Task.Token" => json!("task-token"),
                         None => required(at, data, expr).clone(),
                     };
                     out.insert(key.to_string(), resolved);
@@ -446,11 +468,16 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// The answer of one invocation of `resource` to `input`: the task's result, or its error.
-    fn answer(&mut self, at: &str, resource: &str, input: &Value) -> Result<Value, String> {
+    fn answer(&mut self, at: &str, resource: &str, input: &Value, timeout: Option<u64>) -> Result<Value, String> {
         match resource {
             CHECK_JOBS => self.check_jobs(at, input),
             FINALIZE => self.finalize(at, input),
             PUT_EVENTS => self.put_events(at, input),
+            PARK => self.park(
+                at,
+                input,
+                timeout.unwrap_or_else(|| panic!("'{at}': a park without a timeout")),
+            ),
             other => panic!("'{at}': the walk has no model of {other}"),
         }
     }
@@ -551,6 +578,34 @@ impl Run<'_> {
         }))
     }
 
+    /// The park (module docs): woken when the jobs end, if their event arrives, else timed out.
+    fn park(&mut self, at: &str, input: &Value, timeout: u64) -> Result<Value, String> {
+        assert_eq!(
+            input["FunctionName"], WAKE,
+            "'{at}': the park calls another function: {input}"
+        );
+        let park = &input["Payload"]["park"];
+        assert!(
+            park["batch_id"].is_string() && park["token"].is_string() && park["polls"].is_u64(),
+            "'{at}': the wake function needs {{batch_id, token, polls}}: {input}"
+        );
+        if self.scenario.park_fails {
+            return Err(FATAL.to_string());
+        }
+        let polls = park["polls"].as_u64().unwrap_or_default();
+        let wakeable = self.scenario.wakes && polls < u64::from(self.settings.poll_budget / 2);
+        let start = self.cost.elapsed_seconds;
+        if let (true, Done::After(done)) = (wakeable, self.scenario.jobs) {
+            if done > start && done <= start + timeout {
+                self.cost.elapsed_seconds = done;
+                self.cost.woken += 1;
+                return Ok(json!({}));
+            }
+        }
+        self.cost.elapsed_seconds = start + timeout;
+        Err(TIMEOUT.to_string())
+    }
+
     /// `events:putEvents`: every entry must name its batch.
     fn put_events(&mut self, at: &str, input: &Value) -> Result<Value, String> {
         let entries = required(at, input, "$.Entries").as_array().expect("Entries is a list");
@@ -613,7 +668,11 @@ impl Run<'_> {
             .get("Parameters")
             .map_or_else(|| data.clone(), |p| resolve(name, p, data));
         let resource = state["Resource"].as_str().expect("a Task has a Resource");
-        let outcome = self.answer(name, resource, &input);
+        let timeout = match state.get("TimeoutSecondsPath").and_then(Value::as_str) {
+            Some(path) => required(name, data, path).as_u64(),
+            None => state.get("TimeoutSeconds").and_then(Value::as_u64),
+        };
+        let outcome = self.answer(name, resource, &input, timeout);
         let (attempts, result) = self.attempts(state, outcome);
         match result {
             Ok(answer) => (
@@ -921,25 +980,69 @@ fn the_longest_default_batch_needs_fewer_than_half_the_poll_budget() {
 }
 
 #[test]
-fn a_24_hour_batch_costs_fewer_than_300_transitions() {
+fn a_24_hour_batch_costs_at_most_150_transitions() {
     let asl = asl();
     let s = Settings::load();
     let longest = s.longest_batch_seconds(s.job_timeout_hours);
-    let cost = walk(
-        &asl,
-        &s,
-        &Scenario::new("a 24 h batch", Done::After(DAY_SECONDS), longest),
-    );
-    let arithmetic = cost.arithmetic();
-    eprintln!("a 24 h batch, default backoff:\n{arithmetic}");
-    assert!(cost.polls > 1, "the walk never looped:\n{arithmetic}");
-    assert_eq!(cost.end, "Batch Completed", "{arithmetic}");
-    assert!(
-        cost.transitions < TRANSITION_BUDGET,
-        "a 24 h batch costs {} state transitions in {} polls (budget {TRANSITION_BUDGET}):\n{arithmetic}",
-        cost.transitions,
-        cost.polls
-    );
+    for wakes in [true, false] {
+        let scenario = Scenario {
+            wakes,
+            ..Scenario::new("a 24 h batch", Done::After(DAY_SECONDS), longest)
+        };
+        let cost = walk(&asl, &s, &scenario);
+        let arithmetic = cost.arithmetic();
+        let events = if wakes {
+            "its job event delivered"
+        } else {
+            "every event lost"
+        };
+        eprintln!(
+            "a 24 h batch, {events}, default backoff: {} s to the end, {} s late, {} woken waits\n{arithmetic}",
+            cost.elapsed_seconds,
+            cost.elapsed_seconds - DAY_SECONDS,
+            cost.woken
+        );
+        assert!(cost.polls > 1, "the walk never looped:\n{arithmetic}");
+        assert_eq!(cost.end, "Batch Completed", "{arithmetic}");
+        assert!(
+            cost.transitions <= TRANSITION_BUDGET,
+            "a 24 h batch, {events}, costs {} state transitions in {} polls (budget {TRANSITION_BUDGET}):\n{arithmetic}",
+            cost.transitions,
+            cost.polls
+        );
+        if wakes {
+            // The event ends the wait: the last check runs the moment the jobs end.
+            assert_eq!(cost.woken, 1, "{arithmetic}");
+            assert_eq!(cost.elapsed_seconds, DAY_SECONDS, "{arithmetic}");
+        } else {
+            // The backstop: the results are late by at most the longest wait.
+            assert_eq!(cost.woken, 0, "{arithmetic}");
+            assert!(cost.elapsed_seconds - DAY_SECONDS <= s.backoff.max, "{arithmetic}");
+        }
+    }
+}
+
+#[test]
+fn a_168_hour_batch_writes_fewer_than_5000_history_events() {
+    let asl = asl();
+    let s = Settings::load();
+    let week = 168 * 3600;
+    let longest = s.longest_batch_seconds(s.job_timeout_hours_max);
+    for wakes in [true, false] {
+        let scenario = Scenario {
+            wakes,
+            ..Scenario::new("a 168 h batch", Done::After(week), longest)
+        };
+        let cost = walk(&asl, &s, &scenario);
+        let arithmetic = cost.arithmetic();
+        eprintln!("a 168 h batch, events delivered: {wakes}, default backoff:\n{arithmetic}");
+        assert_eq!(cost.end, "Batch Completed", "{arithmetic}");
+        assert!(
+            cost.history_events < WEEK_HISTORY_BUDGET,
+            "a 168 h batch writes {} history events (budget {WEEK_HISTORY_BUDGET}):\n{arithmetic}",
+            cost.history_events
+        );
+    }
 }
 
 #[test]
@@ -976,6 +1079,16 @@ fn every_state_is_on_one_of_the_walks() {
             },
             "Completion Not Announced",
             &["Announce Completion"][..],
+            &["Stop Jobs"][..],
+        ),
+        (
+            Scenario {
+                name: "the wake function fails",
+                park_fails: true,
+                ..done.clone()
+            },
+            "Batch Completed",
+            &["Wait Without Wake", "Announce Completion"][..],
             &["Stop Jobs"][..],
         ),
         (
@@ -1088,6 +1201,8 @@ mod against_the_code {
         let s = Settings::load();
         assert_eq!(s.poll_budget, check::POLL_BUDGET);
         assert_eq!(s.stop_poll_budget, check::STOP_POLL_BUDGET);
+        // The park model wakes early only below half the poll budget.
+        assert_eq!(batchdrop::pipeline::wake::WAKE_POLL_LIMIT, s.poll_budget / 2);
         assert_eq!(
             serde_json::to_value(CheckInput::new("b")).expect("input"),
             json!({"batch_id": "b", "polls": 0, "outage_since": null, "outage_polls": 0, "stop_polls": 0, "failure": null}),

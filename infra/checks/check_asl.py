@@ -5,7 +5,9 @@ Usage: check_asl.py STATEMACHINE.asl.json TEMPLATE.yaml
 - Every ${Placeholder} in the ASL has a DefinitionSubstitutions entry in the template's state machine that
   loads this file, and every entry is used (a missing one deploys a literal "${...}"; neither tool notices).
 - Every Task state has Retry, Catch and TimeoutSeconds. Its Catch handles States.ALL and keeps the state's
-  input (ResultPath "$.<field>"), so the failure path still has $.batch_id.
+  input (ResultPath "$.<field>"), so the failure path still has $.batch_id. The one exception to Retry is a
+  `.waitForTaskToken` park whose States.ALL catcher leads to a Wait state: the fallback waits just as the
+  park would have, so a retry would add history events and nothing else.
 - Lambda tasks retry, in one retrier, Lambda's own service errors (Lambda.Unknown too: the function died or ran
   out of time), Sandbox.Timedout, BatchdropTransientError and States.Timeout, never BatchdropFatalError or
   States.ALL. A Lambda task's TimeoutSeconds is strictly below the Timeout of the function its substitution
@@ -34,6 +36,16 @@ LAMBDA_RETRIED = LAMBDA_SERVICE_ERRORS | {"Sandbox.Timedout", "BatchdropTransien
 NEVER_RETRIED = {"BatchdropFatalError", "States.ALL"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:]+)\}")
 TITLE_WORD = re.compile(r"^[A-Z0-9][A-Za-z0-9]*$")
+
+
+def falls_back_to_a_wait(state: dict, states: dict) -> bool:
+    """A `.waitForTaskToken` task whose States.ALL catcher leads to a Wait state (module docstring)."""
+    if not str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+        return False
+    return any(
+        "States.ALL" in c.get("ErrorEquals", []) and states.get(c.get("Next"), {}).get("Type") == "Wait"
+        for c in state.get("Catch") or []
+    )
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -128,7 +140,7 @@ def check(asl_path, template_path):
             problems.append(f"Task '{path}': no TimeoutSeconds")
         retry = state.get("Retry") or []
         catch = state.get("Catch") or []
-        if not retry:
+        if not retry and not falls_back_to_a_wait(state, asl.get("States", {})):
             problems.append(f"Task '{path}': no Retry")
         for i, retrier in enumerate(retry):
             if retrier.get("MaxAttempts", 3) < 1:

@@ -9,12 +9,16 @@ Usage: check_operations.py [SAM_TEMPLATE.json CDK_OUT_DIR]
 - The dead-letter path: S3 invokes submit asynchronously, so an EventInvokeConfig on its $LATEST sends an event
   that failed its (at most 2) retries to SubmitFailureQueue (DestinationConfig.OnFailure), whose messages live
   14 days, and the function's role may send to that queue.
+- The wake-up path: the rule of Bedrock's job events (BedrockJobEventsRule) targets WakeFunction, and a Lambda
+  permission lets events.amazonaws.com invoke it for that rule alone (SourceArn). check_parity.py checks the
+  rule's pattern, bus and retries.
 - Alarms: on ExecutionsFailed of the state machine, on Errors of each function, on the failure queue's depth
   (ApproximateNumberOfMessagesVisible), and on JobStopFailures (Bedrock jobs that could not be stopped); each on
   the stack's own resource, and each notifying the alarm topic when one is given, and nothing when none is.
-- JobStopFailures: a metric filter on the log group of each function counts the log events that contain
-  "could not stop job" (STOP_FAILURE_TEXT) into JobStopFailures, in the namespace batchdrop/<stack name> (a
-  metric filter cannot add a constant dimension, so the namespace keeps two stacks apart).
+- JobStopFailures: a metric filter on the log group of each function that stops jobs (all but wake) counts the
+  log events that contain "could not stop job" (STOP_FAILURE_TEXT) into JobStopFailures, in the namespace
+  batchdrop/<stack name> (a metric filter cannot add a constant dimension, so the namespace keeps two stacks
+  apart).
 
 Exits 1 and prints every missing piece.
 """
@@ -27,9 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402
 
-FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction"]
+FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction", "WakeFunction"]
+# The log groups of the functions that stop Bedrock jobs (wake stops none), each with a JobStopFailures filter.
 LOG_GROUPS = {"SubmitFunction": "SubmitLogGroup", "CheckJobsFunction": "CheckJobsLogGroup", "FinalizeFunction": "FinalizeLogGroup"}
 QUEUE = "SubmitFailureQueue"
+JOB_EVENTS_RULE = "BedrockJobEventsRule"
 # What the functions log (src/pipeline) when StopModelInvocationJob fails, and the metric that counts it.
 STOP_FAILURE_TEXT = "could not stop job"
 STOP_FAILURE_NAMESPACE = "batchdrop/{StackName}"
@@ -73,6 +79,22 @@ def check_trigger(rendered: dict) -> list[str]:
         for p in cfn.of_type(rendered, "AWS::Lambda::Permission").values()
     ):
         problems.append("no Lambda permission lets s3.amazonaws.com of this account invoke SubmitFunction")
+    return problems
+
+
+def check_wake_trigger(rendered: dict) -> list[str]:
+    problems = []
+    rule = rendered["Resources"].get(JOB_EVENTS_RULE, {}).get("Properties", {})
+    if "{GetAtt:WakeFunction.Arn}" not in [t.get("Arn") for t in rule.get("Targets", [])]:
+        problems.append(f"{JOB_EVENTS_RULE} does not target WakeFunction")
+    if not any(
+        p["Properties"].get("FunctionName") in ("{Ref:WakeFunction}", "{GetAtt:WakeFunction.Arn}")
+        and p["Properties"].get("Principal") == "events.amazonaws.com"
+        and p["Properties"].get("Action") == "lambda:InvokeFunction"
+        and p["Properties"].get("SourceArn") == "{GetAtt:" + JOB_EVENTS_RULE + ".Arn}"
+        for p in cfn.of_type(rendered, "AWS::Lambda::Permission").values()
+    ):
+        problems.append(f"no Lambda permission lets events.amazonaws.com invoke WakeFunction for {JOB_EVENTS_RULE}")
     return problems
 
 
@@ -162,6 +184,7 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
         topic = cfn.ALARM_TOPIC if label.endswith("kms") else None
         found = (
             check_trigger(rendered)
+            + check_wake_trigger(rendered)
             + check_dead_letters(rendered)
             + check_alarms(rendered, topic)
             + check_stop_failure_filters(rendered)
@@ -171,7 +194,7 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
 
 
 def main(argv):
-    return cfn.run("check_operations", argv, check, __doc__.strip().splitlines()[3], lambda: "triggers, dead-letter path, alarms and the job stop failure metric are in place in SAM and CDK templates")
+    return cfn.run("check_operations", argv, check, __doc__.strip().splitlines()[3], lambda: "triggers, wake-up path, dead-letter path, alarms and the job stop failure metric are in place in SAM and CDK templates")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ the SAM template), once with the defaults and once with a KMS key and an alarm t
 output is compared, property by property: the buckets, their policies and the trigger (notification, Lambda
 permission), the functions and their environment, the state machine's definition with its substitutions, each
 role's trust policy and its permissions as (effect, action, resource, condition) facts wherever they are
-attached, the queue, log groups, alarms and the event schema.
+attached, the queue, log groups, alarms, the event schema, and the rule of Bedrock's job events with its target
+and retry policy.
+
+Equal templates can still be equally wrong, so the rule of Bedrock's job events is also checked in each: its
+EventPattern is infra/events/bedrock-job-events.pattern.json, exactly; it is on the default bus (where Bedrock
+sends its events) and enabled; its one target is the wake function, which gets the event unchanged, with
+JOB_EVENTS_RETRY below.
 
 Every difference must be listed in ALLOWED below, with its reason (the README's "Security review" repeats them).
 An ALLOWED entry that no longer matches any difference is an error too, so the list stays true.
@@ -28,7 +34,7 @@ import cfn  # noqa: E402
 # (resource, path regex, reason). A path is Resources.<name>.<property path> or Outputs.<name>.
 ALLOWED = [
     (
-        "SubmitFunction|CheckJobsFunction|FinalizeFunction",
+        "SubmitFunction|CheckJobsFunction|FinalizeFunction|WakeFunction",
         r"Properties\.Tags",
         "SAM tags the functions it creates with lambda:createdBy=SAM",
     ),
@@ -49,6 +55,14 @@ ALLOWED = [
         "and waits for it; SAM writes them inline in the role, which RoleArn already waits for",
     ),
 ]
+
+
+JOB_EVENTS_RULE = "BedrockJobEventsRule"
+JOB_EVENTS_PATTERN = cfn.ROOT / "infra" / "events" / "bedrock-job-events.pattern.json"
+JOB_EVENTS_TARGET = "{GetAtt:WakeFunction.Arn}"
+# EventBridge's retries of a delivery Lambda refused (throttling, say): a few, within a quarter of an hour. Events
+# are best effort either way; the poll timeout is the backstop.
+JOB_EVENTS_RETRY = {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 900}
 
 
 def facts_list(facts) -> list[str]:
@@ -132,6 +146,38 @@ def differences(sam: dict, cdk: dict) -> list[tuple[str, object, object]]:
     return [(p.lstrip("."), a, b) for p, a, b in found]
 
 
+def check_job_events_rule(rendered: dict, pattern: dict) -> list[str]:
+    """The rule of Bedrock's job events in one rendered template (see the module's docstring)."""
+    rule = rendered["Resources"].get(JOB_EVENTS_RULE)
+    if rule is None or rule["Type"] != "AWS::Events::Rule":
+        return [f"no AWS::Events::Rule {JOB_EVENTS_RULE}"]
+    props = rule["Properties"]
+    problems = []
+    found = props.get("EventPattern")
+    if isinstance(found, str):
+        found = json.loads(found)
+    if found != pattern:
+        problems.append(
+            f"{JOB_EVENTS_RULE}: EventPattern {json.dumps(found, sort_keys=True)} is not "
+            f"{JOB_EVENTS_PATTERN.relative_to(cfn.ROOT)} {json.dumps(pattern, sort_keys=True)}"
+        )
+    if props.get("EventBusName", "default") != "default":
+        problems.append(f"{JOB_EVENTS_RULE}: on bus {props['EventBusName']}, not the default bus, where Bedrock sends its events")
+    if props.get("State", "ENABLED") != "ENABLED":
+        problems.append(f"{JOB_EVENTS_RULE}: State {props['State']}, not ENABLED")
+    targets = props.get("Targets", [])
+    if [t.get("Arn") for t in targets] != [JOB_EVENTS_TARGET]:
+        problems.append(f"{JOB_EVENTS_RULE}: targets {[t.get('Arn') for t in targets]}, not [{JOB_EVENTS_TARGET}] alone")
+    for t in targets:
+        for key in ("Input", "InputPath", "InputTransformer"):
+            if key in t:
+                problems.append(f"{JOB_EVENTS_RULE}: target {t.get('Arn')} has {key}; the wake function reads Bedrock's event as sent")
+        retry = {k: scalar(v) for k, v in (t.get("RetryPolicy") or {}).items()}
+        if retry != {k: scalar(v) for k, v in JOB_EVENTS_RETRY.items()}:
+            problems.append(f"{JOB_EVENTS_RULE}: target {t.get('Arn')} has RetryPolicy {t.get('RetryPolicy')}, not {JOB_EVENTS_RETRY}")
+    return problems
+
+
 def allowed_by(path: str) -> int | None:
     for i, (resource, pattern, _reason) in enumerate(ALLOWED):
         m = re.fullmatch(rf"(?:Resources|Outputs)\.({resource})\.(.*)", path)
@@ -143,9 +189,12 @@ def allowed_by(path: str) -> int | None:
 def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> tuple[list[str], list[str]]:
     """(problems, notes): unexplained differences and stale ALLOWED entries; the allowed ones, as notes."""
     problems, notes, used = [], [], set()
+    pattern = cfn.load(JOB_EVENTS_PATTERN)
     for variant, params, stack in cfn.VARIANTS:
         sam = cfn.render(cfn.load(sam_path), params)
         cdk = cfn.render(cfn.load(Path(cdk_out) / f"{stack}.template.json"))
+        for source, rendered in (("SAM", sam), ("CDK", cdk)):
+            problems += [f"{variant}: {source}: {p}" for p in check_job_events_rule(rendered, pattern)]
         for path, a, b in differences(sam, cdk):
             i = allowed_by(path)
             text = f"{variant}: {path}: SAM {json.dumps(a, sort_keys=True)[:300]} / CDK {json.dumps(b, sort_keys=True)[:300]}"
@@ -173,7 +222,8 @@ def main(argv):
     if problems:
         print(f"check_parity: {len(problems)} difference(s) between SAM and CDK are neither fixed nor allowed", file=sys.stderr)
         return 1
-    print(f"check_parity: SAM and CDK templates match, both variants, but for {len(notes)} allowed differences:")
+    print(f"check_parity: SAM and CDK templates match, both variants, and their rule of Bedrock's job events is "
+          f"{JOB_EVENTS_PATTERN.relative_to(cfn.ROOT)}, but for {len(notes)} allowed differences:")
     for resource, pattern, reason in ALLOWED:
         print(f"  {resource} {pattern}: {reason}")
     return 0

@@ -5,13 +5,19 @@ Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]
 
 - No Allow statement names a "*" action, or any action with a wildcard.
 - Each role holds exactly the actions of ROLE_ACTIONS, none more and none fewer (the KMS actions, which follow
-  the key, are checked below): submit creates no Bedrock job and passes no role, only check-jobs does.
+  the key, are checked below): submit creates no Bedrock job and passes no role, only check-jobs does; wake has
+  no Bedrock right at all.
 - Every resource a role may act on is the stack's own: its two buckets (or a key prefix in them), functions,
-  state machine (StartExecution) and its executions (DescribeExecution), failure queue, log groups, the Bedrock
-  service role, the event bus, the KMS key given; or the Bedrock job, model and inference-profile ARNs of this
-  account and partition, each only for the Bedrock actions that take it (BEDROCK_RESOURCES).
+  state machine (StartExecution, SendTaskSuccess) and its executions (DescribeExecution, SendTaskSuccess),
+  failure queue, log groups, the Bedrock service role, the event bus, the KMS key given; or the Bedrock job,
+  model and inference-profile ARNs of this account and partition, each only for the Bedrock actions that take it
+  (BEDROCK_RESOURCES). Where ROLE_RESOURCES names a role's action, the role holds it on exactly those resources:
+  wake reads and writes only results/ of the output bucket (and lists it), and the state machine invokes only
+  the functions its definition names.
   "*" only for the actions that take no resource-level permissions, and only for the roles STAR_ALLOWED names,
   each with the reason.
+- states:SendTaskSuccess (completing a parked wait's task token) only on the batch state machine and its
+  executions, never on "*" or any other pattern, in any role, whatever action names it.
 - iam:PassRole only on the Bedrock service role, only with iam:PassedToService = bedrock.amazonaws.com; no other
   iam: action. No managed policy on any role (AWSLambdaBasicExecutionRole's logs permissions reach every log
   group of the account).
@@ -29,6 +35,7 @@ Exits 1 and prints every broken promise.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import sys
@@ -37,8 +44,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402
 
-FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction"]
+FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction", "WakeFunction"]
 FUNCTION_ROLES = {f"{f}Role" for f in FUNCTIONS}
+WAKE_ROLE = "WakeFunctionRole"
 SERVICE_ROLE = "BedrockServiceRole"
 STATE_MACHINE_ROLE = "BatchStateMachineRole"
 # Actions of CloudWatch Logs' vended log delivery, which Step Functions needs to log to a log group. They take
@@ -65,9 +73,9 @@ STAR_ALLOWED = {
         for action in LOG_DELIVERY
     },
     "bedrock:ListModelInvocationJobs": (
-        FUNCTION_ROLES,
+        FUNCTION_ROLES - {WAKE_ROLE},
         "ListModelInvocationJobs has no resource type (Service Authorization Reference, Amazon Bedrock): it lists "
-        "this account's job summaries in the Region; each function uses it to find a batch's jobs by name "
+        "this account's job summaries in the Region; each function but wake uses it to find a batch's jobs by name "
         "(a create with an unknown outcome, a cancel, the failure path)",
     ),
 }
@@ -87,18 +95,23 @@ BEDROCK_RESOURCES = {
     "bedrock:TagResource": {BEDROCK_JOBS},
     "bedrock:InvokeModel": BEDROCK_MODELS,
 }
+STATE_MACHINE = "{Ref:BatchStateMachine}"
 # The executions of the batch state machine (DescribeExecution names an execution, not the state machine).
 EXECUTIONS = f"arn:{P}:states:{R}:{A}:execution:{{GetAtt:BatchStateMachine.Name}}:*"
+# What completing a task token may name: the batch state machine and its executions, whose waits the tokens are of.
+TASK_TOKEN_ACTION = "states:SendTaskSuccess"
+TASK_TOKEN_RESOURCES = {STATE_MACHINE, EXECUTIONS}
 LOG_WRITE = {"logs:CreateLogStream", "logs:PutLogEvents"}
 KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
 # Every action each role holds (KMS apart: check_kms). Submit creates no job: check-jobs is the one place jobs
 # are created (CreateModelInvocationJob, TagResource, iam:PassRole); submit (cancel markers), check-jobs and
-# finalize find a batch's jobs by name and stop them.
+# finalize find a batch's jobs by name and stop them. Submit (a cancel marker) and wake (a Bedrock job event)
+# complete the parked poll loop's task token; wake only reads and conditionally writes batch.json for it.
 ROLE_ACTIONS = {
     "SubmitFunctionRole": LOG_WRITE | {
         "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
         "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
-        "states:StartExecution", "states:DescribeExecution",
+        "states:StartExecution", "states:DescribeExecution", TASK_TOKEN_ACTION,
         "sqs:SendMessage",
     },
     "CheckJobsFunctionRole": LOG_WRITE | {
@@ -111,8 +124,29 @@ ROLE_ACTIONS = {
         "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
         "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
     },
+    WAKE_ROLE: LOG_WRITE | {"s3:GetObject", "s3:PutObject", "s3:ListBucket", TASK_TOKEN_ACTION},
     SERVICE_ROLE: {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "bedrock:InvokeModel"},
     STATE_MACHINE_ROLE: LOG_DELIVERY | {"lambda:InvokeFunction", "events:PutEvents"},
+}
+# The exact resources of some roles' actions (KMS apart), beyond "a resource of the stack" (resource_allowed).
+# Wake may read and write batch.json, and list the output bucket (GetObject of a missing batch.json answers 404
+# only with it); the state machine invokes only the functions its definition names, as a function or a version.
+OUTPUT_BUCKET = "{GetAtt:OutputBucket.Arn}"
+ROLE_RESOURCES = {
+    WAKE_ROLE: {
+        **{action: {"{GetAtt:WakeLogGroup.Arn}"} for action in LOG_WRITE},
+        "s3:GetObject": {f"{OUTPUT_BUCKET}/results/*"},
+        "s3:PutObject": {f"{OUTPUT_BUCKET}/results/*"},
+        "s3:ListBucket": {OUTPUT_BUCKET},
+        TASK_TOKEN_ACTION: TASK_TOKEN_RESOURCES,
+    },
+    "SubmitFunctionRole": {TASK_TOKEN_ACTION: TASK_TOKEN_RESOURCES},
+    STATE_MACHINE_ROLE: {
+        "lambda:InvokeFunction": {
+            arn for f in ("CheckJobsFunction", "FinalizeFunction", "WakeFunction")
+            for arn in ("{GetAtt:" + f + ".Arn}", "{GetAtt:" + f + ".Arn}:*")
+        },
+    },
 }
 
 
@@ -142,7 +176,9 @@ def resource_allowed(rendered: dict, action: str, resource: str, kms_key: str | 
     if service == "states":
         if action == "states:DescribeExecution":
             return resource == EXECUTIONS
-        return action == "states:StartExecution" and resource == "{Ref:BatchStateMachine}"
+        if action == TASK_TOKEN_ACTION:
+            return resource in TASK_TOKEN_RESOURCES
+        return action == "states:StartExecution" and resource == STATE_MACHINE
     if service == "sqs":
         return resource == "{GetAtt:SubmitFailureQueue.Arn}"
     if service == "events":
@@ -199,6 +235,34 @@ def check_iam(rendered: dict, kms_key: str | None) -> list[str]:
                 cond = json.loads(condition)
                 if cond != {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}:
                     problems.append(f"{role}: {action} without the condition iam:PassedToService = bedrock.amazonaws.com")
+    return problems
+
+
+def check_role_resources(rendered: dict) -> list[str]:
+    """Each action of ROLE_RESOURCES on exactly its resources."""
+    problems = []
+    roles = cfn.role_policies(rendered)
+    for role, pinned in sorted(ROLE_RESOURCES.items()):
+        facts = roles.get(role, set())
+        for action, want in sorted(pinned.items()):
+            held = {f[3] for f in facts if f[0] == "Allow" and f[2] == action}
+            if held != want:
+                problems.append(f"{role}: {action} on {sorted(held)}, not exactly {sorted(want)} (ROLE_RESOURCES)")
+    return problems
+
+
+def check_task_tokens(rendered: dict) -> list[str]:
+    """SendTaskSuccess, under any action that covers it, only on the batch state machine and its executions."""
+    problems = []
+    for role, facts in sorted(cfn.role_policies(rendered).items()):
+        for effect, _principal, action, resource, _condition in sorted(facts):
+            # IAM matches actions without regard to case, and "*" and "?" as wildcards.
+            named = fnmatch.fnmatchcase(TASK_TOKEN_ACTION.lower(), action.lower())
+            if effect == "Allow" and named and resource not in TASK_TOKEN_RESOURCES:
+                problems.append(
+                    f"{role}: {TASK_TOKEN_ACTION} ({action}) on {json.dumps(resource)}: only the batch state machine "
+                    "and its executions"
+                )
     return problems
 
 
@@ -313,6 +377,8 @@ def check_logs(rendered: dict) -> list[str]:
 def check_template(rendered: dict, kms_key: str | None) -> list[str]:
     return (
         check_iam(rendered, kms_key)
+        + check_role_resources(rendered)
+        + check_task_tokens(rendered)
         + check_resource_policies(rendered)
         + check_service_role(rendered)
         + check_buckets(rendered, kms_key)

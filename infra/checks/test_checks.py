@@ -11,6 +11,7 @@ import json
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import cfn
 import check_asl
@@ -33,6 +34,11 @@ def statements(r: dict, role: str) -> list:
     return r["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
 
 
+def task_token_statements(r: dict) -> list:
+    """The wake role's SendTaskSuccess, in a policy of its own (the template says why)."""
+    return r["Resources"]["WakeFunctionTaskTokenPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+
 def security(r: dict, kms_key=None) -> list[str]:
     return check_security.check_template(r, kms_key)
 
@@ -40,6 +46,7 @@ def security(r: dict, kms_key=None) -> list[str]:
 def operations(r: dict, topic=None) -> list[str]:
     return (
         check_operations.check_trigger(r)
+        + check_operations.check_wake_trigger(r)
         + check_operations.check_dead_letters(r)
         + check_operations.check_alarms(r, topic)
         + check_operations.check_stop_failure_filters(r)
@@ -140,6 +147,64 @@ class SecurityChecks(unittest.TestCase):
             statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:DescribeExecution", "Resource": other})
             self.assertFlags(security(r), f"states:DescribeExecution on {other}")
 
+    def test_send_task_success_only_on_the_batch_state_machine(self):
+        for source in ("SAM", "CDK"):
+            for role in ("SubmitFunctionRole", "WakeFunctionRole"):
+                r = rendered(source, "defaults")
+                statements(r, role).append({"Effect": "Allow", "Action": "states:SendTaskSuccess", "Resource": "*"})
+                problems = security(r)
+                self.assertFlags(problems, f'{role}: states:SendTaskSuccess on "*"')
+                self.assertFlags(problems, f'{role}: states:SendTaskSuccess (states:SendTaskSuccess) on "*": only the batch')
+            r = rendered(source, "defaults")
+            task_token_statements(r)[0]["Resource"] = "*"
+            problems = security(r)
+            self.assertFlags(problems, 'WakeFunctionRole: states:SendTaskSuccess (states:SendTaskSuccess) on "*"')
+            self.assertFlags(problems, "WakeFunctionRole: states:SendTaskSuccess on ['*'], not exactly")
+            # A role that should not hold it, by a wildcard action or another case.
+            r = rendered(source, "defaults")
+            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "states:sendtask*", "Resource": "*"})
+            self.assertFlags(security(r), 'FinalizeFunctionRole: states:SendTaskSuccess (states:sendtask*) on "*"')
+            r = rendered(source, "defaults")
+            other = "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else"
+            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:SendTaskSuccess", "Resource": other})
+            self.assertFlags(security(r), f'SubmitFunctionRole: states:SendTaskSuccess (states:SendTaskSuccess) on "{other}"')
+            r = rendered(source, "defaults")
+            del r["Resources"]["WakeFunctionTaskTokenPolicy"]
+            self.assertFlags(security(r), "WakeFunctionRole: lacks states:SendTaskSuccess")
+
+    def test_wake_reads_and_writes_only_batch_documents(self):
+        jobs = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/*"
+        for source in ("SAM", "CDK"):
+            # A resource of the stack, but not batch.json.
+            r = rendered(source, "defaults")
+            staging = "arn:aws:s3:::batchdrop-input-123456789012-us-east-1/staging/*"
+            statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": staging})
+            self.assertFlags(security(r), "WakeFunctionRole: s3:GetObject on [")
+            r = rendered(source, "defaults")
+            statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:GetModelInvocationJob", "Resource": jobs})
+            self.assertFlags(security(r), "WakeFunctionRole: bedrock:GetModelInvocationJob is not one of the actions it needs")
+            r = rendered(source, "defaults")
+            statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:ListModelInvocationJobs", "Resource": "*"})
+            self.assertFlags(security(r), 'WakeFunctionRole: bedrock:ListModelInvocationJobs on "*"')
+            r = rendered(source, "defaults")
+            for s in statements(r, "WakeFunctionRole"):
+                if s.get("Resource") == "{GetAtt:WakeLogGroup.Arn}":
+                    s["Resource"] = "{GetAtt:SubmitLogGroup.Arn}"
+            self.assertFlags(security(r), "WakeFunctionRole: logs:PutLogEvents on ['{GetAtt:SubmitLogGroup.Arn}']")
+
+    def test_the_state_machine_invokes_the_functions_of_its_definition(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            for s in statements(r, "BatchStateMachineRole"):
+                if "lambda:InvokeFunction" in cfn.as_list(s.get("Action")):
+                    s["Resource"] = [x for x in s["Resource"] if "WakeFunction" not in x]
+            self.assertFlags(security(r), "BatchStateMachineRole: lambda:InvokeFunction on")
+            r = rendered(source, "defaults")
+            statements(r, "BatchStateMachineRole").append(
+                {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "{GetAtt:SubmitFunction.Arn}"}
+            )
+            self.assertFlags(security(r), "BatchStateMachineRole: lambda:InvokeFunction on")
+
     def test_a_managed_policy_fails(self):
         r = rendered("SAM", "defaults")
         r["Resources"]["SubmitFunctionRole"]["Properties"]["ManagedPolicyArns"] = [
@@ -178,6 +243,9 @@ class SecurityChecks(unittest.TestCase):
         r = rendered("CDK", "kms")
         statements(r, "BedrockServiceRole")[:] = [s for s in statements(r, "BedrockServiceRole") if s.get("Sid") != "UseBucketKey"]
         self.assertFlags(security(r, cfn.KMS_KEY), "BedrockServiceRole: KMS permissions")
+        r = rendered("SAM", "kms")
+        statements(r, "WakeFunctionRole")[:] = [s for s in statements(r, "WakeFunctionRole") if s.get("Sid") != "UseBucketKey"]
+        self.assertFlags(security(r, cfn.KMS_KEY), "WakeFunctionRole: KMS permissions")
         r = rendered("SAM", "defaults")
         del r["Resources"]["SubmitFailureQueue"]["Properties"]["SqsManagedSseEnabled"]
         self.assertFlags(security(r), "SubmitFailureQueue: not encrypted")
@@ -218,6 +286,22 @@ class OperationsChecks(unittest.TestCase):
         self.assertTrue(any("ApproximateNumberOfMessagesVisible" in p for p in operations(r)))
         r = rendered("SAM", "kms")
         self.assertTrue(any("AlarmActions" in p for p in operations(r, None)))
+
+    def test_the_wake_function_is_triggered_and_alarmed(self):
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "defaults")
+            del r["Resources"]["WakeErrorsAlarm"]
+            self.assertIn("no alarm on AWS/Lambda Errors of {Ref:WakeFunction}", operations(r))
+            r = rendered(source, "defaults")
+            permission = r["Resources"]["WakeFunctionBedrockJobEventsPermission"]["Properties"]
+            permission["SourceArn"] = "arn:aws:events:us-east-1:123456789012:rule/someone-else"
+            self.assertIn("no Lambda permission lets events.amazonaws.com invoke WakeFunction for BedrockJobEventsRule", operations(r))
+            r = rendered(source, "defaults")
+            r["Resources"]["BedrockJobEventsRule"]["Properties"]["Targets"][0]["Arn"] = "{GetAtt:CheckJobsFunction.Arn}"
+            self.assertIn("BedrockJobEventsRule does not target WakeFunction", operations(r))
+        r = rendered("CDK", "kms")
+        r["Resources"]["WakeErrorsAlarm"]["Properties"].pop("AlarmActions")
+        self.assertIn("WakeErrorsAlarm: AlarmActions [], not ['" + cfn.ALARM_TOPIC + "']", operations(r, cfn.ALARM_TOPIC))
 
     def test_the_triggers_are_required(self):
         for source in ("SAM", "CDK"):
@@ -279,6 +363,50 @@ class ParityCheck(unittest.TestCase):
             self.assertIn(broken, paths)
             self.assertIsNone(check_parity.allowed_by(broken))
 
+    def test_the_job_events_rule_is_the_pattern_file(self):
+        pattern = cfn.load(check_parity.JOB_EVENTS_PATTERN)
+        rule = check_parity.check_job_events_rule
+        for source in ("SAM", "CDK"):
+            r = rendered(source, "kms")
+            self.assertEqual(rule(r, pattern), [])
+            # Changed alike in both templates, the two still match: only the file tells.
+            r["Resources"]["BedrockJobEventsRule"]["Properties"]["EventPattern"]["detail"]["status"].remove("Stopped")
+            self.assertTrue(any("EventPattern" in p and "bedrock-job-events.pattern.json" in p for p in rule(r, pattern)))
+            r = rendered(source, "defaults")
+            r["Resources"]["BedrockJobEventsRule"]["Properties"]["EventBusName"] = "batchdrop-events"
+            self.assertTrue(any("not the default bus" in p for p in rule(r, pattern)))
+            r = rendered(source, "defaults")
+            target = r["Resources"]["BedrockJobEventsRule"]["Properties"]["Targets"][0]
+            target["RetryPolicy"]["MaximumEventAgeInSeconds"] = 86400
+            target["InputPath"] = "$.detail"
+            problems = rule(r, pattern)
+            self.assertTrue(any("RetryPolicy" in p for p in problems), problems)
+            self.assertTrue(any("has InputPath" in p for p in problems), problems)
+            r = rendered(source, "defaults")
+            r["Resources"]["BedrockJobEventsRule"]["Properties"]["Targets"].append({"Id": "More", "Arn": "{GetAtt:FinalizeFunction.Arn}"})
+            self.assertTrue(any("alone" in p for p in rule(r, pattern)))
+            r = rendered(source, "defaults")
+            del r["Resources"]["BedrockJobEventsRule"]
+            self.assertIn("no AWS::Events::Rule BedrockJobEventsRule", rule(r, pattern))
+        # The whole check, against a pattern file that says otherwise than both templates.
+        target = cfn.ROOT / "target" / "checks"
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target) as d:
+            changed = copy.deepcopy(pattern)
+            changed["detail"]["batchJobName"] = [{"prefix": "batchdrop-"}]
+            path = Path(d) / "bedrock-job-events.pattern.json"
+            path.write_text(json.dumps(changed))
+            with mock.patch.object(check_parity, "JOB_EVENTS_PATTERN", path):
+                problems, _notes = check_parity.check()
+        self.assertEqual(len([p for p in problems if "EventPattern" in p]), 4, problems)
+
+    def test_the_rule_target_is_compared(self):
+        sam, cdk = rendered("SAM", "defaults"), rendered("CDK", "defaults")
+        cdk["Resources"]["BedrockJobEventsRule"]["Properties"]["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] = 185
+        path = "Resources.BedrockJobEventsRule.Properties.Targets[0].RetryPolicy.MaximumRetryAttempts"
+        self.assertIn(path, [p for p, _a, _b in check_parity.differences(sam, cdk)])
+        self.assertIsNone(check_parity.allowed_by(path))
+
     def test_a_missing_resource_is_a_difference(self):
         sam, cdk = rendered("SAM", "kms"), rendered("CDK", "kms")
         del cdk["Resources"]["BatchEventSchema"]
@@ -327,6 +455,15 @@ class AslCheck(unittest.TestCase):
         asl = copy.deepcopy(self.asl)
         asl["States"]["Stop Jobs"]["Retry"][0]["ErrorEquals"].append("BatchdropFatalError")
         self.assertFlags(self.problems(asl), "Lambda task 'Stop Jobs': BatchdropFatalError must not be retried")
+
+    def test_only_a_park_that_falls_back_to_a_wait_may_go_without_retry(self):
+        asl = copy.deepcopy(self.asl)
+        self.assertNotIn("Retry", asl["States"]["Wait For Jobs"])
+        asl["States"]["Wait For Jobs"]["Catch"][-1]["Next"] = "Check Jobs"
+        self.assertFlags(self.problems(asl), "Task 'Wait For Jobs': no Retry")
+        asl = copy.deepcopy(self.asl)
+        del asl["States"]["Finalize"]["Retry"]
+        self.assertFlags(self.problems(asl), "Task 'Finalize': no Retry")
 
     def test_catch_names_and_substitutions(self):
         asl = copy.deepcopy(self.asl)

@@ -53,6 +53,11 @@ pub async fn cancel(deps: &Deps, batch_id: &str) -> Result<Cancelled, StepError>
             }
         }
     }
+    // Wake the loop so that it settles the batch now, not at its next poll; should that fail, the poll
+    // finds the flag.
+    if let Err(e) = super::wake::nudge(deps, batch_id, "a cancel marker").await {
+        tracing::warn!(%batch_id, error = %e, "could not wake the poll loop for the cancel");
+    }
     tracing::info!(%batch_id, stopping, "batch cancelled");
     Ok(Cancelled::Cancelling {
         batch_id: batch_id.to_string(),

@@ -18,9 +18,9 @@ use crate::layout;
 use crate::status::{is_terminal_job_status, BatchDoc, Job, QUEUED};
 
 /// Polls one execution may make in its loop before the batch is failed as overdue. With the worst case of
-/// every retry on every poll (tests/state_machine.rs computes it from the definition), 600 polls and the
+/// every retry on every poll (tests/state_machine.rs computes it from the definition), 500 polls and the
 /// failure path stay below Step Functions' 25,000 history events.
-pub const POLL_BUDGET: u32 = 600;
+pub const POLL_BUDGET: u32 = 500;
 /// Polls of the failure path's stop loop.
 pub const STOP_POLL_BUDGET: u32 = 60;
 /// The longest wait while riding out an outage, so that the loop notices its end soon.
@@ -216,6 +216,8 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
         )));
     }
 
+    // Wake-ups counted before this read are answered by this turn; later ones wake the next park.
+    let wake_requests = doc.bedrock.wake.requests;
     let cancel = doc.bedrock.cancel_requested
         || s3::exists(&deps.s3, &config.input_bucket, &layout::cancel_key(&doc.id)).await?;
     let mut seen = doc.bedrock.jobs.clone();
@@ -268,6 +270,7 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
         jobs::merge_seen(&mut d.bedrock.jobs, &seen);
         d.bedrock.cancel_requested |= cancel;
         d.bedrock.polls = d.bedrock.polls.max(polls);
+        d.bedrock.wake.seen = d.bedrock.wake.seen.max(wake_requests);
         update_counts(d);
         if !d.all_jobs_terminal() {
             let status = d.running_status();

@@ -8,6 +8,7 @@ pub mod finalize;
 pub mod jobs;
 pub mod s3;
 pub mod submit;
+pub mod wake;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,17 +1,20 @@
-// BatchdropPipeline: the whole of batchdrop (two buckets, three Rust functions, the state machine, the Bedrock
-// service role, the submit failure queue, alarms and the completion event's schema) as one construct to add
-// to a stack of your own. It builds what infra/template.yaml builds, resource for resource; the parity check
-// (infra/checks/check_parity.py) compares the two and lists every difference it allows, with its reason.
+// BatchdropPipeline: the whole of batchdrop (two buckets, four Rust functions, the state machine, the Bedrock
+// service role, the rule of Bedrock's job events, the submit failure queue, alarms and the completion event's
+// schema) as one construct to add to a stack of your own. It builds what infra/template.yaml builds, resource
+// for resource; the parity check (infra/checks/check_parity.py) compares the two and lists every difference it
+// allows, with its reason.
 //
 // It reuses the project's artefacts rather than copying them: statemachine/batch.asl.json with the same
 // DefinitionSubstitutions as the SAM template, the arm64 binaries `cargo lambda build` leaves in
-// target/lambda/<name>/bootstrap (`make build-functions`), and infra/events/batch-event.schema.json.
+// target/lambda/<name>/bootstrap (`make build-functions`), infra/events/batch-event.schema.json and
+// infra/events/bedrock-job-events.pattern.json.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { Aws, CfnResource, Duration, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as eventschemas from 'aws-cdk-lib/aws-eventschemas';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -25,6 +28,7 @@ import { Construct } from 'constructs';
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const STATE_MACHINE_FILE = path.join(REPO_ROOT, 'statemachine', 'batch.asl.json');
 const EVENT_SCHEMA_FILE = path.join(REPO_ROOT, 'infra', 'events', 'batch-event.schema.json');
+const JOB_EVENTS_PATTERN_FILE = path.join(REPO_ROOT, 'infra', 'events', 'bedrock-job-events.pattern.json');
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'FATAL';
 
@@ -60,7 +64,11 @@ export interface BatchdropPipelineProps {
   readonly pollInitialSeconds?: number;
   /** Growth factor of the wait (POLL_FACTOR). @default 1.5 */
   readonly pollFactor?: number;
-  /** Longest wait between two polls, in seconds (POLL_MAX_SECONDS). @default 1800 */
+  /**
+   * Longest wait between two polls, in seconds (POLL_MAX_SECONDS). Bedrock's job events wake the loop at once;
+   * this backstop only matters when an event is lost.
+   * @default 3600
+   */
   readonly pollMaxSeconds?: number;
   /**
    * How long the poll loop rides out S3 or Bedrock errors (throttling, 5xx, timeouts) before the batch fails;
@@ -104,8 +112,8 @@ export interface BatchdropPipelineProps {
   /** SNS topic the alarms notify. @default - the alarms only change state */
   readonly alarmTopicArn?: string;
   /**
-   * Folder of the `cargo lambda build` output: one sub-folder per function (submit, check-jobs, finalize)
-   * holding its `bootstrap`.
+   * Folder of the `cargo lambda build` output: one sub-folder per function (submit, check-jobs, finalize,
+   * wake) holding its `bootstrap`.
    * @default - target/lambda of the repository
    */
   readonly lambdaDir?: string;
@@ -123,7 +131,7 @@ const DEFAULTS = {
   maxConcurrentJobs: 20,
   pollInitialSeconds: 60,
   pollFactor: 1.5,
-  pollMaxSeconds: 1800,
+  pollMaxSeconds: 3600,
   outageBudgetHours: 6,
   queueTimeoutHours: 24,
   stopWaitMinutes: 120,
@@ -193,6 +201,8 @@ export class BatchdropPipeline extends Construct {
   public readonly submitFunction: lambda.Function;
   public readonly checkJobsFunction: lambda.Function;
   public readonly finalizeFunction: lambda.Function;
+  public readonly wakeFunction: lambda.Function;
+  public readonly bedrockJobEventsRule: events.CfnRule;
   public readonly stateMachine: sfn.StateMachine;
   public readonly submitFailureQueue: sqs.Queue;
   public readonly alarms: cloudwatch.Alarm[] = [];
@@ -408,6 +418,55 @@ export class BatchdropPipeline extends Construct {
       ],
     });
 
+    // The poll loop's wait (Wait For Jobs) invokes it with its task token, which it keeps in batch.json; a
+    // Bedrock event that one of the batch's jobs ended completes that token, so the loop checks at once. It
+    // needs no Bedrock right: the event names the job, and batch.json the batch's jobs. The right to complete
+    // the token is in WakeFunctionTaskTokenPolicy, after the state machine: the state machine's definition
+    // names this function, so a statement naming the state machine in its role would close a dependency cycle
+    // (state machine -> function -> role -> state machine).
+    this.wakeFunction = fn('wake', 'Wake', {
+      description: 'batchdrop wake - parks the poll loop with its task token and wakes it on Bedrock job events',
+      memorySize: 256,
+      timeout: 60,
+      statements: [
+        // batch.json keeps the task token; every change to it is a conditional write.
+        new iam.PolicyStatement({
+          sid: 'ReadWriteBatchDocument',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: [`${outputBucketArn}/results/*`],
+        }),
+        // GetObject of a missing batch.json (a job event of another stack or tool) answers 404 (not 403) only
+        // with ListBucket, so such an event is ignored rather than taken for an error.
+        new iam.PolicyStatement({ sid: 'ListOutput', actions: ['s3:ListBucket'], resources: [outputBucketArn] }),
+        ...useBucketKey,
+      ],
+    });
+
+    // Bedrock puts its job state changes on the default bus, whatever eventBusName (batchdrop's own events) is.
+    // The pattern is infra/events/bedrock-job-events.pattern.json: terminal statuses of jobs named like
+    // batchdrop's (<batch-id>-job<n>). The function checks each job against its batch.json, so events of other
+    // stacks or tools change nothing. Events are best effort, even with these retries: a lost one only delays
+    // the next check to the end of the wait, the poll timeout (pollMaxSeconds at most), which is the backstop.
+    // A CfnRule, so that the pattern file goes in as it is (events.Rule takes its pattern in camelCase), and a
+    // CfnPermission named as in the SAM template (the LambdaFunction target names its own after the rule's path).
+    this.bedrockJobEventsRule = new events.CfnRule(this, 'BedrockJobEventsRule', {
+      description: "batchdrop - Bedrock batch inference jobs that ended wake their batch's poll loop",
+      eventPattern: JSON.parse(fs.readFileSync(JOB_EVENTS_PATTERN_FILE, 'utf8')),
+      targets: [
+        {
+          id: 'WakeFunction',
+          arn: this.wakeFunction.functionArn,
+          retryPolicy: { maximumRetryAttempts: 4, maximumEventAgeInSeconds: 900 },
+        },
+      ],
+    });
+    new lambda.CfnPermission(this, 'WakeFunctionBedrockJobEventsPermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: this.wakeFunction.functionName,
+      principal: 'events.amazonaws.com',
+      sourceArn: this.bedrockJobEventsRule.attrArn,
+    });
+
     // ------------------------------------------------------------ state machine
     const stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogGroup', {
       logGroupName: `/batchdrop/${Aws.STACK_NAME}/state-machine`,
@@ -427,6 +486,8 @@ export class BatchdropPipeline extends Construct {
                 `${this.checkJobsFunction.functionArn}:*`,
                 this.finalizeFunction.functionArn,
                 `${this.finalizeFunction.functionArn}:*`,
+                this.wakeFunction.functionArn,
+                `${this.wakeFunction.functionArn}:*`,
               ],
             }),
             new iam.PolicyStatement({
@@ -448,6 +509,7 @@ export class BatchdropPipeline extends Construct {
       definitionSubstitutions: {
         CheckJobsFunctionArn: this.checkJobsFunction.functionArn,
         FinalizeFunctionArn: this.finalizeFunction.functionArn,
+        WakeFunctionArn: this.wakeFunction.functionArn,
         EventBusName: p.eventBusName,
       },
       role: stateMachineRole,
@@ -462,6 +524,20 @@ export class BatchdropPipeline extends Construct {
         Stack.of(this).getLogicalId(logDelivery.node.defaultChild as CfnResource),
       ]);
     }
+    const batchExecutions =
+      `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${this.stateMachine.stateMachineName}:*`;
+    const wakeParkedLoop = () => new iam.PolicyStatement({
+      sid: 'WakeParkedLoop',
+      actions: ['states:SendTaskSuccess'],
+      resources: [this.stateMachine.stateMachineArn, batchExecutions],
+    });
+
+    // The wake function's right to complete the parked wait's task token, apart from its role (see above).
+    new iam.Policy(this, 'WakeFunctionTaskTokenPolicy', {
+      policyName: 'wake-task-token',
+      roles: [this.wakeFunction.role as iam.Role],
+      statements: [wakeParkedLoop()],
+    });
 
     // An upload into inbox/ becomes a batch: validate and translate every line, stage the Bedrock input files
     // and the job plan, start the execution (check-jobs creates the jobs). Streams the file through ephemeral
@@ -511,6 +587,9 @@ export class BatchdropPipeline extends Construct {
             `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${this.stateMachine.stateMachineName}:*`,
           ],
         }),
+        // A cancel marker also wakes the batch's parked poll loop (the task token in batch.json), so that the
+        // loop sees the stopped jobs at once rather than at the end of its wait.
+        wakeParkedLoop(),
         // Lambda sends the upload events that failed every retry (the EventInvokeConfig below) with this role.
         new iam.PolicyStatement({
           sid: 'KeepFailedUploadEvents',
@@ -596,6 +675,10 @@ export class BatchdropPipeline extends Construct {
       'AWS/Lambda', 'Errors', { FunctionName: this.checkJobsFunction.functionName }, 'Sum');
     alarm('FinalizeErrorsAlarm', 'batchdrop finalize returned errors (the state machine retries transient ones).',
       'AWS/Lambda', 'Errors', { FunctionName: this.finalizeFunction.functionName }, 'Sum');
+    alarm('WakeErrorsAlarm',
+      'batchdrop wake returned errors (a wait it could not park falls back to the plain poll wait; Lambda ' +
+        'retries each Bedrock job event twice).',
+      'AWS/Lambda', 'Errors', { FunctionName: this.wakeFunction.functionName }, 'Sum');
     alarm('SubmitFailureQueueAlarm',
       'batchdrop: upload events that submit failed on after its retries wait in the submit failure queue ' +
         '(SubmitFailureQueueUrl); each names the object and the error. Fix the cause, then upload the file again.',

@@ -12,7 +12,7 @@ import { App } from 'aws-cdk-lib';
 import { ExampleStack } from '../bin/app';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-const FUNCTIONS = ['submit', 'check-jobs', 'finalize'];
+const FUNCTIONS = ['submit', 'check-jobs', 'finalize', 'wake'];
 export const ENV = { account: '123456789012', region: 'us-east-1' };
 export const KMS_KEY = 'arn:aws:kms:us-east-1:123456789012:key/0b5e2f4c-1d3a-4e5f-8a9b-0c1d2e3f4a5b';
 export const ALARM_TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchdrop-alarms';
