@@ -6,7 +6,7 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo stack-up stack-down e2e chaos cli-demo test lint validate fmt build build-functions tools bench clean
+.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions tools bench clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
 # .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
@@ -52,8 +52,13 @@ stack-up: $(LOCAL_STAMP) ## Start the local stack (moto, Bedrock emulator, funct
 stack-down: ## Stop the local stack's processes, by PID
 	@if [ -x $(LOCAL_VENV)/bin/python ]; then $(LOCAL_VENV)/bin/python infra/local/stack.py stop; fi
 
-e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here)
+e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here), then a short seed of make latency
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(LOCAL_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/local/tests
+	$(LOCAL_VENV)/bin/python infra/local/latency.py --batches 1 --check
+
+LATENCY_BATCHES ?= 5
+latency: $(LOCAL_STAMP) ## Results latency with Bedrock's job events delivered, dropped and duplicated, production poll settings (LATENCY_BATCHES=)
+	$(LOCAL_VENV)/bin/python infra/local/latency.py --batches $(LATENCY_BATCHES)
 
 CHAOS_SEED ?= 1
 CHAOS_BATCHES ?= 30

@@ -1,4 +1,5 @@
-"""Helpers shared by the demo and the end-to-end tests: find a batch, wait for its event, script faults."""
+"""Helpers shared by the demo and the end-to-end tests: find a batch, wait for its event, script faults (on the
+wire, in the Lambda router, and on Bedrock's job events)."""
 
 import contextlib
 import json
@@ -109,3 +110,44 @@ def wire_faults(which: str = "aws") -> Faults:
 def lambda_faults() -> Faults:
     """The Lambda router's faults (kill, timeout, duplicate, error), on moto's port."""
     return Faults(stack.MOTO_URL, "/_lambda-faults")
+
+
+class EventFaults:
+    """Client of the Bedrock emulator's event switch (/_emulator/events, infra/local/emulator/README.md): the
+    job events it sends EventBridge, dropped or duplicated at seeded rates."""
+
+    def __init__(self, base_url: str = stack.EMULATOR_URL):
+        self.url = base_url.rstrip("/") + "/_emulator/events"
+
+    def _call(self, method: str, path: str = "", body=None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as e:
+            raise ValueError(f"{method} {self.url + path}: {e.code} {e.read().decode('utf-8', 'replace')}") from None
+
+    def set(self, drop: float | None = None, duplicate: float | None = None, seed: int | None = None) -> dict:
+        """Sets the given rates (0..1) and restarts the RNG from the seed (the given one, else the current one);
+        returns stats()."""
+        body = {k: v for k, v in {"drop": drop, "duplicate": duplicate, "seed": seed}.items() if v is not None}
+        return self._call("POST", "", body)
+
+    def stats(self) -> dict:
+        """{"enabled", "url", "drop", "duplicate", "seed", "delivered" (copies EventBridge took), "dropped"
+        (events never sent), "duplicated" (events sent twice), "failed" (copies whose send failed)}."""
+        return self._call("GET")
+
+    def reset(self) -> dict:
+        """No drops or duplicates, the RNG back to its default seed, the counters zeroed."""
+        return self._call("POST", "/reset", {})
+
+    @contextlib.contextmanager
+    def scoped(self, drop: float | None = None, duplicate: float | None = None, seed: int | None = None):
+        """The rates for the duration of a `with` block, then none (the counters are kept for the caller)."""
+        self.set(drop, duplicate, seed)
+        try:
+            yield self
+        finally:
+            self.set(drop=0.0, duplicate=0.0)

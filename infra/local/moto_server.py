@@ -1,5 +1,5 @@
 """moto server for the local stack, with Lambda invocations routed to the real functions, scripted Lambda
-faults, Step Functions' Lambda error names, and atomic S3 conditional writes.
+faults, Step Functions' Lambda error names, EventBridge Lambda targets, and atomic S3 conditional writes.
 
 Usage: python moto_server.py PORT FUNCTIONS_JSON STATE_DIR, where FUNCTIONS_JSON maps each function name to
 the base URL of the `cargo lambda watch` that serves it. Environment: BATCHDROP_FAULT_SEED (default 0) seeds
@@ -7,16 +7,16 @@ the Lambda fault rules' RNG.
 
 Lambda router. moto runs the state machine (the real statemachine/batch.asl.json) and delivers S3
 notifications, but without Docker its Lambda backend only echoes canned replies (OFFLINE.md, gap 1). This
-wrapper makes every Lambda invocation, from a Step Functions Task or from an S3 notification, a call to
-`cargo lambda watch`'s Invoke API, with Lambda's error semantics:
+wrapper makes every Lambda invocation, from a Step Functions Task, an S3 notification or an EventBridge rule,
+a call to `cargo lambda watch`'s Invoke API, with Lambda's error semantics:
 
 - RequestResponse (Step Functions, direct Invoke): a handler error comes back from cargo lambda as HTTP 500
   with {"errorType", "errorMessage"}; real Lambda answers 200 with `X-Amz-Function-Error: Unhandled`, which is
   what Step Functions' Retry and Catch read, so that is what this returns.
-- Event (S3 notifications, which call invoke with no headers, or Invoke with InvocationType Event):
-  asynchronous, retried twice on error as Lambda does (after 1 s and 2 s here, 1 and 2 minutes on AWS); a
-  failure after the retries is appended to `<state dir>/async-failures.jsonl`, the local stand-in for the
-  dead-letter queue.
+- Event (S3 notifications, which call invoke with no headers, EventBridge rules, or Invoke with InvocationType
+  Event): asynchronous, retried twice on error as Lambda does (after 1 s and 2 s here, 1 and 2 minutes on
+  AWS); a failure after the retries is appended to `<state dir>/async-failures.jsonl`, the local stand-in
+  for the dead-letter queue.
 
 Lambda faults. Rules (faultrules.py: id, skip, times, rate, first injecting rule wins) on the control API at
 `/_lambda-faults/...` on this server's own port (rules, stats, log, seed, reset; never seen by moto). Filters:
@@ -56,6 +56,14 @@ ARN Task "Exception". AWS names a crash (Runtime.ExitError, Runtime.OutOfMemory,
 Lambda.Unknown, a timeout Sandbox.Timedout (the errorType) and a failed Invoke call Lambda.<ErrorCode> (e.g.
 Lambda.TooManyRequestsException, Lambda.ServiceException). The patch renames those three cases; a handler's
 own errorType (e.g. BatchdropTransientError) passes unchanged.
+
+EventBridge Lambda targets (use_eventbridge_lambda_targets): moto 5.2.5 delivers a matched event to SQS, log
+groups, archives and other buses, but raises NotImplementedError for a Lambda function target, which fails the
+PutEvents call of whoever sent the event. EventBridge invokes a Lambda target asynchronously, so the patch hands
+the event to the router as an Event invocation: the Lambda fault rules with "invocation": "Event" (duplicate
+included) apply to it, and so do the router's retries and async-failures.jsonl. The payload is the event as AWS
+sends it: the whole envelope (`account` included, `time` as `2024-08-28T22:58:30Z`, without moto's own
+`ingestion-time`), or what the target's InputTransformer makes of it. Every other target keeps moto's behaviour.
 
 S3 conditional writes: moto 5.2.5 checks `If-None-Match: *` and `If-Match` on PutObject (412
 PreconditionFailed, 404 NoSuchKey for If-Match on a missing key) and `If-None-Match: *` on
@@ -280,6 +288,66 @@ def use_lambda_router(router: LambdaRouter) -> None:
     lambda_models.LambdaFunction.invoke = invoke
 
 
+def use_eventbridge_lambda_targets(router: LambdaRouter) -> None:
+    """EventBridge rules deliver to Lambda function targets through the router, asynchronously (docstring)."""
+    from datetime import datetime, timezone
+
+    from moto.events import models as events_models
+    from moto.events.utils import EventTemplateParser
+    from moto.utilities.arns import parse_arn
+
+    original = events_models.Rule.send_to_targets
+
+    def is_function(target: dict) -> bool:
+        try:
+            arn = parse_arn(target["Arn"])
+        except ValueError:
+            return False
+        return arn.service == "lambda" and arn.resource_type == "function"
+
+    def payload(target: dict, event: dict, transform_input: bool) -> bytes:
+        transformer = target.get("InputTransformer") if transform_input else None
+        if transformer:
+            event = EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event=event,
+            )
+        else:
+            event = {k: v for k, v in event.items() if k != "ingestion-time"}
+            if isinstance(event.get("time"), (int, float)):
+                event["time"] = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return json.dumps(event).encode()
+
+    class OtherTargets:
+        """The rule as moto's own delivery sees it, with the function targets left out: a view, not a change to
+        the rule, since other PutEvents calls deliver through the same rule at the same time."""
+
+        def __init__(self, rule, targets: list):
+            self._rule, self.targets = rule, targets
+
+        def __getattr__(self, name):
+            return getattr(self._rule, name)
+
+    def send_to_targets(self, original_event, transform_input=True):  # replaces Rule.send_to_targets
+        functions = [t for t in self.targets if is_function(t)]
+        if functions and self.event_pattern.matches_event(original_event):
+            for target in functions:
+                # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+                name = target["Arn"].split(":")[6]
+                try:
+                    data = payload(target, original_event, transform_input)
+                except ValueError as e:
+                    # On AWS a target's bad input template fails that delivery, never the PutEvents call.
+                    print(f"eventbridge: no delivery to {name}, the input transformer failed: {e}", file=sys.stderr, flush=True)
+                    continue
+                router.invoke_event(name, data)
+        if len(functions) < len(self.targets):
+            original(OtherTargets(self, [t for t in self.targets if not is_function(t)]), original_event, transform_input)
+
+    events_models.Rule.send_to_targets = send_to_targets
+
+
 def use_step_functions_lambda_error_names() -> None:
     """Makes moto's interpreter name Lambda failures as Step Functions does (module docstring)."""
     from botocore.exceptions import ClientError
@@ -404,7 +472,9 @@ def main() -> None:
     # The Step Functions interpreter calls back into the server at localhost:$MOTO_PORT (OFFLINE.md, gap 5).
     os.environ["MOTO_PORT"] = str(port)
     faults = RuleSet(LAMBDA_ACTIONS, LAMBDA_FILTERS, compile_lambda_rule, seed=int(os.environ.get("BATCHDROP_FAULT_SEED", "0")))
-    use_lambda_router(LambdaRouter(functions, state_dir, faults))
+    router = LambdaRouter(functions, state_dir, faults)
+    use_lambda_router(router)
+    use_eventbridge_lambda_targets(router)
     use_step_functions_lambda_error_names()
     use_atomic_conditional_writes()
     use_versioned_s3_events()

@@ -5,6 +5,12 @@ The functions reach moto and the emulator through the fault proxy (faultproxy.py
 so that tests can script faults on the wire; the tests' own clients (`clients()`) and the emulator's S3 traffic
 go to moto and the emulator directly, never faulted. Lambda faults live in moto_server.py's router.
 
+Bedrock's job events: the emulator sends every job status change to EventBridge on moto's default bus, as
+Bedrock does, through the fault proxy's AWS port, so wire faults can hit them too (service "events", operation
+"PutEvents"; the emulator's calls alone by `"header": {"User-Agent": "^bedrock-emulator"}`), and its own event
+switch drops or duplicates them (localtools.EventFaults). The rule of infra/events/bedrock-job-events.pattern.json
+sends the matching ones to the wake function, which moto_server.py invokes asynchronously, as EventBridge does.
+
     python infra/local/stack.py start     # start (or find running) and provision; prints the endpoints
     python infra/local/stack.py stop      # stop every process this stack started, by PID
     python infra/local/stack.py status
@@ -49,7 +55,10 @@ INPUT_BUCKET = "batchdrop-input"
 OUTPUT_BUCKET = "batchdrop-output"
 EVENTS_QUEUE = "batchdrop-events"
 STATE_MACHINE = "batchdrop"
-FUNCTIONS = ["submit", "check-jobs", "finalize"]
+FUNCTIONS = ["submit", "check-jobs", "finalize", "wake"]
+# The rule that wakes a batch's poll loop on Bedrock's job events (infra/template.yaml's BedrockJobEventsRule).
+BEDROCK_EVENTS_RULE = "batchdrop-bedrock-job-events"
+BEDROCK_EVENTS_PATTERN = ROOT / "infra/events/bedrock-job-events.pattern.json"
 DEFAULT_MODEL = os.environ.get("BATCHDROP_DEFAULT_MODEL", "us.anthropic.claude-3-5-haiku-20241022-v1:0")
 
 MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
@@ -58,7 +67,7 @@ PROXY_AWS_URL = f"http://127.0.0.1:{PROXY_AWS_PORT}"
 PROXY_BEDROCK_URL = f"http://127.0.0.1:{PROXY_BEDROCK_PORT}"
 PROXY_URLS = {"aws": PROXY_AWS_URL, "bedrock": PROXY_BEDROCK_URL}
 # One `cargo lambda watch` per function crate: watch runs `cargo run --bin <name>` in the crate it is
-# given, and the workspace root is itself a package (the library), so one instance cannot serve all three.
+# given, and the workspace root is itself a package (the library), so one instance cannot serve them all.
 LAMBDA_PORTS = {name: LAMBDA_PORT + i for i, name in enumerate(FUNCTIONS)}
 LAMBDA_URLS = {name: f"http://127.0.0.1:{port}" for name, port in LAMBDA_PORTS.items()}
 
@@ -177,7 +186,8 @@ def start() -> None:
         subprocess.run(["cargo", "build", "--locked", "--manifest-path", manifest, "--bin", name], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--locked", "-p", "bedrock-emulator"], cwd=ROOT, check=True)
     env_file = STATE / "functions.env"
-    env = dict(FUNCTION_ENV, WORK_DIR=str(STATE / "work"))
+    # BATCHDROP_FUNCTION_ENV (a JSON object) overrides settings, e.g. latency.py's production poll settings.
+    env = dict(FUNCTION_ENV, WORK_DIR=str(STATE / "work"), **json.loads(os.environ.get("BATCHDROP_FUNCTION_ENV") or "{}"))
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
 
     spawn("moto", [sys.executable, str(ROOT / "infra/local/moto_server.py"), str(MOTO_PORT), json.dumps(LAMBDA_URLS), str(STATE)])
@@ -189,6 +199,9 @@ def start() -> None:
             "BEDROCK_EMULATOR_HOST": "127.0.0.1",
             "BEDROCK_EMULATOR_PORT": str(EMULATOR_PORT),
             "BEDROCK_EMULATOR_STEP_MS": os.environ.get("BEDROCK_EMULATOR_STEP_MS", "200"),
+            # The job events go to moto through the fault proxy (module docstring); it starts below, before any
+            # job exists.
+            "BEDROCK_EMULATOR_EVENTS_URL": PROXY_AWS_URL,
             "AWS_ENDPOINT_URL": MOTO_URL,
             **CLIENT_ENV,
         },
@@ -345,6 +358,12 @@ def provision() -> None:
                 },
             ]
         },
+    )
+
+    # Bedrock's job events are on the default bus whatever bus batchdrop's own events use (as in the template).
+    c["events"].put_rule(Name=BEDROCK_EVENTS_RULE, EventPattern=json.dumps(json.loads(BEDROCK_EVENTS_PATTERN.read_text())))
+    c["events"].put_targets(
+        Rule=BEDROCK_EVENTS_RULE, Targets=[{"Id": "wake", "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:wake"}]
     )
 
     queue_url = c["sqs"].create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]

@@ -1,5 +1,5 @@
-"""The local stack's fault injection: the wire proxy (faultproxy.py), the Lambda router's faults and Step
-Functions error names, and S3 conditional writes (moto_server.py).
+"""The local stack's fault injection: the wire proxy (faultproxy.py), the Lambda router's faults, Step
+Functions error names, EventBridge Lambda targets and S3 conditional writes (moto_server.py).
 
 Runs its own processes on free ports, apart from any running stack: moto_server.py (the stack's wrapper), the
 fault proxy in front of it (and of the Bedrock emulator when its binary is at hand: BEDROCK_EMULATOR_BIN or
@@ -645,6 +645,48 @@ def test_duplicate_reaches_s3_notifications(env):
         assert unquote_plus(got[0]["event"]["Records"][0]["s3"]["object"]["key"]) == "notify/one.jsonl"
     finally:
         s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
+
+
+def test_eventbridge_rules_invoke_lambda_targets_asynchronously(env):
+    events, sqs = env["direct"]("events"), env["direct"]("sqs")
+    queue = sqs.create_queue(QueueName="eb-lambda")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="eb-lambda", EventPattern=json.dumps({"source": ["test.wake"]}))
+    events.put_targets(Rule="eb-lambda", Targets=[
+        {"Id": "fn2", "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn2"},
+        {"Id": "queue", "Arn": queue_arn},
+        {"Id": "fn", "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn", "InputTransformer": {
+            "InputPathsMap": {"m": "$.detail.marker"}, "InputTemplate": '{"marker": "<m>"}'}},
+    ])
+    try:
+        # The Event invocation's fault rules apply: one event reaches fn2 twice.
+        env["lambda"].set([{"id": "dup-eb", "function": "fn2", "invocation": "Event", "action": "duplicate", "times": 1}])
+        reply = events.put_events(Entries=[{
+            "Source": "test.wake", "DetailType": "Wake Test", "Detail": json.dumps({"marker": "eb-1"}),
+            "Resources": ["arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghwxyz"],
+        }])
+        assert reply["FailedEntryCount"] == 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            got = [d for d in env["stub"].deliveries if d["function"] == "fn2" and d["event"].get("detail", {}).get("marker") == "eb-1"]
+            if len(got) >= 2:
+                break
+            time.sleep(0.05)
+        assert len(got) == 2 and got[0]["event"] == got[1]["event"]
+        event = got[0]["event"]
+        assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+        assert event["id"] == reply["Entries"][0]["EventId"]
+        assert (event["source"], event["detail-type"], event["account"], event["region"]) == ("test.wake", "Wake Test", ACCOUNT, REGION)
+        assert event["resources"] == ["arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghwxyz"]
+        assert len(event["time"]) == 20 and event["time"].endswith("Z"), event["time"]
+        assert env["lambda"].rule_stats("dup-eb")["injected"] == 1
+        # A target's InputTransformer shapes its payload; the queue target works as before.
+        env["stub"].wait_for("eb-1", 1)
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        assert [json.loads(m["Body"])["detail"] for m in messages] == [{"marker": "eb-1"}]
+    finally:
+        events.remove_targets(Rule="eb-lambda", Ids=["fn2", "queue", "fn"])
+        events.delete_rule(Name="eb-lambda")
 
 
 def test_direct_invocations_see_lambdas_replies(env):

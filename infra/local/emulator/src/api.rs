@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::clock;
 use crate::config::SettingsPatch;
 use crate::error::ApiError;
+use crate::events::FaultsPatch;
 use crate::faults::{parse_fault, Operation};
 use crate::job::InvocationType;
 use crate::model;
@@ -41,6 +42,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(list_faults).post(add_faults).delete(clear_faults),
         )
         .route("/_emulator/faults/{id}", delete(remove_fault))
+        .route("/_emulator/events", get(event_stats).post(set_event_faults))
+        .route("/_emulator/events/reset", post(reset_events))
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
@@ -116,6 +119,9 @@ async fn create_job(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
     let arn = match created {
         Created::New { id, arn } => {
             tracing::info!(job = %id, name = %name, "created");
+            if let Some(job) = state.store().job(&id) {
+                state.events.job_changed(job);
+            }
             runner::spawn(state.clone(), id, job_faults);
             arn
         }
@@ -141,7 +147,13 @@ async fn stop_job(State(state): Shared, path: Result<Path<String>, PathRejection
     if let Some(e) = state.faults().take_call(Operation::Stop, &name) {
         return Err(e);
     }
-    state.store().request_stop(&ident, clock::now())?;
+    let mut store = state.store();
+    let before = store.find(&ident)?.status;
+    store.request_stop(&ident, clock::now())?;
+    let job = store.find(&ident)?;
+    if job.status != before {
+        state.events.job_changed(job);
+    }
     Ok(ok_json(&json!({})))
 }
 
@@ -231,4 +243,24 @@ async fn remove_fault(State(state): Shared, Path(id): Path<String>) -> Result<Re
     } else {
         Err(ApiError::ResourceNotFound(format!("No fault rule {id}")))
     }
+}
+
+async fn event_stats(State(state): Shared) -> Response {
+    ok_json(&state.events.stats())
+}
+
+/// `{"drop": 0.5, "duplicate": 0.2, "seed": 7}`, any subset (`events.rs`).
+async fn set_event_faults(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let patch: FaultsPatch =
+        serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("Invalid event faults: {e}")))?;
+    state
+        .events
+        .configure(&patch)
+        .map_err(|e| ApiError::Validation(format!("Invalid event faults: {e}")))?;
+    Ok(ok_json(&state.events.stats()))
+}
+
+async fn reset_events(State(state): Shared) -> Response {
+    state.events.reset();
+    ok_json(&state.events.stats())
 }

@@ -30,6 +30,28 @@ pub fn format(ms: Millis) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
+/// `Aug 28, 2024, 10:47:53 PM` (UTC): the form Bedrock's job events give `creationTime` in, unlike the API.
+pub fn format_console(ms: Millis) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    let in_day = ms.rem_euclid(86_400_000);
+    let (h, m, s) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60);
+    let (h12, half) = match h {
+        0 => (12, "AM"),
+        1..=11 => (h, "AM"),
+        12 => (12, "PM"),
+        _ => (h - 12, "PM"),
+    };
+    let name = usize::try_from(month - 1)
+        .ok()
+        .and_then(|i| MONTHS.get(i))
+        .copied()
+        .unwrap_or("?");
+    format!("{name} {day}, {year}, {h12}:{m:02}:{s:02} {half}")
+}
+
 /// Parses an ISO 8601 / RFC 3339 query-string timestamp (the SDK sends `Z`; offsets are accepted too).
 pub fn parse(s: &str) -> Option<Millis> {
     DateTime::from_str(s, Format::DateTimeWithOffset)
@@ -61,6 +83,17 @@ mod tests {
         assert_eq!(format(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format(1_724_885_273_123), "2024-08-28T22:47:53.123Z");
         assert_eq!(format(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn formats_the_event_creation_time() {
+        assert_eq!(format_console(1_724_885_273_123), "Aug 28, 2024, 10:47:53 PM");
+        assert_eq!(format_console(0), "Jan 1, 1970, 12:00:00 AM");
+        assert_eq!(format_console(951_825_600_000), "Feb 29, 2000, 12:00:00 PM");
+        assert_eq!(
+            format_console(951_782_400_000 + 3_600_000 + 5_000),
+            "Feb 29, 2000, 1:00:05 AM"
+        );
     }
 
     #[test]

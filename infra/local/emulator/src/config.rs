@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::Endpoint;
+
 /// The per-model batch quotas of SPEC §2.3, with the June 2025 defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +215,9 @@ pub struct Startup {
     pub settings: Settings,
     /// `BEDROCK_EMULATOR_FAULTS`, see `faults::parse_env`.
     pub faults: Option<String>,
+    /// `BEDROCK_EMULATOR_EVENTS_URL`: the EventBridge endpoint that gets the job events (`events.rs`); none
+    /// when unset, so that nothing is sent.
+    pub events: Option<Endpoint>,
 }
 
 pub const DEFAULT_PORT: u16 = 8788;
@@ -267,6 +272,14 @@ impl Startup {
                 message: "must be 12 digits".into(),
             });
         }
+        let events = var("BEDROCK_EMULATOR_EVENTS_URL")
+            .filter(|url| !url.trim().is_empty())
+            .map(|url| Endpoint::parse(&url, var("AWS_ACCESS_KEY_ID")))
+            .transpose()
+            .map_err(|message| ConfigError::Invalid {
+                name: "BEDROCK_EMULATOR_EVENTS_URL",
+                message,
+            })?;
         Ok(Self {
             host: var("BEDROCK_EMULATOR_HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: number(&var, "BEDROCK_EMULATOR_PORT")?.unwrap_or(DEFAULT_PORT),
@@ -277,6 +290,7 @@ impl Startup {
             account_id,
             settings,
             faults: var("BEDROCK_EMULATOR_FAULTS").filter(|s| !s.trim().is_empty()),
+            events,
         })
     }
 }
@@ -300,6 +314,7 @@ mod tests {
         assert_eq!(s.settings.quotas.default.max_concurrent_jobs, 20);
         assert_eq!(s.host, "127.0.0.1");
         assert_eq!(s.region, "us-east-1");
+        assert_eq!(s.events, None, "no events unless asked for");
     }
 
     #[test]
@@ -325,5 +340,20 @@ mod tests {
         assert!(Startup::from_vars(vars(&[("BEDROCK_EMULATOR_STEP_MS", "fast")])).is_err());
         assert!(Startup::from_vars(vars(&[("BEDROCK_EMULATOR_CONFIG", r#"{"stepMs":1}"#)])).is_err());
         assert!(Startup::from_vars(vars(&[("BEDROCK_EMULATOR_ACCOUNT_ID", "42")])).is_err());
+        assert!(Startup::from_vars(vars(&[("BEDROCK_EMULATOR_EVENTS_URL", "https://events.example")])).is_err());
+    }
+
+    #[test]
+    fn events_go_where_the_url_says() {
+        let s = Startup::from_vars(vars(&[
+            ("BEDROCK_EMULATOR_EVENTS_URL", "http://127.0.0.1:5057"),
+            ("AWS_ACCESS_KEY_ID", "AKIDLOCAL"),
+        ]))
+        .expect("valid");
+        let events = s.events.expect("an endpoint");
+        assert_eq!(events.authority, "127.0.0.1:5057");
+        assert_eq!(events.access_key, "AKIDLOCAL");
+        let blank = Startup::from_vars(vars(&[("BEDROCK_EMULATOR_EVENTS_URL", " ")])).expect("valid");
+        assert_eq!(blank.events, None);
     }
 }

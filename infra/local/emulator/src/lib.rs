@@ -4,12 +4,14 @@
 //! fault injection for tests. See README.md for running it and for the admin API.
 //!
 //! Pure parts (no I/O): `validate`, `store`, `input`, `output`, `model`, `faults`, `config`, `clock`, `ids`.
-//! Edges: `api` (HTTP), `s3io` (S3), `runner` (the lifecycle task), `state` (what they share).
+//! Edges: `api` (HTTP), `s3io` (S3), `events` (job events to EventBridge), `runner` (the lifecycle task), `state`
+//! (what they share).
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod ids;
 pub mod input;

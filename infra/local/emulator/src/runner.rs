@@ -1,7 +1,8 @@
 //! The lifecycle of one job (SPEC §1.3, §7.5): Submitted → Validating → (Failed | Scheduled) → InProgress →
 //! Completed, one step of `step_ms` each, InProgress in `progress_steps` chunks with the counters updated after
 //! each. A Stop request moves the job to Stopping; the runner notices at its next step and ends it Stopped,
-//! writing the records processed so far if processing had begun. Faults (`faults.rs`) bend the path.
+//! writing the records processed so far if processing had begun. Faults (`faults.rs`) bend the path. Every status
+//! change sends Bedrock's job event (`events.rs`).
 
 use std::sync::Arc;
 
@@ -30,11 +31,17 @@ enum Moved {
     StopRequested,
 }
 
+/// Every change of a running job goes through here, so every status change it makes sends its event.
 fn update(state: &AppState, id: &str, f: impl FnOnce(&mut crate::job::Job)) -> Result<(), Gone> {
     let mut store = state.store();
     let job = store.job_mut(id).ok_or(Gone)?;
+    let before = job.status;
     f(job);
     job.last_modified_time = clock::now();
+    if job.status != before {
+        // Still under the store lock: the events' fault decisions follow the order of the changes.
+        state.events.job_changed(job);
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Settings, Startup};
+use crate::events::Events;
 use crate::faults::{parse_env, Fault, FaultBook, FaultError};
 use crate::ids::IdGenerator;
 use crate::store::Store;
@@ -13,6 +14,8 @@ pub struct AppState {
     pub s3: aws_sdk_s3::Client,
     pub region: String,
     pub account_id: String,
+    /// The job events to EventBridge and their fault switch.
+    pub events: Events,
     initial_settings: Settings,
     initial_faults: Vec<(String, Vec<Fault>)>,
     settings: RwLock<Settings>,
@@ -45,6 +48,7 @@ impl AppState {
             s3,
             region: startup.region.clone(),
             account_id: startup.account_id.clone(),
+            events: Events::new(startup.events.clone(), &startup.region, &startup.account_id),
             initial_settings: startup.settings.clone(),
             initial_faults,
             settings: RwLock::new(startup.settings.clone()),
@@ -106,12 +110,14 @@ impl AppState {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Forget every job, token and fault; settings and faults go back to their start-up values.
+    /// Forget every job, token and fault; settings and faults go back to their start-up values, the event
+    /// faults to none and their counters to zero.
     pub fn reset(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         *self.store() = Store::default();
         *self.settings.write().unwrap_or_else(PoisonError::into_inner) = self.initial_settings.clone();
         self.install_initial_faults();
+        self.events.reset();
     }
 
     /// One lifecycle step of `step_ms`. The wait is re-measured against the current setting every few

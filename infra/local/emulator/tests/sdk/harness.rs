@@ -245,6 +245,31 @@ pub fn http(endpoint: &str, method: &str, path: &str, body: Option<&str>) -> Htt
         body.len()
     )
     .expect("send request");
+    read_response(stream)
+}
+
+/// One call on an AWS JSON protocol (EventBridge `AWSEvents.*`, SQS `AmazonSQS.*`) to moto, with the credential
+/// scope moto routes by (it checks no signature); panics unless it answers 200.
+pub fn aws_json(endpoint: &str, service: &str, target: &str, body: &Value) -> Value {
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect to moto");
+    let body = body.to_string();
+    let version = if service == "sqs" { "1.0" } else { "1.1" };
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: {target}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=test/20240101/{REGION}/{service}/aws4_request, \
+         SignedHeaders=host, Signature=0\r\nContent-Type: application/x-amz-json-{version}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let r = read_response(stream);
+    assert_eq!(r.status, 200, "{target}: {}", r.body);
+    serde_json::from_str(&r.body).expect("JSON answer")
+}
+
+fn read_response(mut stream: TcpStream) -> HttpResponse {
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read response");
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");

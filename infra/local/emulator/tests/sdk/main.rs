@@ -7,7 +7,9 @@
 //! - `harness`: processes, clients, test data
 //! - `api`: the four operations, validation, idempotency, listing, quota and call faults on the wire
 //! - `lifecycle`: jobs run to the end, output files read back from S3, job faults
+//! - `events`: the job events through moto's EventBridge to an SQS queue, and the event faults
 
 mod api;
+mod events;
 mod harness;
 mod lifecycle;
