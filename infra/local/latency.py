@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 import stack  # noqa: E402
 from helpers import check_batch, lines, upload  # noqa: E402
-from localtools import EventFaults, find_batch, wait_for_event  # noqa: E402
+from localtools import EventFaults, execution_history, find_batch, wait_for_event  # noqa: E402
 
 MODES = {"delivered": (0.0, 0.0), "dropped": (1.0, 0.0), "duplicated": (0.0, 1.0)}
 PARK = "Wait For Jobs"
@@ -82,16 +82,6 @@ def backstop_wait(polls: dict[str, str], cap: float, ended_after: float) -> floa
     return next(t for t in poll_times(polls, cap, ended_after + cap) if t >= ended_after) - ended_after
 
 
-def history(c, execution_arn: str) -> list[dict]:
-    events, token = [], None
-    while True:
-        page = c["sfn"].get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
-
-
 def parks(events: list[dict]) -> list[str]:
     """How each parked wait ended, in order: "woken", "timed out" or "failed"."""
     ended, parked = [], False
@@ -118,7 +108,7 @@ def measure(c, batch_id: str, input_lines: list[str], event: dict, polls: dict[s
         for name in ("output.jsonl", "batch.json")
     )
     arn = f"arn:aws:states:{stack.REGION}:{stack.ACCOUNT}:execution:{stack.STATE_MACHINE}:{batch_id}"
-    events = history(c, arn)
+    events = execution_history(c, batch_id)
     started = c["sfn"].describe_execution(executionArn=arn)["startDate"].timestamp()
     last_end = max(ends)
     return {

@@ -29,6 +29,18 @@ def find_batch(c, key: str, put: dict | None, timeout: float) -> str:
     raise TimeoutError(f"no batch for {key} after {timeout:.0f} s (see .local-stack/logs)")
 
 
+def execution_history(c, batch_id: str) -> list[dict]:
+    """Every history event of the batch's first execution, oldest first."""
+    arn = f"arn:aws:states:{stack.REGION}:{stack.ACCOUNT}:execution:{stack.STATE_MACHINE}:{batch_id}"
+    events, token = [], None
+    while True:
+        page = c["sfn"].get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
 _seen: dict[str, dict] = {}
 
 
