@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_bedrock::types::ModelInvocationJobStatus as Status;
 use serde_json::{json, Value};
 
-use crate::harness::{self, aws_json, claude_records, create, jsonl, moto, setup, Env, CLAUDE, REGION};
+use crate::harness::{self, aws_json, claude_records, jsonl, moto, setup, Env, CLAUDE, REGION};
 
 const ACCOUNT: &str = "123456789012";
 const PROFILE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
@@ -88,18 +88,7 @@ async fn run_jobs(env: &Env, names: &[String], model: &str) -> Vec<String> {
     harness::put(&env.s3, &env.bucket, key, jsonl(&claude_records(3))).await;
     let mut arns = Vec::new();
     for name in names {
-        let arn = create(
-            &env.bedrock,
-            name,
-            model,
-            &format!("s3://{}/{key}", env.bucket),
-            &format!("s3://{}/out/", env.bucket),
-        )
-        .send()
-        .await
-        .expect("create")
-        .job_arn;
-        arns.push(arn);
+        arns.push(env.start_job(name, model, key).await);
     }
     for arn in &arns {
         harness::wait_terminal(&env.bedrock, arn, TIMEOUT).await;
@@ -157,17 +146,7 @@ async fn every_status_change_sends_bedrock_s_event() {
     .await;
     // A job stopped while Submitted: Stopping (from the Stop call) and Stopped (from the runner).
     let key = "in/events.jsonl";
-    let stopped = create(
-        &env.bedrock,
-        &format!("{prefix}-stop-job1"),
-        CLAUDE,
-        &format!("s3://{}/{key}", env.bucket),
-        &format!("s3://{}/out/", env.bucket),
-    )
-    .send()
-    .await
-    .expect("create")
-    .job_arn;
+    let stopped = env.start_job(&format!("{prefix}-stop-job1"), CLAUDE, key).await;
     env.bedrock
         .stop_model_invocation_job()
         .job_identifier(&stopped)

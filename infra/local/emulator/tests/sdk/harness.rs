@@ -181,6 +181,23 @@ pub struct Env {
     pub bucket: String,
 }
 
+impl Env {
+    /// Creates job `name` of `model` reading `s3://<bucket>/<key>` and writing under `out/`; its ARN.
+    pub async fn start_job(&self, name: &str, model: &str, key: &str) -> String {
+        create(
+            &self.bedrock,
+            name,
+            model,
+            &format!("s3://{}/{key}", self.bucket),
+            &format!("s3://{}/out/", self.bucket),
+        )
+        .send()
+        .await
+        .expect("create")
+        .job_arn
+    }
+}
+
 pub async fn setup(test: &str, env: &[(&str, &str)]) -> Option<Env> {
     let moto = moto()?;
     let emulator = Emulator::start(moto, env);

@@ -395,17 +395,7 @@ async fn a_user_stop_mid_progress_keeps_the_processed_records() {
         return;
     };
     harness::put(&env.s3, &env.bucket, "in/s.jsonl", jsonl(&claude_records(120))).await;
-    let arn = create(
-        &env.bedrock,
-        "s-job1",
-        CLAUDE,
-        &format!("s3://{}/in/s.jsonl", env.bucket),
-        &format!("s3://{}/out/", env.bucket),
-    )
-    .send()
-    .await
-    .expect("create")
-    .job_arn;
+    let arn = env.start_job("s-job1", CLAUDE, "in/s.jsonl").await;
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let job = env
@@ -462,18 +452,7 @@ async fn job_faults_bend_the_lifecycle() {
     for name in names {
         let key = format!("in/{name}.jsonl");
         harness::put(&env.s3, &env.bucket, &key, jsonl(&claude_records(100))).await;
-        let arn = create(
-            &env.bedrock,
-            &format!("{name}.jsonl-01hx-job1"),
-            CLAUDE,
-            &format!("s3://{}/{key}", env.bucket),
-            &format!("s3://{}/out/", env.bucket),
-        )
-        .send()
-        .await
-        .expect("create")
-        .job_arn;
-        arns.push(arn);
+        arns.push(env.start_job(&format!("{name}.jsonl-01hx-job1"), CLAUDE, &key).await);
     }
     let mut results = BTreeMap::new();
     for (name, arn) in names.iter().zip(&arns) {
