@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import threading
@@ -48,21 +47,13 @@ PARK = "Wait For Jobs"
 OLD_POLL_MAX_SECONDS = 1800
 
 
-def template_default(parameter: str) -> str:
-    """A parameter's Default in infra/template.yaml (the deployed settings)."""
-    text = (stack.ROOT / "infra" / "template.yaml").read_text()
-    block = re.search(rf"^  {parameter}:\n((?:    .*\n)+)", text, re.MULTILINE)
-    default = block and re.search(r"^    Default: (\S+)$", block.group(1), re.MULTILINE)
-    if not default:
-        raise SystemExit(f"latency: no Default for {parameter} in infra/template.yaml")
-    return default.group(1)
-
-
 def production_polls() -> dict[str, str]:
+    """The poll settings a deployment gets: the template's defaults."""
+    parameters = stack.template()["Parameters"]
     return {
-        "POLL_INITIAL_SECONDS": template_default("PollInitialSeconds"),
-        "POLL_FACTOR": template_default("PollFactor"),
-        "POLL_MAX_SECONDS": template_default("PollMaxSeconds"),
+        "POLL_INITIAL_SECONDS": str(parameters["PollInitialSeconds"]["Default"]),
+        "POLL_FACTOR": str(parameters["PollFactor"]["Default"]),
+        "POLL_MAX_SECONDS": str(parameters["PollMaxSeconds"]["Default"]),
     }
 
 
@@ -96,8 +87,7 @@ def parks(events: list[dict]) -> list[str]:
 
 
 def measure(c, batch_id: str, input_lines: list[str], event: dict, polls: dict[str, str]) -> dict:
-    check_batch(c, batch_id, input_lines, event, quiet=0.5)
-    doc = json.loads(c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=f"results/{batch_id}/batch.json")["Body"].read())
+    doc = check_batch(c, batch_id, input_lines, event, quiet=0.5)["doc"]
     ends = [
         c["bedrock"].get_model_invocation_job(jobIdentifier=j["job_arn"])["endTime"].timestamp()
         for j in doc["bedrock"]["jobs"]

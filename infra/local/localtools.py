@@ -60,6 +60,18 @@ def wait_for_event(c, batch_id: str, timeout: float) -> dict:
     raise TimeoutError(f"no event for batch {batch_id} after {timeout:.0f} s (see .local-stack/logs)")
 
 
+def control_call(method: str, url: str, body=None):
+    """One JSON call to a local control API (the fault layers', the emulator's); an HTTP error is a ValueError
+    with the server's answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as e:
+        raise ValueError(f"{method} {url}: {e.code} {e.read().decode('utf-8', 'replace')}") from None
+
+
 class Faults:
     """Client of a fault control API: the wire proxy's (/_faults, faultproxy.py) or the Lambda router's
     (/_lambda-faults, moto_server.py). Rules are JSON objects as those modules describe them."""
@@ -68,13 +80,7 @@ class Faults:
         self.url = base_url.rstrip("/") + prefix
 
     def _call(self, method: str, path: str, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return json.loads(reply.read())
-        except urllib.error.HTTPError as e:
-            raise ValueError(f"{method} {self.url + path}: {e.code} {e.read().decode('utf-8', 'replace')}") from None
+        return control_call(method, self.url + path, body)
 
     def set(self, rules, append: bool = False) -> list:
         """Replaces the rules (or adds to them); returns the ids of the rules now installed."""
@@ -132,13 +138,7 @@ class EventFaults:
         self.url = base_url.rstrip("/") + "/_emulator/events"
 
     def _call(self, method: str, path: str = "", body=None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return json.loads(reply.read())
-        except urllib.error.HTTPError as e:
-            raise ValueError(f"{method} {self.url + path}: {e.code} {e.read().decode('utf-8', 'replace')}") from None
+        return control_call(method, self.url + path, body)
 
     def set(self, drop: float | None = None, duplicate: float | None = None, seed: int | None = None) -> dict:
         """Sets the given rates (0..1) and restarts the RNG from the seed (the given one, else the current one);

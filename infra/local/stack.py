@@ -259,17 +259,21 @@ def status() -> None:
         print(f"{name:10} {'running, pid ' + str(pid) if pid else 'stopped'}")
 
 
-def template_substitutions() -> dict[str, str]:
-    """DefinitionSubstitutions of the state machine in infra/template.yaml, resolved to local resources."""
+def template() -> dict:
+    """infra/template.yaml, read as `make validate` reads it (CloudFormation's short-form tags included)."""
     import yaml
 
-    # The same reading of CloudFormation's short-form tags as `make validate` uses.
     sys.path.insert(0, str(ROOT / "infra" / "checks"))
     from check_asl import CfnLoader
 
-    template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=CfnLoader)
-    parameters = template.get("Parameters", {})
-    machines = [r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::StateMachine"]
+    return yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=CfnLoader)
+
+
+def template_substitutions() -> dict[str, str]:
+    """DefinitionSubstitutions of the state machine in infra/template.yaml, resolved to local resources."""
+    doc = template()
+    parameters = doc.get("Parameters", {})
+    machines = [r for r in doc["Resources"].values() if r.get("Type") == "AWS::Serverless::StateMachine"]
     if len(machines) != 1:
         raise SystemExit("infra/template.yaml must define exactly one AWS::Serverless::StateMachine")
     resolved = {}
