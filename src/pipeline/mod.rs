@@ -400,6 +400,28 @@ pub fn scratch_dir(config: &Config, batch_id: &str, step: &str) -> Result<PathBu
     Ok(dir)
 }
 
+/// A step as a Lambda function (each `functions/<name>/src/main.rs`): the settings read and the clients built
+/// once at start-up, then every invocation's payload handed to `step` with them. A [`StepError`] becomes the
+/// Lambda error type BatchdropTransientError or BatchdropFatalError, which the state machine retries or
+/// catches.
+pub async fn serve<E, O, F, Fut>(step: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+    F: Fn(&'static Deps, E) -> Fut,
+    Fut: std::future::Future<Output = Result<O, StepError>>,
+{
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_vars(|name| std::env::var(name).ok())?;
+    let sdk = aws_config::load_from_env().await;
+    // Built once and kept for the life of the process, which is the life of the Lambda sandbox.
+    let deps: &'static Deps = Box::leak(Box::new(Deps::new(&sdk, config)));
+    lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<E>| {
+        step(deps, event.payload)
+    }))
+    .await
+}
+
 impl Deps {
     /// Clients from one SDK configuration. Endpoints come from the environment as the SDK reads them
     /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_BEDROCK`, …), which is how the local stack points them at
