@@ -10,6 +10,7 @@
 pub mod bedrock;
 pub mod completion;
 pub mod error;
+pub mod fingerprint;
 pub mod jsonl;
 pub mod layout;
 pub mod model;

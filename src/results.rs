@@ -22,7 +22,7 @@ use crate::jsonl::{is_blank, Lines};
 use crate::model::{self, Family, ModelName};
 use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
-use crate::translate::{MapHeader, MapLine, MAP_VERSION};
+use crate::translate::{MapEnd, MapHeader, MapLine, MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +364,11 @@ pub struct JoinOptions<'f> {
     pub status: &'f dyn Fn(Option<usize>, &str) -> JobStatus,
 }
 
+/// The map line a missing trailer would have been on: the header, then one line per entry.
+fn lines_read(report: &ResultsReport) -> u64 {
+    report.lines + 2
+}
+
 fn bad_map(line: u64, why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("record map line {line}: {why}"))
 }
@@ -393,9 +398,18 @@ pub fn join<M: BufRead, O: Write, E: Write>(
     let mut report = ResultsReport::default();
     let mut family_cache: Option<(String, Family)> = None;
     let mut last_record = 0u64;
+    let mut records = 0u64;
+    let mut end = None;
 
     while let Some((map_line, entry)) = lines.next_line()? {
         if is_blank(entry) {
+            continue;
+        }
+        if end.is_some() {
+            return Err(bad_map(map_line, "an entry after the record map's last line"));
+        }
+        if let Some(counts) = MapEnd::parse(entry) {
+            end = Some((map_line, counts.map_err(|e| bad_map(map_line, e))?));
             continue;
         }
         let entry: MapLine = serde_json::from_slice(entry).map_err(|e| bad_map(map_line, e))?;
@@ -432,6 +446,7 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             return Err(bad_map(map_line, "recordIds are not in increasing order"));
         }
         last_record = record;
+        records += 1;
         let family = match &family_cache {
             Some((id, f)) if id == model_id => *f,
             _ => match model::classify(model_id) {
@@ -477,6 +492,24 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             merge.pop(|_, _, _| ())?;
             report.duplicate_results += 1;
         }
+    }
+    match end {
+        None => {
+            return Err(bad_map(
+                lines_read(&report),
+                "the record map has no last line: it was cut short, so lines would be lost",
+            ))
+        }
+        Some((at, counts)) if counts.entries != report.lines || counts.records != records => {
+            return Err(bad_map(
+                at,
+                format!(
+                    "the record map says it holds {} entries ({} records) but {} entries ({records} records) were read",
+                    counts.entries, counts.records, report.lines
+                ),
+            ))
+        }
+        Some(_) => {}
     }
     while merge.pop(|_, _, _| ())?.is_some() {
         report.unexpected_results += 1;

@@ -15,6 +15,7 @@ use serde_json::error::Category;
 
 use crate::bedrock;
 use crate::error::{LineError, Reason, Rejection};
+use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Lines};
 use crate::model::{self, BedrockModel, ModelName};
 use crate::openai::{raw_str, InputLine, LineHead};
@@ -457,6 +458,10 @@ pub struct MapLine<'a> {
     pub job: Option<usize>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<MapRejection<'a>>,
+    /// The [`Fingerprint`] of the `modelInput` sent, as 16 hex digits: Bedrock echoes `modelInput`, so
+    /// the results step can check that an answer belongs to this record.
+    #[serde(rename = "fp", borrow, default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Cow<'a, str>>,
 }
 
 /// Why a line was rejected before Bedrock: the code, field and message of its error line.
@@ -479,6 +484,7 @@ impl<'a> MapLine<'a> {
             record_id: None,
             model: None,
             job: None,
+            fingerprint: None,
             rejected: Some(MapRejection {
                 code: Cow::Borrowed(error.rejection.reason.as_str()),
                 param: Some(Cow::Borrowed(error.rejection.field.as_str())).filter(|f| !f.is_empty()),
@@ -495,8 +501,29 @@ pub struct MapHeader {
     pub batch_id: String,
 }
 
-/// The record map format this code writes and reads.
-pub const MAP_VERSION: u32 = 1;
+/// The last line of every record map: how many entries (non-blank input lines) and records (accepted
+/// lines) it holds, so that a map cut short at a line boundary is refused rather than read as complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEnd {
+    pub batchdrop_record_map_end: MapCounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapCounts {
+    pub entries: u64,
+    pub records: u64,
+}
+
+impl MapEnd {
+    /// The trailer, if `line` is one (it starts with its key, as written by [`translate`]).
+    pub fn parse(line: &[u8]) -> Option<Result<MapCounts, serde_json::Error>> {
+        line.starts_with(b"{\"batchdrop_record_map_end\"")
+            .then(|| serde_json::from_slice::<MapEnd>(line).map(|e| e.batchdrop_record_map_end))
+    }
+}
+
+/// The record map format this code writes and reads. Version 2 added the trailer and the fingerprints.
+pub const MAP_VERSION: u32 = 2;
 
 /// Translates a whole file. `batch_id` seeds the ids of error lines (see [`Ids`]). Returns the report.
 pub fn translate<R: BufRead, S: Sink>(
@@ -534,6 +561,7 @@ pub fn translate<R: BufRead, S: Sink>(
                     return Err(io::Error::other("a line was accepted without a model"));
                 };
                 debug_assert!(record.len() > body_start);
+                let fingerprint = Fingerprint::of_json(&record[body_start..]).map(Fingerprint::to_hex);
                 record.extend_from_slice(b"}\n");
                 let model = &translator.models()[group];
                 sink.record(group, model, &record)?;
@@ -547,6 +575,7 @@ pub fn translate<R: BufRead, S: Sink>(
                         model: Some(Cow::Borrowed(model)),
                         job: None,
                         rejected: None,
+                        fingerprint: fingerprint.map(Cow::Owned),
                     },
                 )?;
                 scratch.push(b'\n');
@@ -563,7 +592,16 @@ pub fn translate<R: BufRead, S: Sink>(
             }
         }
     }
-    Ok(translator.report().clone())
+    let report = translator.report();
+    let mut end = serde_json::to_vec(&MapEnd {
+        batchdrop_record_map_end: MapCounts {
+            entries: report.lines,
+            records: report.accepted,
+        },
+    })?;
+    end.push(b'\n');
+    sink.map_entry(&end)?;
+    Ok(report.clone())
 }
 
 /// The OpenAI error line of a rejected input line: status 400, never sent to Bedrock (SPEC §6.4).

@@ -685,8 +685,12 @@ async fn happy_path_one_model_end_to_end() {
     assert_eq!(staged[0]["recordId"], "R0000000001");
     assert_eq!(staged[0]["modelInput"]["anthropic_version"], "bedrock-2023-05-31");
     let map = w.jsonl(IN, &format!("staging/{batch_id}/record-map.jsonl"));
-    assert_eq!(map.len(), 151);
+    assert_eq!(map.len(), 152, "header, 150 entries, trailer");
     assert_eq!(map[1]["job"], 0);
+    assert_eq!(
+        map[151]["batchdrop_record_map_end"],
+        serde_json::json!({"entries": 150, "records": 150})
+    );
     let fake = lock(&w.bedrock).jobs.clone();
     assert_eq!(fake.len(), 1);
     assert_eq!(fake[0].name, format!("{batch_id}-job0"));

@@ -141,7 +141,7 @@ proptest! {
         let wrapped = json!({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": v}).to_string();
         let _ = t.line(2, wrapped.as_bytes(), Some(&mut out));
         let as_output = json!({"recordId": "R0000000001", "modelOutput": v}).to_string();
-        let map = "{\"batchdrop_record_map\":1,\"batch_id\":\"b\"}\n{\"line\":1,\"custom_id\":\"x\",\"recordId\":\"R0000000001\",\"model\":\"us.amazon.nova-lite-v1:0\"}\n";
+        let map = "{\"batchdrop_record_map\":2,\"batch_id\":\"b\"}\n{\"line\":1,\"custom_id\":\"x\",\"recordId\":\"R0000000001\",\"model\":\"us.amazon.nova-lite-v1:0\"}\n{\"batchdrop_record_map_end\":{\"entries\":1,\"records\":1}}\n";
         let mut c = Collector::new(1 << 20, None);
         c.add("fuzz", Cursor::new(as_output.as_bytes())).expect("in-memory reads do not fail");
         let (mut o, mut e) = (Vec::new(), Vec::new());
@@ -174,9 +174,11 @@ proptest! {
         prop_assert_eq!(sink.records.len() as u64, report.accepted);
         prop_assert_eq!(sink.rejected.len() as u64, report.rejected);
 
-        // The record map: a header, then exactly one entry per non-blank line, in order.
-        let entries: Vec<Value> = sink.map.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty())
+        // The record map: a header, exactly one entry per non-blank line, in order, and the trailer.
+        let mut entries: Vec<Value> = sink.map.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).expect("map lines are JSON")).collect();
+        let end = entries.pop().expect("the trailer");
+        prop_assert_eq!(&end["batchdrop_record_map_end"], &json!({"entries": report.lines, "records": report.accepted}));
         let entry_lines: Vec<u64> = entries.iter().map(|e| e["line"].as_u64().expect("line")).collect();
         prop_assert_eq!(&entry_lines, &non_blank);
 

@@ -27,7 +27,7 @@ use crate::layout;
 use crate::model::{self, BedrockModel, ModelName};
 use crate::plan::{plan_group, Chunk};
 use crate::status::{BatchDoc, Job};
-use crate::translate::{self, MapHeader, MapLine, MapRejection, Sink, Translator, MAP_VERSION};
+use crate::translate::{self, MapCounts, MapEnd, MapHeader, MapLine, MapRejection, Sink, Translator, MAP_VERSION};
 
 /// An S3 event notification, as much of it as submit reads. Parsed leniently: S3 and EventBridge
 /// deliveries differ in fields we do not need.
@@ -569,6 +569,20 @@ fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -
     serde_json::to_writer(&mut out, &header)?;
     out.write_all(b"\n")?;
     while let Some((_, line)) = lines.next_line()? {
+        if let Some(end) = MapEnd::parse(line) {
+            let counts = end?;
+            serde_json::to_writer(
+                &mut out,
+                &MapEnd {
+                    batchdrop_record_map_end: MapCounts {
+                        records: counts.records.saturating_sub(rejected),
+                        ..counts
+                    },
+                },
+            )?;
+            out.write_all(b"\n")?;
+            break;
+        }
         let mut entry: MapLine = serde_json::from_slice(line)?;
         if let Some(model) = entry.model.as_deref() {
             match plans.get_mut(model) {
