@@ -117,3 +117,38 @@ impl fmt::Display for LineError {
         }
     }
 }
+
+/// A string safe to print on a terminal: C0 and C1 control characters, DEL and the bidirectional
+/// overrides become `\u{…}` escapes, so that a hostile file cannot move the cursor, recolour the screen or
+/// reorder what a person reads. Borrowed when there is nothing to escape.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_a_terminal_would_obey() {
+        assert_eq!(escape_controls("plain é"), "plain é");
+        assert_eq!(
+            escape_controls("a\u{1b}[2Jb\u{7}\r\n\u{9b}\u{202e}z"),
+            "a\\u{1b}[2Jb\\u{7}\\u{d}\\u{a}\\u{9b}\\u{202e}z"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod bedrock;
 pub mod completion;
+pub mod counts;
 pub mod error;
 pub mod fingerprint;
 pub mod jsonl;
