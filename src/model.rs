@@ -4,8 +4,16 @@
 //! (`anthropic.claude-3-haiku-20240307-v1:0`), a cross-Region inference-profile id (`us.`, `eu.`, `apac.`,
 //! `global.` …) or an ARN of either. Anything else in `body.model` (`gpt-4o-mini`) is an OpenAI name:
 //! ignored and counted, never an error.
+//!
+//! A name that looks like a Bedrock model (a provider prefix such as `anthropic.`, after an optional geo prefix,
+//! or an `arn:`) must also have the syntax Bedrock accepts for a job's `modelId`: otherwise the job would fail
+//! at CreateModelInvocationJob, long after the file was accepted, so it is an error here instead
+//! (docs/formats.md, "Model ids").
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use regex_lite::Regex;
 
 /// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +43,10 @@ pub struct BedrockModel {
     pub text_only: bool,
     /// Claude Sonnet/Haiku/Opus 4.5 take `temperature` or `top_p`, not both (SPEC §3.1).
     pub temperature_or_top_p: bool,
+    /// The most output tokens one request may ask of this model: a larger `max_tokens` fails the record inside
+    /// the job, so it is better refused before the job is made. The figures and their sources are in the
+    /// `MAX_OUTPUT_TOKENS` table; a Claude or Nova model missing from it gets a conservative 4,096.
+    pub max_output_tokens: u64,
 }
 
 /// What a model name turned out to be.
@@ -78,6 +90,90 @@ const NOVA_NOT_CHAT: &[&str] = &[
     "nova-2-multimodal",
 ];
 
+/// The syntax of a `modelId`, as Bedrock's API model gives it for the `ModelId` shape, which
+/// CreateModelInvocationJob's `modelId` uses: foundation-model and inference-profile ids, and the ARNs of
+/// foundation models, custom models and (application) inference profiles. The service applies it to the
+/// whole string, so it is compiled with anchors.
+const MODEL_ID_PATTERN: &str = r"(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:(([0-9]{12}:custom-model/[a-z0-9-]{1,63}[.]{1}[a-z0-9-:]{1,63}/[a-z0-9]{12}$)|(:foundation-model/([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)$)|([0-9]{12}:(inference-profile|application-inference-profile)/[a-zA-Z0-9-:.]+$)))|([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)";
+
+/// The `ModelId` shape's length bounds.
+const MODEL_ID_LENGTH: std::ops::RangeInclusive<usize> = 1..=2048;
+
+/// `None` only if [`MODEL_ID_PATTERN`] does not compile, which the unit tests rule out; the check then falls
+/// back to the length bounds rather than refusing every model.
+fn model_id_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(&format!("^(?:{MODEL_ID_PATTERN})$")).ok())
+        .as_ref()
+}
+
+/// Whether Bedrock would accept `id` as the `modelId` of a job, by syntax alone (it may still name no model).
+pub fn is_valid_model_id(id: &str) -> bool {
+    MODEL_ID_LENGTH.contains(&id.len()) && model_id_regex().is_none_or(|re| re.is_match(id))
+}
+
+/// Most output tokens per request (docs/formats.md, "max_tokens"), by model id prefix after any geo prefix.
+/// Claude figures are the "max output" of Anthropic's model comparison tables and model pages. Nova figures
+/// are Amazon's, and where Amazon's pages disagree the lowest is taken: a request refused here can be fixed
+/// before the job, one the model refuses fails inside it.
+/// - Nova Micro, Lite, Pro and Premier (v1): the Nova user guide's request schema, which covers every v1
+///   understanding model, allows 5K new tokens, and so does Nova Lite's Bedrock model card; other Amazon pages
+///   say 10K for v1, and Premier's model card 25K.
+/// - Nova 2 Lite: its Bedrock model card says 64K (taken as 64,000), a Nova 1 to Nova 2 migration table 65K.
+///
+/// Claude 3.5 Sonnet v1 has 8,192, as Anthropic's table gives for both 3.5 Sonnet versions (its first table,
+/// from before the limit was raised, said 4,096).
+const MAX_OUTPUT_TOKENS: &[(&str, u64)] = &[
+    ("anthropic.claude-3-haiku-20240307", 4_096),
+    ("anthropic.claude-3-sonnet-20240229", 4_096),
+    ("anthropic.claude-3-opus-20240229", 4_096),
+    ("anthropic.claude-3-5-haiku-20241022", 8_192),
+    ("anthropic.claude-3-5-sonnet-20240620", 8_192),
+    ("anthropic.claude-3-5-sonnet-20241022", 8_192),
+    ("anthropic.claude-3-7-sonnet-20250219", 64_000),
+    ("anthropic.claude-sonnet-4-20250514", 64_000),
+    ("anthropic.claude-opus-4-20250514", 32_000),
+    ("anthropic.claude-opus-4-1-20250805", 32_000),
+    ("anthropic.claude-sonnet-4-5-20250929", 64_000),
+    ("anthropic.claude-haiku-4-5-20251001", 64_000),
+    ("anthropic.claude-opus-4-5-20251101", 64_000),
+    ("amazon.nova-micro-v1:", 5_000),
+    ("amazon.nova-lite-v1:", 5_000),
+    ("amazon.nova-pro-v1:", 5_000),
+    ("amazon.nova-premier-v1:", 5_000),
+    ("amazon.nova-2-lite-v1:", 64_000),
+];
+
+/// For a Claude or Nova model missing from [`MAX_OUTPUT_TOKENS`] (a version newer than the table): the least
+/// any of them allows, so that no request is let through that the model might refuse. Add the model to the
+/// table to lift it.
+const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4_096;
+
+fn max_output_tokens(bare: &str) -> u64 {
+    MAX_OUTPUT_TOKENS
+        .iter()
+        .find(|(prefix, _)| bare.starts_with(prefix))
+        .map_or(DEFAULT_MAX_OUTPUT_TOKENS, |&(_, n)| n)
+}
+
+/// The error for a Bedrock-looking name that does not have Bedrock's `modelId` syntax.
+fn invalid_model_id(full: &str) -> ModelName {
+    ModelName::Unsupported(if full.starts_with("arn:") {
+        format!(
+            "'{full}' is not a valid Bedrock model ARN: Bedrock model ARNs look like \
+             arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0 (no account) or \
+             arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0, \
+             with a lowercase model id"
+        )
+    } else {
+        format!(
+            "'{full}' is not a valid Bedrock model id: Bedrock model ids are lowercase letters, digits and '-' in \
+             '.'-separated parts with an optional ':' version, like anthropic.claude-3-haiku-20240307-v1:0 or \
+             us.amazon.nova-lite-v1:0"
+        )
+    })
+}
+
 /// Classifies a model name: a supported Bedrock model, an unsupported one, or a foreign name.
 pub fn classify(name: &str) -> ModelName {
     let name_trimmed = name.trim();
@@ -103,6 +199,7 @@ fn classify_arn(full: &str, after_arn: &str) -> ModelName {
         return ModelName::Unsupported(format!("'{full}' names no Bedrock resource"));
     };
     match kind {
+        "foundation-model" | "inference-profile" if !is_valid_model_id(full) => invalid_model_id(full),
         "foundation-model" | "inference-profile" => classify_id(full, id),
         "application-inference-profile" | "custom-model" | "imported-model" => ModelName::Unsupported(format!(
             "cannot tell the model family of '{full}' from its ARN; name the foundation model or its \
@@ -115,20 +212,32 @@ fn classify_arn(full: &str, after_arn: &str) -> ModelName {
     }
 }
 
+/// `id` is the whole name or, for an ARN, its resource id; `full` is what the job will be given.
 fn classify_id(full: &str, id: &str) -> ModelName {
-    let bare = GEO_PREFIXES.iter().find_map(|p| id.strip_prefix(p)).unwrap_or(id);
-    let Some((provider, model)) = bare.split_once('.') else {
-        return foreign_or_error(full, id);
+    // Whether the name is Bedrock's is decided case-blind, so that a mistyped `Anthropic.claude-…` is an error
+    // rather than an OpenAI name silently replaced by the batch model.
+    let lower = id.to_ascii_lowercase();
+    let Some((provider, _)) = strip_geo(&lower).split_once('.') else {
+        return foreign_or_error(full);
     };
     if !BEDROCK_PROVIDERS.contains(&provider) {
-        return foreign_or_error(full, id);
+        return foreign_or_error(full);
     }
+    // An inference-profile ARN allows capitals in its id; the model id inside it does not.
+    if !is_valid_model_id(id) {
+        return invalid_model_id(full);
+    }
+    let bare = strip_geo(id);
+    let Some((provider, model)) = bare.split_once('.') else {
+        return foreign_or_error(full);
+    };
     let supported = |family, text_only, temperature_or_top_p| {
         ModelName::Supported(BedrockModel {
             id: full.to_string(),
             family,
             text_only,
             temperature_or_top_p,
+            max_output_tokens: max_output_tokens(bare),
         })
     };
     match provider {
@@ -148,8 +257,12 @@ fn classify_id(full: &str, id: &str) -> ModelName {
     }
 }
 
+fn strip_geo(id: &str) -> &str {
+    GEO_PREFIXES.iter().find_map(|p| id.strip_prefix(p)).unwrap_or(id)
+}
+
 /// An ARN we did not recognise is an error; a plain name without a provider is somebody else's name.
-fn foreign_or_error(full: &str, _id: &str) -> ModelName {
+fn foreign_or_error(full: &str) -> ModelName {
     if full.starts_with("arn:") {
         ModelName::Unsupported(format!("'{full}' names no Bedrock model we recognise"))
     } else {
@@ -224,6 +337,159 @@ mod tests {
             "arn:aws:s3:::bucket/key",
         ] {
             assert!(matches!(classify(name), ModelName::Unsupported(_)), "{name}");
+        }
+    }
+
+    fn unsupported(name: &str) -> String {
+        match classify(name) {
+            ModelName::Unsupported(why) => why,
+            other => panic!("{name}: expected Unsupported, got {other:?}"),
+        }
+    }
+
+    fn max_output(name: &str) -> u64 {
+        match classify(name) {
+            ModelName::Supported(m) => m.max_output_tokens,
+            other => panic!("{name}: expected Supported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_model_id_pattern_compiles() {
+        assert!(model_id_regex().is_some());
+    }
+
+    #[test]
+    fn ids_bedrock_would_refuse_are_errors_that_show_the_form() {
+        for name in [
+            "anthropic.claude_3_haiku",
+            "anthropic.claude-3-Haiku-20240307-v1:0",
+            "anthropic.claude-sonnet-4-5@20250929",
+            "Anthropic.claude-3-haiku-20240307-v1:0",
+            "US.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "amazon.nova lite",
+            "anthropic.claude-3-haiku-20240307-v1:0:extra:more",
+        ] {
+            assert!(!is_valid_model_id(name), "{name}");
+            let why = unsupported(name);
+            assert!(
+                why.starts_with(&format!("'{name}' is not a valid Bedrock model id: ")),
+                "{why}"
+            );
+            assert!(
+                why.contains("lowercase") && why.contains("anthropic.claude-3-haiku-20240307-v1:0"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn arns_bedrock_would_refuse_are_errors() {
+        for name in [
+            // A foundation-model ARN has no account.
+            "arn:aws:bedrock:us-east-1:123456789012:foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-Haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1:1234:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+            // The profile id may have capitals by the pattern, the model id inside it may not.
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.Claude-3-haiku-20240307-v1:0",
+            "arn:awsx:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+        ] {
+            let why = unsupported(name);
+            assert!(
+                why.starts_with(&format!("'{name}' is not a valid Bedrock model ARN: ")),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_ids_profiles_and_arns_pass_the_pattern() {
+        for name in [
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "anthropic.claude-3-sonnet-20240229-v1:0:28k",
+            "anthropic.claude-opus-4-6-v1",
+            "amazon.nova-micro-v1:0",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "eu.amazon.nova-pro-v1:0",
+            "apac.amazon.nova-lite-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us-gov.anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws-us-gov:bedrock:us-gov-west-1::foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.amazon.nova-pro-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123def456",
+            "arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-lite-v1:0:300k/abcdef123456",
+        ] {
+            assert!(is_valid_model_id(name), "{name}");
+        }
+        for name in [
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "eu.amazon.nova-pro-v1:0",
+            "apac.amazon.nova-lite-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+        ] {
+            assert!(matches!(classify(name), ModelName::Supported(_)), "{name}");
+        }
+        assert!(!is_valid_model_id(""));
+        assert!(!is_valid_model_id(&format!(
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/{}",
+            "a".repeat(2048)
+        )));
+    }
+
+    #[test]
+    fn names_that_are_not_bedrock_stay_foreign() {
+        for name in [
+            "gpt-4o-mini",
+            "gpt-4.1-mini",
+            "gpt-3.5-turbo",
+            "o1-preview",
+            "claude-3-haiku@20240307",
+        ] {
+            assert_eq!(classify(name), ModelName::Foreign, "{name}");
+        }
+    }
+
+    #[test]
+    fn max_output_tokens_by_model() {
+        for (name, expected) in [
+            ("anthropic.claude-3-haiku-20240307-v1:0", 4_096),
+            ("anthropic.claude-3-sonnet-20240229-v1:0:200k", 4_096),
+            ("us.anthropic.claude-3-opus-20240229-v1:0", 4_096),
+            ("us.anthropic.claude-3-5-haiku-20241022-v1:0", 8_192),
+            ("anthropic.claude-3-5-sonnet-20240620-v1:0", 8_192),
+            ("anthropic.claude-3-5-sonnet-20241022-v2:0", 8_192),
+            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", 64_000),
+            ("us.anthropic.claude-sonnet-4-20250514-v1:0", 64_000),
+            ("us.anthropic.claude-opus-4-20250514-v1:0", 32_000),
+            ("us.anthropic.claude-opus-4-1-20250805-v1:0", 32_000),
+            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", 64_000),
+            ("eu.anthropic.claude-haiku-4-5-20251001-v1:0", 64_000),
+            ("global.anthropic.claude-opus-4-5-20251101-v1:0", 64_000),
+            ("amazon.nova-micro-v1:0", 5_000),
+            ("apac.amazon.nova-lite-v1:0", 5_000),
+            ("amazon.nova-lite-v1:0:300k", 5_000),
+            ("eu.amazon.nova-pro-v1:0", 5_000),
+            ("us.amazon.nova-premier-v1:0", 5_000),
+            ("global.amazon.nova-2-lite-v1:0", 64_000),
+            (
+                "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0",
+                64_000,
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0",
+                32_000,
+            ),
+            // Versions newer than the table get the conservative default.
+            ("anthropic.claude-opus-4-6-v1", DEFAULT_MAX_OUTPUT_TOKENS),
+            ("us.anthropic.claude-sonnet-4-6", DEFAULT_MAX_OUTPUT_TOKENS),
+            ("amazon.nova-2-pro-v1:0", DEFAULT_MAX_OUTPUT_TOKENS),
+        ] {
+            assert_eq!(max_output(name), expected, "{name}");
         }
     }
 }

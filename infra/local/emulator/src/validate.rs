@@ -25,6 +25,10 @@ pub const TAG: &str = r"[a-zA-Z0-9\s._:/=+@-]*";
 pub const JOB_IDENTIFIER: &str =
     r"((arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?[a-z0-9]{12})";
 pub const NEXT_TOKEN: &str = r"\S*";
+/// The `ModelId` shape, which CreateModelInvocationJob's `modelId` uses (not a shape of its own): ids and
+/// inference-profile ids are lowercase, ARNs name a foundation model (no account), a custom model or an
+/// (application) inference profile.
+pub const MODEL_ID: &str = r"(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:(([0-9]{12}:custom-model/[a-z0-9-]{1,63}[.]{1}[a-z0-9-:]{1,63}/[a-z0-9]{12}$)|(:foundation-model/([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)$)|([0-9]{12}:(inference-profile|application-inference-profile)/[a-zA-Z0-9-:.]+$)))|([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)";
 
 /// A pattern of the service model, compiled once as a full-string match.
 pub struct Pattern {
@@ -60,6 +64,7 @@ pattern!(VPC_ID_RE, VPC_ID);
 pattern!(TAG_RE, TAG);
 pattern!(JOB_IDENTIFIER_RE, JOB_IDENTIFIER);
 pattern!(NEXT_TOKEN_RE, NEXT_TOKEN);
+pattern!(MODEL_ID_RE, MODEL_ID);
 
 /// Collects violations in the service's wording.
 #[derive(Default)]
@@ -283,8 +288,9 @@ pub fn create_request(body: &Value) -> Result<CreateRequest, ApiError> {
         (1, 256),
         Some(&TOKEN_RE),
     );
-    // SPEC §1.2 lists the long modelId pattern; we check only its length so that new id shapes keep working.
-    let model_id = c.constrained(obj, "modelId", "modelId", true, (1, 2048), None);
+    // The full pattern, as the service applies it: an id it refuses (capitals, `_`, Vertex's `@`) must fail at
+    // create here too, not pass locally and fail on AWS. Which models exist is checked later (`model::family`).
+    let model_id = c.constrained(obj, "modelId", "modelId", true, (1, 2048), Some(&MODEL_ID_RE));
 
     let input = c
         .union(obj.get("inputDataConfig"), "inputDataConfig", "s3InputDataConfig")
@@ -596,6 +602,7 @@ mod tests {
             &TAG_RE,
             &JOB_IDENTIFIER_RE,
             &NEXT_TOKEN_RE,
+            &MODEL_ID_RE,
         ] {
             assert!(!p.source.is_empty());
             let _ = p.is_match("x");
@@ -619,6 +626,40 @@ mod tests {
         assert!(!JOB_NAME_RE.is_match("has space"));
         assert!(rejected(with("jobName", json!("bad_name"))).contains("jobName"));
         assert!(rejected(with("jobName", json!("a".repeat(64)))).contains("less than or equal to 63"));
+    }
+
+    #[test]
+    fn model_ids_are_full_matches() {
+        for id in [
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "amazon.nova-lite-v1:0:300k",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "eu.amazon.nova-pro-v1:0",
+            "apac.amazon.nova-micro-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-premier-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcdef123456",
+            "arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-lite-v1:0:300k/abcdef123456",
+        ] {
+            assert!(MODEL_ID_RE.is_match(id), "{id}");
+            assert!(create_request(&with("modelId", json!(id))).is_ok(), "{id}");
+        }
+        for id in [
+            "anthropic.claude_3_haiku",
+            "anthropic.claude-3-Haiku-20240307-v1:0",
+            "anthropic.claude-sonnet-4-5@20250929",
+            "arn:aws:bedrock:us-east-1:123456789012:foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdef123456",
+        ] {
+            assert!(!MODEL_ID_RE.is_match(id), "{id}");
+            let m = rejected(with("modelId", json!(id)));
+            assert!(
+                m.contains(&format!("Value '{id}' at 'modelId' failed to satisfy constraint"))
+                    && m.contains("Member must satisfy regular expression pattern: (arn:aws"),
+                "{m}"
+            );
+        }
     }
 
     #[test]

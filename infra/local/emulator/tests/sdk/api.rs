@@ -149,6 +149,19 @@ async fn validation_errors_come_back_as_validation_exception() {
             create(b, "ok", CLAUDE, &i, &o).tags(Tag::builder().key("a#").value("v").build().expect("tag")),
         ),
         ("no fake model", create(b, "ok", "meta.llama3-8b-instruct-v1:0", &i, &o)),
+        // The emulator has a fake model for each of these; the service's modelId pattern refuses them all.
+        (
+            "underscores in modelId",
+            create(b, "ok", "anthropic.claude_3_haiku", &i, &o),
+        ),
+        (
+            "capital in modelId",
+            create(b, "ok", "anthropic.claude-3-Haiku-20240307-v1:0", &i, &o),
+        ),
+        (
+            "Vertex-style modelId",
+            create(b, "ok", "anthropic.claude-sonnet-4-5@20250929", &i, &o),
+        ),
     ];
     for (what, request) in cases {
         let err = request.send().await.expect_err(what).into_service_error();
@@ -157,6 +170,13 @@ async fn validation_errors_come_back_as_validation_exception() {
             err.meta().message().is_some_and(|m| !m.is_empty()),
             "{what}: no message"
         );
+        if what.ends_with("modelId") {
+            let message = err.meta().message().unwrap_or_default();
+            assert!(
+                message.contains("at 'modelId' failed to satisfy constraint: Member must satisfy regular expression"),
+                "{what}: {message}"
+            );
+        }
     }
     let err = b
         .list_model_invocation_jobs()
