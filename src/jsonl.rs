@@ -2,37 +2,107 @@
 
 use std::io::{self, BufRead};
 
+/// The longest line [`Lines::new`] reads: far above any record batchdrop itself writes or Bedrock
+/// returns (docs/formats.md, "Limits"), low enough that a runaway line cannot exhaust memory.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
+
+/// One line as read: its text, or only its length when it is longer than the limit (its bytes were
+/// skipped, never held in memory).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    Text(&'a [u8]),
+    TooLong { bytes: u64 },
+}
+
 /// Yields `(line number, line)` for every line, blank ones included, without the line ending.
-/// A UTF-8 byte order mark at the start of the file and `\r\n` endings are accepted.
+/// A UTF-8 byte order mark at the start of the file and `\r\n` endings are accepted. Memory is bounded
+/// by the limit: a longer line is skipped to its end and reported by its length.
 pub struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
     line: u64,
+    max: usize,
 }
 
 impl<R: BufRead> Lines<R> {
     pub fn new(reader: R) -> Self {
+        Lines::with_limit(reader, DEFAULT_MAX_LINE_BYTES)
+    }
+
+    /// Lines longer than `max` bytes (line ending excluded) are [`Line::TooLong`].
+    pub fn with_limit(reader: R, max: usize) -> Self {
         Lines {
             reader,
             buf: Vec::with_capacity(64 * 1024),
             line: 0,
+            max,
         }
     }
 
     /// The next line, or `None` at the end of input.
-    pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+    pub fn next_any(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
         self.buf.clear();
-        if self.reader.read_until(b'\n', &mut self.buf)? == 0 {
-            return Ok(None);
+        let mut total: u64 = 0;
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if total == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (take, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            total += take as u64;
+            if !too_long {
+                // Room for a BOM and a `\r\n` beyond the text; the exact check comes once they are stripped.
+                if self.buf.len() + take > self.max.saturating_add(5) {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(&available[..take]);
+                }
+            }
+            self.reader.consume(take);
+            if done {
+                break;
+            }
         }
         self.line += 1;
+        if too_long {
+            return Ok(Some((self.line, Line::TooLong { bytes: total })));
+        }
         let mut s: &[u8] = &self.buf;
         if self.line == 1 {
             s = s.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(s);
         }
         s = s.strip_suffix(b"\n").unwrap_or(s);
         s = s.strip_suffix(b"\r").unwrap_or(s);
-        Ok(Some((self.line, s)))
+        if s.len() > self.max {
+            return Ok(Some((self.line, Line::TooLong { bytes: total })));
+        }
+        Ok(Some((self.line, Line::Text(s))))
+    }
+
+    /// The next line, or `None` at the end of input; a line over the limit is an `InvalidData` error.
+    /// For files batchdrop wrote itself, where such a line means the file is not what it should be.
+    pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        let max = self.max;
+        match self.next_any()? {
+            None => Ok(None),
+            Some((n, Line::Text(s))) => Ok(Some((n, s))),
+            Some((n, Line::TooLong { bytes })) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {n} is {bytes} bytes long, over the limit of {max}"),
+            )),
+        }
     }
 }
 
@@ -62,5 +132,41 @@ mod tests {
                 (4, b"{\"b\":2}".to_vec(), false),
             ]
         );
+    }
+
+    fn all(data: &[u8], max: usize) -> Vec<(u64, Line<'static>)> {
+        let mut lines = Lines::with_limit(std::io::BufReader::with_capacity(4, data), max);
+        let mut got = Vec::new();
+        while let Some((n, l)) = lines.next_any().unwrap() {
+            got.push((
+                n,
+                match l {
+                    Line::Text(t) => Line::Text(Vec::leak(t.to_vec())),
+                    Line::TooLong { bytes } => Line::TooLong { bytes },
+                },
+            ));
+        }
+        got
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_skipped_whole_and_counted() {
+        // A 4-byte read buffer: long lines span many reads.
+        let data = b"12345\r\n1234567890123\nabc\n123456\n12345";
+        assert_eq!(
+            all(data, 5),
+            vec![
+                (1, Line::Text(b"12345")),
+                (2, Line::TooLong { bytes: 14 }),
+                (3, Line::Text(b"abc")),
+                (4, Line::TooLong { bytes: 7 }),
+                (5, Line::Text(b"12345")),
+            ]
+        );
+        // The BOM does not count against the first line.
+        assert_eq!(all(b"\xEF\xBB\xBF12345\n", 5), vec![(1, Line::Text(b"12345"))]);
+        let mut lines = Lines::with_limit(&b"123456\n"[..], 5);
+        let err = lines.next_line().expect_err("too long");
+        assert_eq!(err.to_string(), "line 1 is 7 bytes long, over the limit of 5");
     }
 }
