@@ -24,5 +24,6 @@ pub mod policy;
 pub mod record_id;
 pub mod request;
 pub mod results;
+pub mod spill;
 pub mod status;
 pub mod translate;
