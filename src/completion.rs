@@ -19,11 +19,13 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Saturating: the counters come from Bedrock's output, and a hostile or broken one must not wrap a
+    /// batch's total round to a small number.
     pub fn add(&mut self, other: &Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
-        self.cached_tokens += other.cached_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
     }
 }
 
@@ -45,20 +47,41 @@ pub struct Completion<'a> {
     pub unknown_stop_reason: Option<String>,
 }
 
-/// Why a `modelOutput` gives no usable answer: it becomes an error line with status 500.
+/// Why a `modelOutput` gives no usable answer: it becomes an error line with status 500, `code` and
+/// `message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unusable(pub String);
+pub struct Unusable {
+    /// The OpenAI error `code` of the error line.
+    pub code: &'static str,
+    pub message: String,
+}
 
+/// The code of every unusable `modelOutput`: not the model family's shape, not readable, or a Nova
+/// stop reason that says the output is broken.
+pub const MALFORMED_MODEL_OUTPUT: &str = "malformed_model_output";
+
+impl Unusable {
+    fn malformed(message: impl Into<String>) -> Unusable {
+        Unusable {
+            code: MALFORMED_MODEL_OUTPUT,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every field optional here, so that what is missing is said in our words (see [`claude_shape`]).
 #[derive(Deserialize)]
 struct ClaudeResponse<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    content: Vec<ClaudeBlock<'a>>,
+    content: Option<Vec<ClaudeBlock<'a>>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     stop_details: Option<StopDetails<'a>>,
     #[serde(default)]
-    usage: ClaudeUsage,
+    usage: Option<ClaudeUsage>,
 }
 
 #[derive(Deserialize)]
@@ -93,27 +116,28 @@ struct ClaudeUsage {
     cache_creation_input_tokens: Option<u64>,
 }
 
+/// Every field optional here, so that what is missing is said in our words (see [`nova_shape`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NovaResponse<'a> {
-    #[serde(borrow)]
-    output: NovaOutput<'a>,
+    #[serde(borrow, default)]
+    output: Option<NovaOutput<'a>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
-    usage: NovaUsage,
+    usage: Option<NovaUsage>,
 }
 
 #[derive(Deserialize)]
 struct NovaOutput<'a> {
-    #[serde(borrow)]
-    message: NovaMessage<'a>,
+    #[serde(borrow, default)]
+    message: Option<NovaMessage<'a>>,
 }
 
 #[derive(Deserialize)]
 struct NovaMessage<'a> {
     #[serde(borrow, default)]
-    content: Vec<NovaBlock<'a>>,
+    content: Option<Vec<NovaBlock<'a>>>,
 }
 
 /// Other block kinds (`reasoningContent`, …) are dropped (SPEC §6.3).
@@ -153,8 +177,8 @@ struct NovaUsage {
     cache_read_input_tokens: Option<u64>,
 }
 
-/// Reads a `modelOutput` of `family`.
-pub fn read(family: Family, model_output: &RawValue) -> Result<Completion<'_>, Unusable> {
+/// Reads a `modelOutput` of `family`, given as its JSON text.
+pub fn read(family: Family, model_output: &str) -> Result<Completion<'_>, Unusable> {
     match family {
         Family::Claude => read_claude(model_output),
         Family::Nova => read_nova(model_output),
@@ -164,9 +188,26 @@ pub fn read(family: Family, model_output: &RawValue) -> Result<Completion<'_>, U
 fn unreadable(family: &str, e: serde_json::Error) -> Unusable {
     let text = e.to_string();
     let text = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
-    Unusable(format!(
+    Unusable::malformed(format!(
         "Bedrock returned a {family} response batchdrop could not read: {text}"
     ))
+}
+
+/// A `modelOutput` that is not the shape of `family`'s responses: `why` says what it lacks.
+fn not_shaped(family: &str, why: &str) -> Unusable {
+    Unusable::malformed(format!("the modelOutput is not a {family} response: {why}"))
+}
+
+/// What a JSON text is when it is not an object, for the message; `None` for an object.
+fn not_an_object(json: &str) -> Option<&'static str> {
+    Some(match json.trim_start().as_bytes().first() {
+        Some(b'{') => return None,
+        Some(b'[') => "it is an array, not an object",
+        Some(b'"') => "it is a string, not an object",
+        Some(b't' | b'f') => "it is a boolean, not an object",
+        Some(b'n') => "it is null, not an object",
+        _ => "it is a number, not an object",
+    })
 }
 
 fn join(parts: Vec<Cow<'_, str>>) -> Option<String> {
@@ -177,17 +218,44 @@ fn join(parts: Vec<Cow<'_, str>>) -> Option<String> {
     }
 }
 
-fn read_claude(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
-    let r: ClaudeResponse = serde_json::from_str(raw.get()).map_err(|e| unreadable("Claude", e))?;
+/// Claude's parts, once it is known to be a Messages response.
+struct ClaudeParts<'a> {
+    content: Vec<ClaudeBlock<'a>>,
+    usage: ClaudeUsage,
+}
+
+/// What every Claude Messages response has: `type` "message", a `content` array and a `usage`
+/// object. Without this check a Nova body or `{}` on a Claude record would pass as an empty answer.
+fn claude_shape<'a>(r: &mut ClaudeResponse<'a>) -> Result<ClaudeParts<'a>, &'static str> {
+    let Some(content) = r.content.take() else {
+        return Err("it has no content array");
+    };
+    let Some(usage) = r.usage.take() else {
+        return Err("it has no usage object");
+    };
+    if r.kind.as_deref() != Some("message") {
+        return Err("its type is not \"message\"");
+    }
+    Ok(ClaudeParts { content, usage })
+}
+
+const CLAUDE: &str = "Claude Messages";
+
+fn read_claude(json: &str) -> Result<Completion<'_>, Unusable> {
+    if let Some(why) = not_an_object(json) {
+        return Err(not_shaped(CLAUDE, why));
+    }
+    let mut r: ClaudeResponse = serde_json::from_str(json).map_err(|e| unreadable("Claude", e))?;
+    let parts = claude_shape(&mut r).map_err(|why| not_shaped(CLAUDE, why))?;
     let mut texts = Vec::new();
     let mut tool_calls = Vec::new();
-    for block in r.content {
+    for block in parts.content {
         match block.kind.as_ref() {
             "text" => texts.extend(block.text),
             "tool_use" => {
                 let (Some(id), Some(name), Some(arguments)) = (block.id, block.name, block.input) else {
-                    return Err(Unusable(
-                        "Bedrock returned a Claude tool_use block without id, name or input".into(),
+                    return Err(Unusable::malformed(
+                        "Bedrock returned a Claude tool_use block without id, name or input",
                     ));
                 };
                 tool_calls.push(ToolCallOut { id, name, arguments });
@@ -210,27 +278,48 @@ fn read_claude(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
     } else {
         None
     };
-    // SPEC §6.2: cached tokens count inside prompt_tokens, as in OpenAI.
-    let u = r.usage;
-    let cached = u.cache_read_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + cached + u.cache_creation_input_tokens.unwrap_or(0);
     Ok(Completion {
         text: join(texts),
         tool_calls,
         refusal,
         finish_reason,
-        usage: Usage {
-            prompt_tokens: prompt,
-            completion_tokens: u.output_tokens,
-            total_tokens: prompt + u.output_tokens,
-            cached_tokens: cached,
-        },
+        usage: claude_usage(&parts.usage),
         unknown_stop_reason: unknown,
     })
 }
 
-fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
-    let r: NovaResponse = serde_json::from_str(raw.get()).map_err(|e| unreadable("Nova", e))?;
+/// SPEC §6.2: cached tokens count inside prompt_tokens, as in OpenAI. Saturating: Bedrock's numbers
+/// are not ours to trust, and a wrapped sum would be a small, plausible, wrong number.
+fn claude_usage(u: &ClaudeUsage) -> Usage {
+    let cached = u.cache_read_input_tokens.unwrap_or(0);
+    let prompt = u
+        .input_tokens
+        .saturating_add(cached)
+        .saturating_add(u.cache_creation_input_tokens.unwrap_or(0));
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt.saturating_add(u.output_tokens),
+        cached_tokens: cached,
+    }
+}
+
+/// What every Nova response has: `output.message.content` and `usage`.
+fn nova_shape<'a>(r: &mut NovaResponse<'a>) -> Result<(Vec<NovaBlock<'a>>, NovaUsage), &'static str> {
+    let Some(content) = r.output.take().and_then(|o| o.message).and_then(|m| m.content) else {
+        return Err("it has no output.message.content array");
+    };
+    let Some(usage) = r.usage.take() else {
+        return Err("it has no usage object");
+    };
+    Ok((content, usage))
+}
+
+fn read_nova(json: &str) -> Result<Completion<'_>, Unusable> {
+    if let Some(why) = not_an_object(json) {
+        return Err(not_shaped("Nova", why));
+    }
+    let mut r: NovaResponse = serde_json::from_str(json).map_err(|e| unreadable("Nova", e))?;
     let stop = r.stop_reason.as_deref().unwrap_or("end_turn");
     // SPEC §6.1, Nova rows; malformed output is unusable, so it is an error line (the recommended choice).
     let (finish_reason, unknown) = match stop {
@@ -239,15 +328,16 @@ fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
         "tool_use" => ("tool_calls", None),
         "content_filtered" | "guardrail_intervened" => ("content_filter", None),
         "malformed_model_output" | "malformed_tool_use" => {
-            return Err(Unusable(format!(
+            return Err(Unusable::malformed(format!(
                 "the model produced unusable output (Nova stopReason {stop})"
             )))
         }
         other => ("stop", Some(other.to_string())),
     };
+    let (content, u) = nova_shape(&mut r).map_err(|why| not_shaped("Nova", why))?;
     let mut texts = Vec::new();
     let mut tool_calls = Vec::new();
-    for block in r.output.message.content {
+    for block in content {
         texts.extend(block.text);
         if let Some(t) = block.tool_use {
             tool_calls.push(ToolCallOut {
@@ -257,7 +347,6 @@ fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
             });
         }
     }
-    let u = r.usage;
     Ok(Completion {
         text: join(texts),
         tool_calls,
@@ -266,7 +355,7 @@ fn read_nova(raw: &RawValue) -> Result<Completion<'_>, Unusable> {
         usage: Usage {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
-            total_tokens: u.total_tokens.unwrap_or(u.input_tokens + u.output_tokens),
+            total_tokens: u.total_tokens.unwrap_or(u.input_tokens.saturating_add(u.output_tokens)),
             cached_tokens: u
                 .cache_read_input_token_count
                 .or(u.cache_read_input_tokens)
@@ -389,5 +478,112 @@ impl Serialize for CachedOut {
         let mut m = s.serialize_map(Some(1))?;
         m.serialize_entry("cached_tokens", &self.0)?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claude(json: &str) -> Result<Completion<'_>, Unusable> {
+        read(Family::Claude, json)
+    }
+
+    fn nova(json: &str) -> Result<Completion<'_>, Unusable> {
+        read(Family::Nova, json)
+    }
+
+    fn malformed(result: Result<Completion<'_>, Unusable>) -> String {
+        match result {
+            Ok(_) => panic!("read as an answer"),
+            Err(u) => {
+                assert_eq!(u.code, MALFORMED_MODEL_OUTPUT, "{}", u.message);
+                u.message
+            }
+        }
+    }
+
+    const NOVA_BODY: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},
+        "stopReason":"end_turn","usage":{"inputTokens":3,"outputTokens":1,"totalTokens":4}}"#;
+    const CLAUDE_BODY: &str = r#"{"id":"msg_1","type":"message","role":"assistant",
+        "content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+
+    #[test]
+    fn a_body_of_the_other_family_is_malformed() {
+        assert_eq!(
+            malformed(claude(NOVA_BODY)),
+            "the modelOutput is not a Claude Messages response: it has no content array"
+        );
+        assert_eq!(
+            malformed(nova(CLAUDE_BODY)),
+            "the modelOutput is not a Nova response: it has no output.message.content array"
+        );
+        assert!(claude(CLAUDE_BODY).is_ok());
+        assert!(nova(NOVA_BODY).is_ok());
+    }
+
+    #[test]
+    fn what_every_response_has_is_required() {
+        let cases = [
+            (Family::Claude, "{}", "it has no content array"),
+            (
+                Family::Claude,
+                r#"{"type":"message","content":[]}"#,
+                "it has no usage object",
+            ),
+            (
+                Family::Claude,
+                r#"{"type":"error","content":[],"usage":{}}"#,
+                "its type is not \"message\"",
+            ),
+            (Family::Claude, "[]", "it is an array, not an object"),
+            (Family::Claude, "null", "it is null, not an object"),
+            (Family::Nova, "{}", "it has no output.message.content array"),
+            (
+                Family::Nova,
+                r#"{"output":{"message":{}}}"#,
+                "it has no output.message.content array",
+            ),
+            (
+                Family::Nova,
+                r#"{"output":{"message":{"content":[]}}}"#,
+                "it has no usage object",
+            ),
+            (Family::Nova, "7", "it is a number, not an object"),
+        ];
+        for (family, json, why) in cases {
+            let message = malformed(read(family, json));
+            assert!(message.ends_with(why), "{json}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_unusable_output_has_a_code() {
+        let broken_tool = r#"{"type":"message","content":[{"type":"tool_use"}],"usage":{}}"#;
+        assert!(malformed(claude(broken_tool)).contains("tool_use block"));
+        assert!(malformed(claude(r#"{"content":"x"}"#)).contains("could not read"));
+        let stop = NOVA_BODY.replace("end_turn", "malformed_tool_use");
+        assert!(malformed(nova(&stop)).contains("malformed_tool_use"));
+    }
+
+    #[test]
+    fn huge_token_counts_saturate() {
+        let max = u64::MAX;
+        let json = format!(
+            r#"{{"type":"message","content":[],"usage":{{"input_tokens":{},"cache_read_input_tokens":5,
+                "cache_creation_input_tokens":{max},"output_tokens":{max}}}}}"#,
+            max - 1
+        );
+        let usage = claude(&json).map_err(|u| u.message).unwrap().usage;
+        assert_eq!((usage.prompt_tokens, usage.total_tokens), (max, max));
+        let json = format!(
+            r#"{{"output":{{"message":{{"content":[]}}}},"usage":{{"inputTokens":{max},"outputTokens":{max}}}}}"#
+        );
+        assert_eq!(nova(&json).map_err(|u| u.message).unwrap().usage.total_tokens, max);
+
+        let mut sum = usage;
+        sum.add(&usage);
+        assert_eq!(sum.total_tokens, max);
+        assert_eq!(sum.cached_tokens, 10);
     }
 }

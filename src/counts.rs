@@ -48,6 +48,11 @@ impl Counts {
             .chain((self.others > 0).then_some((OTHERS, self.others)))
     }
 
+    /// The kept keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.kept.keys()
+    }
+
     /// The sum of all counts.
     pub fn total(&self) -> u64 {
         self.kept.values().sum::<u64>() + self.others

@@ -7,6 +7,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     InvalidJson,
+    LineTooLong,
     NotAnObject,
     InvalidType,
     MissingCustomId,
@@ -40,6 +41,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidJson => "invalid_json",
+            Reason::LineTooLong => "line_too_long",
             Reason::NotAnObject => "not_an_object",
             Reason::InvalidType => "invalid_type",
             Reason::MissingCustomId => "missing_custom_id",
@@ -103,18 +105,21 @@ pub struct LineError {
     pub rejection: Rejection,
 }
 
+/// Every user-given string in the message (custom_id, roles, URLs, names) is escaped with
+/// [`escape_controls`]: the message is printed on terminals.
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}", self.line)?;
+        let mut text = format!("line {}", self.line);
         if let Some(id) = &self.custom_id {
-            write!(f, ", custom_id {}", serde_json::Value::from(id.as_str()))?;
+            text.push_str(&format!(", custom_id {}", serde_json::Value::from(id.as_str())));
         }
         let r = &self.rejection;
         if r.field.is_empty() {
-            write!(f, ": {}", r.message)
+            text.push_str(&format!(": {}", r.message));
         } else {
-            write!(f, ": {}: {}", r.field, r.message)
+            text.push_str(&format!(": {}: {}", r.field, r.message));
         }
+        f.write_str(&escape_controls(&text))
     }
 }
 

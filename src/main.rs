@@ -1,15 +1,15 @@
 //! The `batchdrop` command: check, translate and convert OpenAI batch files on your own machine.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 
-use batchdrop::error::LineError;
+use batchdrop::error::{escape_controls, LineError};
+use batchdrop::jsonl::Line;
 use batchdrop::model::{self, BedrockModel, ModelName};
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
@@ -34,8 +34,9 @@ enum Command {
         /// The batch model (a Bedrock model id, inference profile or ARN); lines may name their own.
         #[arg(long)]
         model: Option<String>,
-        /// max_tokens for lines that set neither max_completion_tokens nor max_tokens.
-        #[arg(long, default_value_t = Policy::default().default_max_tokens)]
+        /// max_tokens for lines that set neither max_completion_tokens nor max_tokens (at least 1, and at
+        /// most the model's maximum, the same rule as a line's own max_tokens).
+        #[arg(long, default_value_t = Policy::default().default_max_tokens, value_parser = max_tokens_arg)]
         default_max_tokens: u64,
         /// Print the summary as JSON.
         #[arg(long)]
@@ -51,10 +52,13 @@ enum Command {
         /// Seeds the ids of output lines; defaults to the input file's name.
         #[arg(long)]
         batch_id: Option<String>,
-        #[arg(long, default_value_t = Policy::default().default_max_tokens)]
+        /// max_tokens for lines that set neither max_completion_tokens nor max_tokens (see validate).
+        #[arg(long, default_value_t = Policy::default().default_max_tokens, value_parser = max_tokens_arg)]
         default_max_tokens: u64,
     },
-    /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl.
+    /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl. Exits 1
+    /// when some Bedrock output lines could not be read (their records get error lines), 2 when nothing
+    /// was written (a bad record map, or Bedrock output of another batch).
     Results {
         /// The record map written by `translate`.
         #[arg(long)]
@@ -100,7 +104,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("batchdrop: {e}");
+            eprintln!("batchdrop: {}", escape_controls(&e.to_string()));
             ExitCode::from(2)
         }
     }
@@ -108,16 +112,147 @@ fn main() -> ExitCode {
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
-fn open(path: &Path) -> io::Result<BufReader<File>> {
-    File::open(path)
-        .map(|f| BufReader::with_capacity(256 * 1024, f))
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+/// A file or its reader/writer whose every I/O error names the file.
+struct Named<T> {
+    inner: T,
+    path: PathBuf,
 }
 
-fn create(path: &Path) -> io::Result<BufWriter<File>> {
-    File::create(path)
-        .map(|f| BufWriter::with_capacity(256 * 1024, f))
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+fn named_error(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+impl<T: Read> Read for Named<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| named_error(&self.path, e))
+    }
+}
+
+impl<T: Write> Write for Named<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).map_err(|e| named_error(&self.path, e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| named_error(&self.path, e))
+    }
+}
+
+impl<T: io::Seek> io::Seek for Named<T> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos).map_err(|e| named_error(&self.path, e))
+    }
+}
+
+type Reader = BufReader<Named<File>>;
+type Writer = BufWriter<Named<File>>;
+
+fn open(path: &Path) -> io::Result<Reader> {
+    if path.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: is a folder, not a file", path.display()),
+        ));
+    }
+    let file = File::open(path).map_err(|e| named_error(path, e))?;
+    Ok(BufReader::with_capacity(
+        256 * 1024,
+        Named {
+            inner: file,
+            path: path.to_path_buf(),
+        },
+    ))
+}
+
+fn create(path: &Path) -> io::Result<Writer> {
+    let file = File::create(path).map_err(|e| named_error(path, e))?;
+    Ok(BufWriter::with_capacity(
+        256 * 1024,
+        Named {
+            inner: file,
+            path: path.to_path_buf(),
+        },
+    ))
+}
+
+fn create_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path).map_err(|e| named_error(path, e))
+}
+
+/// Flushes a writer and syncs its file: an error (a full disk) is reported here, with the file's name,
+/// and not lost when the writer is dropped.
+fn finish(w: Writer) -> io::Result<()> {
+    let named = w.into_inner().map_err(|e| e.into_error())?;
+    named.inner.sync_all().map_err(|e| named_error(&named.path, e))
+}
+
+/// Outputs written under temporary names inside `--out` and moved into place only when the command has
+/// succeeded: a failed run leaves the previous outputs as they were.
+struct Staging {
+    out: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    fn new(out: &Path) -> io::Result<Staging> {
+        create_dir(out)?;
+        let dir = tempfile::Builder::new()
+            .prefix(".batchdrop-staging-")
+            .tempdir_in(out)
+            .map_err(|e| named_error(out, e))?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            dir,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Moves the staged files (or folders) `names` into `--out`, replacing what was there.
+    fn commit(self, names: &[&str]) -> io::Result<()> {
+        for name in names {
+            let (from, to) = (self.path(name), self.out.join(name));
+            if to.is_dir() {
+                // A folder is replaced whole: stale files of an earlier run must not stay beside new ones.
+                let old = self.path(&format!("{name}.old"));
+                fs::rename(&to, &old).map_err(|e| named_error(&to, e))?;
+            }
+            fs::rename(&from, &to).map_err(|e| named_error(&to, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses an input that is (or is inside) an output of the command: it would be overwritten.
+fn refuse_overwrite(input: &Path, outputs: &[PathBuf], what: &str) -> io::Result<()> {
+    let Ok(input_real) = input.canonicalize() else {
+        return Ok(());
+    };
+    for output in outputs {
+        if output.canonicalize().is_ok_and(|o| input_real.starts_with(o)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: the {what} is {} an output of this command, which would overwrite it; choose another --out",
+                    input.display(),
+                    if input_real == output.canonicalize().unwrap_or_default() {
+                        "also"
+                    } else {
+                        "inside"
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--default-max-tokens`: the same rule as a line's max_tokens (the model's maximum is checked per line).
+fn max_tokens_arg(s: &str) -> Result<u64, String> {
+    let n: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    batchdrop::request::check_max_tokens(n, None)?;
+    Ok(n)
 }
 
 fn batch_model(name: Option<&str>) -> Result<Option<BedrockModel>, String> {
@@ -140,18 +275,26 @@ fn policy(default_max_tokens: u64) -> Policy {
 }
 
 fn validate(file: &Path, model: Option<&str>, default_max_tokens: u64, json: bool) -> CliResult {
-    let mut translator = Translator::new(policy(default_max_tokens), batch_model(model)?);
+    let policy = policy(default_max_tokens);
+    let mut translator = Translator::new(policy.clone(), batch_model(model)?);
+    translate::scan_duplicates(open(file)?, &mut translator, None, translate::SCAN_BUDGET)?;
     // With --json, stdout holds the JSON report alone; the rejections go to stderr.
     let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if json {
         Box::new(io::stderr().lock())
     } else {
         Box::new(io::stdout().lock())
     });
-    let mut lines = batchdrop::jsonl::Lines::new(open(file)?);
-    while let Some((n, line)) = lines.next_line()? {
-        if batchdrop::jsonl::is_blank(line) {
-            translator.blank();
-        } else if let Err(e) = translator.line(n, line, None) {
+    let mut lines = batchdrop::jsonl::Lines::with_limit(open(file)?, policy.max_line_bytes);
+    while let Some((n, line)) = lines.next_any()? {
+        let rejected = match line {
+            Line::TooLong { bytes } => Some(translator.too_long(n, bytes)),
+            Line::Text(line) if batchdrop::jsonl::is_blank(line) => {
+                translator.blank();
+                None
+            }
+            Line::Text(line) => translator.line(n, line, None).err(),
+        };
+        if let Some(e) = rejected {
             writeln!(out, "{e}")?;
         }
     }
@@ -170,13 +313,14 @@ fn validate(file: &Path, model: Option<&str>, default_max_tokens: u64, json: boo
     })
 }
 
-fn print_counts(title: &str, counts: &BTreeMap<impl AsRef<str>, u64>) {
-    if counts.is_empty() {
+fn print_counts<'a>(title: &str, counts: impl IntoIterator<Item = (&'a str, u64)>) {
+    let mut counts = counts.into_iter().peekable();
+    if counts.peek().is_none() {
         return;
     }
     eprintln!("{title}:");
     for (k, v) in counts {
-        eprintln!("  {:<44} {v:>9}", k.as_ref());
+        eprintln!("  {:<44} {v:>9}", escape_controls(k));
     }
 }
 
@@ -185,21 +329,27 @@ fn print_report(r: &Report, no_model: bool) {
         "{} lines: {} accepted, {} rejected ({} blank lines skipped)",
         r.lines, r.accepted, r.rejected, r.blank_lines
     );
-    print_counts("rejected by reason", &r.rejected_by_reason);
-    print_counts("accepted by model", &r.accepted_by_model);
+    print_counts("rejected by reason", r.rejected_by_reason.iter().map(|(k, v)| (*k, *v)));
+    print_counts(
+        "accepted by model",
+        r.accepted_by_model.iter().map(|(k, v)| (k.as_str(), *v)),
+    );
     if no_model && r.accepted > r.accepted_by_model.values().sum::<u64>() {
         eprintln!("  (no --model given: lines that name no Bedrock model were checked without one)");
     }
-    print_counts("body.model names ignored (not Bedrock models)", &r.ignored_model_names);
-    print_counts("fields dropped (no Bedrock meaning)", &r.dropped_fields);
+    print_counts(
+        "body.model names ignored (not Bedrock models)",
+        r.ignored_model_names.iter(),
+    );
+    print_counts("fields dropped (no Bedrock meaning)", r.dropped_fields.iter());
 }
 
 /// Files of the `translate` command: one Bedrock input file per model.
 struct FileSink {
     dir: PathBuf,
-    records: Vec<Option<(PathBuf, BufWriter<File>)>>,
-    map: BufWriter<File>,
-    errors: BufWriter<File>,
+    records: Vec<Option<(PathBuf, Writer)>>,
+    map: Writer,
+    errors: Writer,
 }
 
 impl Sink for FileSink {
@@ -225,45 +375,65 @@ impl Sink for FileSink {
     }
 }
 
-/// A file name Bedrock's s3Uri pattern accepts (SPEC §1.2): `:` and `/` of model ids become `-`.
+/// A file name for a model's records that Bedrock's s3Uri pattern accepts (docs/formats.md, "Limits"),
+/// and one name per model: `a-z`, `0-9`, `.` and `-` stay, every other byte becomes `_` and two hex
+/// digits (`_` itself is `_5f`), so two model ids never share a file (`…v2:0` is `…v2_3a0`, `…v2-0`
+/// stays `…v2-0`), even on a file system that ignores case.
 fn file_stem(model: &str) -> String {
-    model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    let mut stem = String::with_capacity(model.len() + 8);
+    for b in model.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-') {
+            stem.push(char::from(b));
+        } else {
+            stem.push_str(&format!("_{b:02x}"));
+        }
+    }
+    stem
 }
 
 fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>, default_max_tokens: u64) -> CliResult {
     let batch = batch_model(Some(model))?;
-    fs::create_dir_all(out.join("bedrock"))?;
+    let outputs = ["bedrock", "record-map.jsonl", "errors.jsonl", "report.json"];
+    refuse_overwrite(file, &outputs.map(|o| out.join(o)), "input file")?;
+    let mut input = open(file)?;
+    let staging = Staging::new(out)?;
+    create_dir(&staging.path("bedrock"))?;
     let batch_id = batch_id.unwrap_or_else(|| {
         file.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "batch".into())
     });
     let mut translator = Translator::new(policy(default_max_tokens), batch);
+    translate::scan_duplicates(
+        &mut input,
+        &mut translator,
+        Some(staging.path("")),
+        translate::SCAN_BUDGET,
+    )?;
+    input.rewind()?;
     let mut sink = FileSink {
-        dir: out.join("bedrock"),
+        dir: staging.path("bedrock"),
         records: Vec::new(),
-        map: create(&out.join("record-map.jsonl"))?,
-        errors: create(&out.join("errors.jsonl"))?,
+        map: create(&staging.path("record-map.jsonl"))?,
+        errors: create(&staging.path("errors.jsonl"))?,
     };
-    let report = translate::translate(open(file)?, &mut translator, &batch_id, &mut sink)?;
-    for (_, w) in sink.records.iter_mut().flatten() {
-        w.flush()?;
+    let report = translate::translate(input, &mut translator, &batch_id, &mut sink)?;
+    let mut written = Vec::new();
+    for (path, w) in sink.records.into_iter().flatten() {
+        finish(w)?;
+        written.push(path);
     }
-    sink.map.flush()?;
-    sink.errors.flush()?;
-    fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    finish(sink.map)?;
+    finish(sink.errors)?;
+    let report_path = staging.path("report.json");
+    fs::write(&report_path, serde_json::to_vec_pretty(&report)?).map_err(|e| named_error(&report_path, e))?;
+    staging.commit(&outputs)?;
+
     print_report(&report, false);
-    for (path, _) in sink.records.iter().flatten() {
-        eprintln!("wrote {}", path.display());
+    for path in written {
+        if let Some(name) = path.file_name() {
+            eprintln!("wrote {}", out.join("bedrock").join(name).display());
+        }
     }
     eprintln!("wrote {}", out.join("record-map.jsonl").display());
     eprintln!(
@@ -278,20 +448,26 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
     let status = JobStatus::parse(job_status).ok_or_else(|| {
         format!("--job-status: '{job_status}' is not a final Bedrock status (Completed, PartiallyCompleted, Expired, Stopped, Failed)")
     })?;
-    fs::create_dir_all(out)?;
-    // 8 MiB of results in memory before spilling a sorted run: keeps peak memory far under 32 MB.
-    let mut collector = Collector::new(8 << 20, None);
-    let mut files = 0;
+    let outputs = [out.join("output.jsonl"), out.join("errors.jsonl")];
+    refuse_overwrite(map, &outputs, "record map")?;
+    let mut bedrock_files = Vec::new();
     for input in inputs {
         for path in output_files(input)? {
-            collector.add(&path.display().to_string(), open(&path)?)?;
-            files += 1;
+            refuse_overwrite(&path, &outputs, "Bedrock output file")?;
+            bedrock_files.push(path);
         }
+    }
+    let staging = Staging::new(out)?;
+    // 8 MiB of results in memory before spilling a sorted run: keeps peak memory far under 32 MB.
+    let mut collector = Collector::new(8 << 20, Some(staging.path("")));
+    let files = bedrock_files.len();
+    for path in &bedrock_files {
+        collector.add(&path.display().to_string(), open(path)?)?;
     }
     let collected = collector.report().clone();
     let created = created.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    let mut output = create(&out.join("output.jsonl"))?;
-    let mut errors = create(&out.join("errors.jsonl"))?;
+    let mut output = create(&staging.path("output.jsonl"))?;
+    let mut errors = create(&staging.path("errors.jsonl"))?;
     let status_of = move |_: Option<usize>, _: &str| status;
     let report = results::join(
         open(map)?,
@@ -303,8 +479,19 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
         &mut output,
         &mut errors,
     )?;
-    output.flush()?;
-    errors.flush()?;
+    finish(output)?;
+    finish(errors)?;
+    if report.mismatched > 0 {
+        // Nothing is replaced: these files would join answers to the wrong requests.
+        return Err(format!(
+            "{} of the Bedrock results echo a different request than the one the record map lists for their \
+             recordId: this Bedrock output is not this batch's ({}), or the map was edited; nothing was written",
+            report.mismatched,
+            map.display()
+        )
+        .into());
+    }
+    staging.commit(&["output.jsonl", "errors.jsonl"])?;
     eprintln!(
         "{files} Bedrock output files, {} records: {} succeeded, {} failed, {} never returned, {} rejected before Bedrock",
         report.lines - report.rejected,
@@ -317,8 +504,20 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
         "tokens: {} prompt ({} cached), {} completion",
         report.usage.prompt_tokens, report.usage.cached_tokens, report.usage.completion_tokens
     );
-    for sample in &collected.unmatched_samples {
+    for sample in collected.unreadable_samples.iter().chain(&collected.unmatched_samples) {
         eprintln!("warning: {sample}");
+    }
+    if collected.unreadable_lines > collected.unreadable_samples.len() as u64 {
+        eprintln!(
+            "warning: {} Bedrock output lines could not be read ({} of them for a known record, which got an unreadable_result error line)",
+            collected.unreadable_lines, collected.unreadable_records
+        );
+    }
+    if report.unverified > 0 {
+        eprintln!(
+            "warning: {} results could not be checked against the request sent (no echoed modelInput, or no fingerprint in the map)",
+            report.unverified
+        );
     }
     if collected.unmatched_lines > collected.unmatched_samples.len() as u64 {
         eprintln!(
@@ -332,7 +531,7 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
             report.unexpected_results, report.duplicate_results
         );
     }
-    for (reason, n) in &report.unknown_stop_reasons {
+    for (reason, n) in report.unknown_stop_reasons.iter() {
         eprintln!("warning: {n} records stopped for an unknown reason '{reason}' (reported as finish_reason \"stop\")");
     }
     eprintln!(
@@ -345,7 +544,12 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
         out.join("errors.jsonl").display(),
         report.error_lines()
     );
-    Ok(ExitCode::SUCCESS)
+    // Exit 1: the results are written and complete, but some of Bedrock's lines could not be read.
+    Ok(if collected.unreadable_lines > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A file as given, or the `*.jsonl.out` files of a folder in name order (SPEC §2.2).
@@ -353,7 +557,8 @@ fn output_files(path: &Path) -> io::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = fs::read_dir(path)?
+    let mut files: Vec<PathBuf> = fs::read_dir(path)
+        .map_err(|e| named_error(path, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".jsonl.out"))
         .collect();

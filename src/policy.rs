@@ -11,6 +11,8 @@
 //! | `temperature` outside 0–1, `top_p` outside 0–1 | line rejected, never clamped | Bedrock accepts 0–1 only (SPEC §4.4) |
 //! | `temperature` and `top_p` both, on Claude 4.5 models | line rejected | those models take one or the other (SPEC §3.1) |
 //! | neither `max_completion_tokens` nor `max_tokens` | [`Policy::default_max_tokens`] | Claude requires `max_tokens` (SPEC §3.1) |
+//! | `max_tokens` (given or default) 0, or above the model's maximum output | line rejected | [`crate::request::check_max_tokens`], docs/formats.md "max_tokens" |
+//! | a line over [`Policy::max_line_bytes`], not UTF-8, not an object | line rejected | docs/formats.md "Limits" |
 //! | `top_k` | passed through | a vendor extension OpenAI lacks (SPEC §4.4) |
 //! | `seed`, `user`, `metadata`, penalties, … ([`DROPPED_FIELDS`]) and unknown body fields | dropped, counted | no Bedrock meaning |
 //! | `functions` / `function_call` (deprecated) | line rejected | silently dropping them would change the answer; use `tools` |
@@ -75,13 +77,20 @@ pub struct Policy {
     pub default_max_tokens: u64,
     /// The longest `custom_id` accepted. OpenAI documents none (SPEC §8.9); ours keeps map lines small.
     pub max_custom_id_len: usize,
+    /// The longest input line read, in bytes; a longer one is rejected (`line_too_long`) without being
+    /// held in memory. 64 MiB is far above any request a Bedrock chat model takes (docs/formats.md, "Limits").
+    pub max_line_bytes: usize,
 }
+
+/// The most Bedrock models one batch may use: each is its own job group, with its own files.
+pub const MAX_MODELS_PER_BATCH: usize = 100;
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             default_max_tokens: 4096,
             max_custom_id_len: 512,
+            max_line_bytes: 64 << 20,
         }
     }
 }

@@ -89,18 +89,19 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
             ));
         }
     }
-    let max_tokens = match body.max_completion_tokens.or(body.max_tokens) {
-        Some(0) => {
-            let field = if body.max_completion_tokens.is_some() {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            return Err(reject(Reason::MaxTokens, format!("body.{field}"), "must be at least 1"));
-        }
-        Some(n) => n,
-        None => policy.default_max_tokens,
+    let (max_tokens, field) = match (body.max_completion_tokens, body.max_tokens) {
+        (Some(n), _) => (n, Some("body.max_completion_tokens")),
+        (None, Some(n)) => (n, Some("body.max_tokens")),
+        (None, None) => (policy.default_max_tokens, None),
     };
+    check_max_tokens(max_tokens, model).map_err(|why| match field {
+        Some(field) => reject(Reason::MaxTokens, field, why),
+        None => reject(
+            Reason::MaxTokens,
+            "body.max_completion_tokens",
+            format!("is not set, and the default max_tokens (DefaultMaxTokens, --default-max-tokens) {why}"),
+        ),
+    })?;
     let stop = match body.stop {
         None => Vec::new(),
         Some(Stop::One(s)) => vec![s],
@@ -230,6 +231,22 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         tools,
         tool_choice,
     })
+}
+
+/// The one rule for `max_tokens`, whether a line sets it or the batch's default applies: at least 1, and
+/// at most what the model can write (docs/formats.md, "max_tokens"). `model` is `None` when it is not
+/// known yet (checking the default itself, or validating without a model).
+pub fn check_max_tokens(n: u64, model: Option<&BedrockModel>) -> Result<(), String> {
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    match model {
+        Some(m) if n > m.max_output_tokens => Err(format!(
+            "{n} is above the {} output tokens {} can write",
+            m.max_output_tokens, m.id
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
@@ -638,14 +655,9 @@ fn data_url(url: Cow<'_, str>) -> Result<(&'static str, Cow<'_, str>), String> {
     let Some(format) = IMAGE_TYPES.iter().find(|t| **t == subtype) else {
         return Err(format!("image type '{mime}' is not supported (jpeg, png, gif or webp)"));
     };
-    let b = payload.as_bytes();
-    let valid_chars = b
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
-    if b.is_empty() || !valid_chars || b.len() % 4 != 0 {
+    let Some(decoded) = base64_len(payload.as_bytes()) else {
         return Err("the image payload is not valid base64".into());
-    }
-    let decoded = b.len() / 4 * 3 - b.iter().rev().take_while(|c| **c == b'=').count();
+    };
     if decoded > MAX_IMAGE_BYTES {
         return Err(format!(
             "the image is {decoded} bytes; Bedrock takes at most {MAX_IMAGE_BYTES}"
@@ -659,6 +671,20 @@ fn data_url(url: Cow<'_, str>) -> Result<(&'static str, Cow<'_, str>), String> {
     Ok((format, data))
 }
 
+/// The decoded length of padded standard base64 (RFC 4648 §4), or `None` when it is not that: a length
+/// that is a multiple of 4, at most two `=`, and only at the end.
+fn base64_len(b: &[u8]) -> Option<usize> {
+    if b.is_empty() || b.len() % 4 != 0 {
+        return None;
+    }
+    let pads = b.iter().rev().take_while(|c| **c == b'=').count();
+    let body = &b[..b.len() - pads];
+    let alphabet = body
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'));
+    (pads <= 2 && alphabet).then(|| b.len() / 4 * 3 - pads)
+}
+
 /// Tool-call `arguments` are a JSON string; Bedrock wants the object itself.
 fn parse_arguments(arguments: &str) -> Result<Box<RawValue>, String> {
     let trimmed = arguments.trim();
@@ -670,4 +696,28 @@ fn parse_arguments(arguments: &str) -> Result<Box<RawValue>, String> {
         return Err("must be a JSON object".into());
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_padding_only_at_the_end_and_at_most_two() {
+        assert_eq!(base64_len(b"AAAA"), Some(3));
+        assert_eq!(base64_len(b"AAA="), Some(2));
+        assert_eq!(base64_len(b"AA=="), Some(1));
+        for bad in [
+            &b""[..],
+            b"====",
+            b"A===",
+            b"=AAA",
+            b"A=AA",
+            b"AAA",
+            b"AA*A",
+            b"AAAA====",
+        ] {
+            assert_eq!(base64_len(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

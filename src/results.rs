@@ -2,27 +2,37 @@
 //! (SPEC §2.2, §4.2, §6).
 //!
 //! Bedrock returns records in any order (SPEC §2.2), and a job's output is as large as its input. So
-//! [`Collector`] reads the output files once, keeping only each record's number and its `modelOutput` or
-//! `error` (not the echoed `modelInput`), sorted in memory up to a budget and spilled to sorted run files
-//! beyond it. [`join`] then walks the record map, the ledger of every input line, merging the runs by
-//! record number: each line ends in exactly one place, and memory stays bounded by the budget.
+//! [`Collector`] reads the output files once, keeping only each record's number, its `modelOutput` or
+//! `error`, and the fingerprint of its echoed `modelInput` (not the echo itself), in a
+//! [`Sorter`](crate::spill::Sorter): sorted in memory up to a budget, spilled to a bounded number of
+//! sorted run files beyond it. [`join`] then walks the record map, the ledger of every input line, in
+//! step with the sorted results: each line ends in exactly one place, and memory stays bounded by the
+//! budget.
+//!
+//! Nothing from Bedrock is trusted to belong where its recordId says: an answer whose echoed request
+//! differs from the one the record map says was sent is never joined (`mismatched_result`), a
+//! `modelOutput` that is not the model family's shape is not an answer (`malformed_model_output`), and
+//! a line that came back but cannot be read is said to be so for its record (`unreadable_result`)
+//! rather than reported as never returned.
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::completion::{self, ChatCompletion, Usage};
-use crate::jsonl::{is_blank, Lines};
+use crate::counts::Counts;
+use crate::error::escape_controls;
+use crate::fingerprint::Fingerprint;
+use crate::jsonl::{is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
 use crate::model::{self, Family, ModelName};
 use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
-use crate::translate::{MapEnd, MapHeader, MapLine, MAP_VERSION};
+use crate::spill::{Sorted, Sorter};
+use crate::translate::{MapCounts, MapEnd, MapHeader, MapLine, MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,18 +81,79 @@ impl JobStatus {
     }
 }
 
-/// What a Bedrock output line held.
+/// What a collected result holds: the first byte of its payload in the sorter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Kind {
     Output = 0,
     Error = 1,
+    /// The line came back for this record but could not be read; the payload is the message.
+    Unreadable = 2,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Kind> {
+        [Kind::Output, Kind::Error, Kind::Unreadable]
+            .into_iter()
+            .find(|k| *k as u8 == b)
+    }
+}
+
+/// The sorter's key of a result: the record number, then readable results before unreadable ones, so
+/// that when a record came back twice, once cut short, the readable copy is the one joined.
+fn sort_key(record: u64, kind: Kind) -> u128 {
+    (u128::from(record) << 1) | u128::from(kind == Kind::Unreadable)
+}
+
+fn record_of(key: u128) -> u64 {
+    (key >> 1) as u64
+}
+
+/// A result's payload in the sorter: kind, whether the echo had a fingerprint, the fingerprint
+/// (little-endian), then the `modelOutput`, `error` or message text.
+const PAYLOAD_HEADER: usize = 10;
+
+fn encode(buf: &mut Vec<u8>, kind: Kind, echoed: Option<Fingerprint>, text: &[u8]) {
+    buf.clear();
+    buf.push(kind as u8);
+    buf.push(u8::from(echoed.is_some()));
+    buf.extend_from_slice(&echoed.map_or(0, |f| f.0).to_le_bytes());
+    buf.extend_from_slice(text);
+}
+
+/// One collected result, read back from the sorter.
+struct Collected<'p> {
+    kind: Kind,
+    /// The fingerprint of the `modelInput` Bedrock echoed, when it echoed one.
+    echoed: Option<Fingerprint>,
+    text: &'p str,
+}
+
+fn decode(payload: &[u8]) -> io::Result<Collected<'_>> {
+    let corrupt = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a sorted result is corrupt (temporary file damaged?)",
+        )
+    };
+    if payload.len() < PAYLOAD_HEADER {
+        return Err(corrupt());
+    }
+    let kind = Kind::from_byte(payload[0]).ok_or_else(corrupt)?;
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&payload[2..PAYLOAD_HEADER]);
+    let echoed = (payload[1] == 1).then_some(Fingerprint(u64::from_le_bytes(fp)));
+    let text = std::str::from_utf8(&payload[PAYLOAD_HEADER..]).map_err(|_| corrupt())?;
+    Ok(Collected { kind, echoed, text })
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a Bedrock output record (an object with recordId and modelOutput or error)")]
 struct OutputLine<'a> {
     #[serde(rename = "recordId", borrow, default)]
     record_id: Option<Cow<'a, str>>,
+    #[serde(rename = "modelInput", borrow, default)]
+    model_input: Option<&'a RawValue>,
     #[serde(rename = "modelOutput", borrow, default)]
     model_output: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -93,18 +164,51 @@ struct OutputLine<'a> {
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct CollectReport {
     pub output_lines: u64,
-    /// Lines that cannot be tied to a record: not JSON, no recordId, or a recordId not of ours.
+    /// Readable lines that cannot be tied to a record: no recordId, or a recordId not of ours.
     pub unmatched_lines: u64,
     /// The first few of those, as `file:line: why`.
     pub unmatched_samples: Vec<String>,
+    /// Lines that are no readable Bedrock output record: cut short, not UTF-8, a NUL byte, a byte
+    /// order mark, not JSON, over the line-length limit, or neither modelOutput nor error.
+    pub unreadable_lines: u64,
+    /// Of those, the lines whose recordId could still be found: their records get an
+    /// `unreadable_result` error line saying so (the others' records are reported as not returned).
+    pub unreadable_records: u64,
+    /// The first few unreadable lines, as `file:line: why`.
+    pub unreadable_samples: Vec<String>,
 }
 
 const SAMPLES: usize = 20;
+/// The longest sample or quoted value kept, in bytes: a hostile line must not fill the report.
+const SAMPLE_BYTES: usize = 300;
+
+/// `s` safe to show: control characters escaped, at most `max` bytes (cut at a character boundary,
+/// ending with `…`).
+fn shown(s: &str, max: usize) -> String {
+    let escaped = escape_controls(s);
+    if escaped.len() <= max {
+        return escaped.into_owned();
+    }
+    let mut end = max;
+    while !escaped.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &escaped[..end])
+}
+
+/// Adds a `file:line: why` sample while there are fewer than [`SAMPLES`].
+fn sample(samples: &mut Vec<String>, name: &str, line: u64, why: &str) {
+    if samples.len() < SAMPLES {
+        samples.push(shown(&format!("{name}:{line}: {why}"), SAMPLE_BYTES));
+    }
+}
 
 /// Reads Bedrock output files, keeping each record's result sorted by record number.
 pub struct Collector {
-    runs: Runs,
+    sorter: Sorter,
     report: CollectReport,
+    /// The payload being pushed, reused from line to line.
+    scratch: Vec<u8>,
 }
 
 impl Collector {
@@ -112,43 +216,27 @@ impl Collector {
     /// `spill_dir` (the system temp folder when `None`).
     pub fn new(budget: usize, spill_dir: Option<PathBuf>) -> Self {
         Collector {
-            runs: Runs::new(budget, spill_dir),
+            sorter: Sorter::new(budget, spill_dir),
             report: CollectReport::default(),
+            scratch: Vec::new(),
         }
     }
 
     /// Reads one `*.jsonl.out` file. `name` is used in messages only.
     pub fn add<R: BufRead>(&mut self, name: &str, reader: R) -> io::Result<()> {
         let mut lines = Lines::new(reader);
-        while let Some((line_no, line)) = lines.next_line()? {
-            if is_blank(line) {
-                continue;
-            }
-            self.report.output_lines += 1;
-            let why = match serde_json::from_slice::<OutputLine>(line) {
-                Err(e) => format!("not a Bedrock output record: {e}"),
-                Ok(OutputLine { record_id: None, .. }) => "no recordId".to_string(),
-                Ok(OutputLine {
-                    record_id: Some(id),
-                    model_output,
-                    error,
-                }) => match (RecordId::parse(&id), error, model_output) {
-                    (None, _, _) => format!("recordId '{id}' was not written by batchdrop"),
-                    // An error wins over a modelOutput, should a record carry both.
-                    (Some(n), Some(err), _) => {
-                        self.runs.push(n.number(), Kind::Error, err.get().as_bytes())?;
-                        continue;
-                    }
-                    (Some(n), None, Some(out)) => {
-                        self.runs.push(n.number(), Kind::Output, out.get().as_bytes())?;
-                        continue;
-                    }
-                    (Some(_), None, None) => format!("record '{id}' has neither modelOutput nor error"),
-                },
-            };
-            self.report.unmatched_lines += 1;
-            if self.report.unmatched_samples.len() < SAMPLES {
-                self.report.unmatched_samples.push(format!("{name}:{line_no}: {why}"));
+        while let Some((line_no, line)) = lines.next_any()? {
+            match line {
+                Line::TooLong { bytes } => {
+                    self.report.output_lines += 1;
+                    let why = format!("is {bytes} bytes long, over the limit of {DEFAULT_MAX_LINE_BYTES} bytes");
+                    self.unreadable(name, line_no, None, &why)?;
+                }
+                Line::Text(text) if is_blank(text) => {}
+                Line::Text(text) => {
+                    self.report.output_lines += 1;
+                    self.line(name, line_no, text)?;
+                }
             }
         }
         Ok(())
@@ -157,167 +245,153 @@ impl Collector {
     pub fn report(&self) -> &CollectReport {
         &self.report
     }
-}
 
-/// Sorted runs of `(record number, kind, payload)`: the current one in memory, earlier ones on disk.
-struct Runs {
-    budget: usize,
-    spill_dir: Option<PathBuf>,
-    arena: Vec<u8>,
-    /// (record number, kind, start, len) into `arena`.
-    index: Vec<(u64, Kind, usize, usize)>,
-    files: Vec<File>,
-}
-
-impl Runs {
-    fn new(budget: usize, spill_dir: Option<PathBuf>) -> Self {
-        Runs {
-            budget,
-            spill_dir,
-            arena: Vec::new(),
-            index: Vec::new(),
-            files: Vec::new(),
+    fn line(&mut self, name: &str, line_no: u64, line: &[u8]) -> io::Result<()> {
+        // serde would read an array as the fields in order: a line must be an object to be a record.
+        let starts_an_object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let parsed = if starts_an_object {
+            serde_json::from_slice::<OutputLine>(line).map_err(Some)
+        } else {
+            Err(None)
+        };
+        match parsed {
+            Ok(record) => self.record(name, line_no, record),
+            Err(e) => {
+                let why = unreadable_why(line, e.as_ref());
+                self.unreadable(name, line_no, find_record_id(line), &why)
+            }
         }
     }
 
-    fn push(&mut self, n: u64, kind: Kind, payload: &[u8]) -> io::Result<()> {
-        if !self.index.is_empty() && self.arena.len() + payload.len() > self.budget {
-            self.spill()?;
+    /// A line that is JSON: tied to its record, or counted as unmatched.
+    fn record(&mut self, name: &str, line_no: u64, line: OutputLine<'_>) -> io::Result<()> {
+        let Some(id) = line.record_id else {
+            return self.unmatched(name, line_no, "has no recordId");
+        };
+        let Some(record) = RecordId::parse(&id) else {
+            let why = format!("recordId {} was not written by batchdrop", shown(&quoted(&id), 60));
+            return self.unmatched(name, line_no, &why);
+        };
+        let echoed = line
+            .model_input
+            .and_then(|raw| Fingerprint::of_json(raw.get().as_bytes()));
+        match (line.error, line.model_output) {
+            // An error wins over a modelOutput, should a record carry both.
+            (Some(err), _) => self.push(record, Kind::Error, echoed, err.get().as_bytes()),
+            (None, Some(out)) => self.push(record, Kind::Output, echoed, out.get().as_bytes()),
+            (None, None) => self.unreadable(name, line_no, Some(record), "has neither modelOutput nor error"),
         }
-        self.index.push((n, kind, self.arena.len(), payload.len()));
-        self.arena.extend_from_slice(payload);
+    }
+
+    fn push(&mut self, record: RecordId, kind: Kind, echoed: Option<Fingerprint>, text: &[u8]) -> io::Result<()> {
+        encode(&mut self.scratch, kind, echoed, text);
+        self.sorter.push(sort_key(record.number(), kind), &self.scratch)
+    }
+
+    fn unmatched(&mut self, name: &str, line_no: u64, why: &str) -> io::Result<()> {
+        self.report.unmatched_lines += 1;
+        sample(&mut self.report.unmatched_samples, name, line_no, why);
         Ok(())
     }
 
-    fn spill(&mut self) -> io::Result<()> {
-        // Stable sort: of two results for one record, the first read stays first.
-        self.index.sort_by_key(|e| e.0);
-        let file = match &self.spill_dir {
-            Some(dir) => tempfile::tempfile_in(dir)?,
-            None => tempfile::tempfile()?,
+    /// A line that came back but cannot be read. When its recordId is known, the record's error line
+    /// says so.
+    fn unreadable(&mut self, name: &str, line_no: u64, record: Option<RecordId>, why: &str) -> io::Result<()> {
+        self.report.unreadable_lines += 1;
+        let Some(record) = record else {
+            sample(&mut self.report.unreadable_samples, name, line_no, why);
+            return Ok(());
         };
-        let mut w = BufWriter::new(file);
-        for &(n, kind, start, len) in &self.index {
-            w.write_all(&n.to_le_bytes())?;
-            w.write_all(&[kind as u8])?;
-            w.write_all(&(len as u64).to_le_bytes())?;
-            w.write_all(&self.arena[start..start + len])?;
-        }
-        let mut file = w.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        self.files.push(file);
-        self.index.clear();
-        self.arena.clear();
-        self.arena.shrink_to(self.budget);
-        Ok(())
-    }
-
-    fn into_merge(mut self) -> io::Result<Merge> {
-        self.index.sort_by_key(|e| e.0);
-        let mut sources: Vec<Source> = self
-            .files
-            .into_iter()
-            .map(|f| Source::Disk {
-                reader: BufReader::with_capacity(64 * 1024, f),
-                payload: Vec::new(),
-            })
-            .collect();
-        sources.push(Source::Memory {
-            arena: self.arena,
-            index: self.index,
-            at: 0,
-        });
-        let mut merge = Merge {
-            heads: vec![None; sources.len()],
-            sources,
-            heap: BinaryHeap::new(),
-        };
-        for i in 0..merge.sources.len() {
-            merge.advance(i)?;
-        }
-        Ok(merge)
+        self.report.unreadable_records += 1;
+        let shown_why = format!("{why} (recordId {})", record.as_str());
+        sample(&mut self.report.unreadable_samples, name, line_no, &shown_why);
+        let message = format!(
+            "Bedrock's output line {}:{line_no} for this request could not be read: {why}",
+            shown(name, SAMPLE_BYTES)
+        );
+        self.push(record, Kind::Unreadable, None, message.as_bytes())
     }
 }
 
-enum Source {
-    Disk {
-        reader: BufReader<File>,
-        payload: Vec<u8>,
-    },
-    Memory {
-        arena: Vec<u8>,
-        index: Vec<(u64, Kind, usize, usize)>,
-        at: usize,
-    },
+/// A string as a JSON string literal, as messages quote values.
+fn quoted(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
 }
 
-/// A k-way merge of the runs by record number; ties go to the earlier run.
-struct Merge {
-    sources: Vec<Source>,
-    heads: Vec<Option<(u64, Kind)>>,
-    heap: BinaryHeap<Reverse<(u64, usize)>>,
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// serde_json's message without its ` at line 1 column N` (a Bedrock line is one line: the byte is said
+/// apart).
+fn serde_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
-impl Merge {
-    /// Loads the next entry of source `i` (its payload stays in the source).
-    fn advance(&mut self, i: usize) -> io::Result<()> {
-        let head = match &mut self.sources[i] {
-            Source::Memory { index, at, .. } => {
-                let h = index.get(*at).map(|e| (e.0, e.1));
-                *at += 1;
-                h
+/// Why a line that is not a Bedrock output record is not, precisely enough to find the damage: `e` is
+/// serde_json's error, `None` when the line does not start as an object. Bytes are counted from 1, as
+/// an editor's columns are.
+fn unreadable_why(line: &[u8], e: Option<&serde_json::Error>) -> String {
+    if line.starts_with(BOM) {
+        return "starts with a byte order mark (U+FEFF): only the first line of a file may".to_string();
+    }
+    if let Err(u) = std::str::from_utf8(line) {
+        return format!("is not valid UTF-8 at byte {}", u.valid_up_to() + 1);
+    }
+    if let Some(i) = line.iter().position(|b| *b == 0) {
+        return format!("contains a NUL byte at byte {}", i + 1);
+    }
+    let Some(e) = e else {
+        return "is not a JSON object: Bedrock writes one object per line".to_string();
+    };
+    if e.classify() == serde_json::error::Category::Eof {
+        return "is cut short: the JSON ends before the object closes".to_string();
+    }
+    format!(
+        "is not a Bedrock output record: {} at byte {}",
+        shown(&serde_text(e), SAMPLE_BYTES),
+        e.column()
+    )
+}
+
+/// The recordId of a line that cannot be parsed, found by its bytes: `"recordId"`, optional
+/// whitespace, `:`, optional whitespace, then a recordId of ours in quotes. Quotes inside JSON strings
+/// are escaped, so the text of a request cannot fake one. `None` when there is none, or two that
+/// differ.
+fn find_record_id(line: &[u8]) -> Option<RecordId> {
+    const KEY: &[u8] = b"\"recordId\"";
+    let mut found: Option<RecordId> = None;
+    let mut at = 0;
+    while let Some(i) = line[at..].windows(KEY.len()).position(|w| w == KEY) {
+        at += i + KEY.len();
+        if let Some(id) = record_id_value(&line[at..]) {
+            match found {
+                Some(seen) if seen != id => return None,
+                _ => found = Some(id),
             }
-            Source::Disk { reader, payload } => {
-                let mut n = [0u8; 8];
-                match reader.read_exact(&mut n) {
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
-                    Err(e) => return Err(e),
-                    Ok(()) => {
-                        let mut kind = [0u8; 1];
-                        let mut len = [0u8; 8];
-                        reader.read_exact(&mut kind)?;
-                        reader.read_exact(&mut len)?;
-                        let len = usize::try_from(u64::from_le_bytes(len)).map_err(io::Error::other)?;
-                        payload.clear();
-                        payload.resize(len, 0);
-                        reader.read_exact(payload)?;
-                        let kind = if kind[0] == Kind::Error as u8 {
-                            Kind::Error
-                        } else {
-                            Kind::Output
-                        };
-                        Some((u64::from_le_bytes(n), kind))
-                    }
-                }
-            }
-        };
-        self.heads[i] = head;
-        if let Some((n, _)) = head {
-            self.heap.push(Reverse((n, i)));
         }
-        Ok(())
     }
+    found
+}
 
-    fn peek(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse((n, _))| *n)
+/// `: "R0123456789"` at the start of `s`, whitespace allowed around the colon.
+fn record_id_value(s: &[u8]) -> Option<RecordId> {
+    let skip = |s: &[u8]| -> usize {
+        s.iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count()
+    };
+    let s = &s[skip(s)..];
+    let s = s.strip_prefix(b":")?;
+    let s = &s[skip(s)..];
+    let s = s.strip_prefix(b"\"")?;
+    let (id, rest) = s.split_at_checked(11)?;
+    if rest.first() != Some(&b'"') {
+        return None;
     }
-
-    /// Hands the smallest entry to `f`, then moves past it.
-    fn pop<T>(&mut self, f: impl FnOnce(u64, Kind, &[u8]) -> T) -> io::Result<Option<T>> {
-        let Some(Reverse((n, i))) = self.heap.pop() else {
-            return Ok(None);
-        };
-        let kind = self.heads[i].map_or(Kind::Output, |h| h.1);
-        let value = match &self.sources[i] {
-            Source::Memory { arena, index, at } => {
-                let (_, _, start, len) = index[*at - 1];
-                f(n, kind, &arena[start..start + len])
-            }
-            Source::Disk { payload, .. } => f(n, kind, payload),
-        };
-        self.advance(i)?;
-        Ok(Some(value))
-    }
+    RecordId::parse(std::str::from_utf8(id).ok()?)
 }
 
 #[derive(Deserialize)]
@@ -334,19 +408,30 @@ struct RecordError<'a> {
 pub struct ResultsReport {
     pub lines: u64,
     pub succeeded: u64,
-    /// Records Bedrock answered with an error, or whose output was unusable.
+    /// Records Bedrock answered with an error, whose output was unusable, unreadable or another
+    /// request's.
     pub failed: u64,
     /// Records Bedrock never returned, by error code.
     pub missing: BTreeMap<&'static str, u64>,
     /// Lines rejected before Bedrock, from the record map.
     pub rejected: u64,
+    /// Of `failed`: results whose echoed `modelInput` is not the request the record map says was sent
+    /// (`mismatched_result` error lines). Never joined: the record map and the Bedrock output are
+    /// probably from different batches.
+    pub mismatched: u64,
+    /// Of `failed`: records whose Bedrock output line came back but could not be read
+    /// (`unreadable_result` error lines).
+    pub unreadable: u64,
+    /// Results joined without proof that they answer their request: the output line echoed no
+    /// `modelInput`, or the record map entry has no fingerprint.
+    pub unverified: u64,
     /// Extra results for a record already answered: the first was kept.
     pub duplicate_results: u64,
     /// Results whose record number is not in the record map.
     pub unexpected_results: u64,
     pub usage: Usage,
-    /// Stop reasons batchdrop does not know, mapped to `stop` (SPEC §6.1).
-    pub unknown_stop_reasons: BTreeMap<String, u64>,
+    /// Stop reasons batchdrop does not know, mapped to `stop` (SPEC §6.1); bounded, escaped keys.
+    pub unknown_stop_reasons: Counts,
 }
 
 impl ResultsReport {
@@ -364,13 +449,168 @@ pub struct JoinOptions<'f> {
     pub status: &'f dyn Fn(Option<usize>, &str) -> JobStatus,
 }
 
-/// The map line a missing trailer would have been on: the header, then one line per entry.
-fn lines_read(report: &ResultsReport) -> u64 {
-    report.lines + 2
-}
-
 fn bad_map(line: u64, why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("record map line {line}: {why}"))
+}
+
+/// The header: the map's format and its batch id.
+fn read_header<M: BufRead>(lines: &mut Lines<M>) -> io::Result<MapHeader> {
+    let Some((_, header)) = lines.next_line()? else {
+        return Err(bad_map(1, "the record map is empty"));
+    };
+    let header: MapHeader = serde_json::from_slice(header)
+        .map_err(|e| bad_map(1, format!("not a record map header: {}", serde_text(&e))))?;
+    if header.batchdrop_record_map != MAP_VERSION {
+        return Err(bad_map(
+            1,
+            format!(
+                "record map format {}, but this batchdrop reads format {MAP_VERSION}: translate the input again with this version",
+                header.batchdrop_record_map
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+/// What the walk of the map has seen, to refuse a map that was cut, edited or put together.
+#[derive(Default)]
+struct MapWalk {
+    /// The last map line read (blank ones included).
+    map_line: u64,
+    last_input_line: u64,
+    last_record: u64,
+    entries: u64,
+    records: u64,
+    /// Where the trailer was, and its counts.
+    end: Option<(u64, MapCounts)>,
+}
+
+impl MapWalk {
+    /// Input lines must be strictly increasing: a map listing one twice would give two lines one
+    /// `batch_req_` id, and one answer twice.
+    fn entry(&mut self, map_line: u64, input_line: u64) -> io::Result<()> {
+        if input_line == 0 {
+            return Err(bad_map(map_line, "input line 0: input lines are counted from 1"));
+        }
+        if input_line <= self.last_input_line {
+            return Err(bad_map(
+                map_line,
+                format!("input line {input_line} appears twice (or out of order)"),
+            ));
+        }
+        self.last_input_line = input_line;
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn record(&mut self, map_line: u64, record: u64) -> io::Result<()> {
+        if record <= self.last_record {
+            return Err(bad_map(
+                map_line,
+                format!(
+                    "recordId {} appears twice (or out of order)",
+                    RecordId::new(record).as_str()
+                ),
+            ));
+        }
+        self.last_record = record;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The trailer must be there, and hold the counts read.
+    fn finish(&self) -> io::Result<()> {
+        let Some((at, counts)) = self.end else {
+            return Err(bad_map(
+                self.map_line + 1,
+                "the record map has no last line ({\"batchdrop_record_map_end\":…}): it was cut short, so \
+                 lines would be lost; copy it again from where translate wrote it",
+            ));
+        };
+        if counts.entries != self.entries || counts.records != self.records {
+            return Err(bad_map(
+                at,
+                format!(
+                    "the record map says it holds {} entries ({} records) but {} entries ({} records) were read: \
+                     lines were lost or added",
+                    counts.entries, counts.records, self.entries, self.records
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The family of each model named in the map, the last one remembered (maps run model by model).
+#[derive(Default)]
+struct Families {
+    last: Option<(String, Family)>,
+}
+
+impl Families {
+    fn of(&mut self, map_line: u64, model_id: &str) -> io::Result<Family> {
+        if let Some((id, family)) = &self.last {
+            if id == model_id {
+                return Ok(*family);
+            }
+        }
+        match model::classify(model_id) {
+            ModelName::Supported(m) => {
+                self.last = Some((model_id.to_string(), m.family));
+                Ok(m.family)
+            }
+            _ => Err(bad_map(
+                map_line,
+                format!(
+                    "{} is not a model batchdrop translates for",
+                    shown(&quoted(model_id), SAMPLE_BYTES)
+                ),
+            )),
+        }
+    }
+}
+
+/// An accepted map entry, checked.
+struct Accepted<'e> {
+    record: RecordId,
+    model: &'e str,
+    custom_id: &'e str,
+    family: Family,
+    /// The fingerprint of the `modelInput` sent, when the map has it.
+    sent: Option<Fingerprint>,
+}
+
+fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) -> io::Result<Accepted<'e>> {
+    let (Some(record_id), Some(model), Some(custom_id)) = (
+        entry.record_id.as_deref(),
+        entry.model.as_deref(),
+        entry.custom_id.as_deref(),
+    ) else {
+        return Err(bad_map(
+            map_line,
+            "an accepted entry needs recordId, model and custom_id",
+        ));
+    };
+    let Some(record) = RecordId::parse(record_id) else {
+        return Err(bad_map(
+            map_line,
+            format!("{} is not a batchdrop recordId", shown(&quoted(record_id), 60)),
+        ));
+    };
+    let sent = match entry.fingerprint.as_deref() {
+        None => None,
+        Some(hex) => Some(
+            Fingerprint::from_hex(hex)
+                .ok_or_else(|| bad_map(map_line, format!("fp {} is not 16 hex digits", shown(&quoted(hex), 60))))?,
+        ),
+    };
+    Ok(Accepted {
+        record,
+        model,
+        custom_id,
+        family: families.of(map_line, model)?,
+        sent,
+    })
 }
 
 /// Writes `output` and `errors` from the record map and the collected results, in input order.
@@ -382,46 +622,44 @@ pub fn join<M: BufRead, O: Write, E: Write>(
     errors: &mut E,
 ) -> io::Result<ResultsReport> {
     let mut lines = Lines::new(map);
-    let Some((_, header)) = lines.next_line()? else {
-        return Err(bad_map(1, "the record map is empty"));
-    };
-    let header: MapHeader =
-        serde_json::from_slice(header).map_err(|e| bad_map(1, format!("not a record map header: {e}")))?;
-    if header.batchdrop_record_map != MAP_VERSION {
-        return Err(bad_map(
-            1,
-            format!("format {} is not {MAP_VERSION}", header.batchdrop_record_map),
-        ));
-    }
+    let header = read_header(&mut lines)?;
     let ids = Ids::new(&header.batch_id);
-    let mut merge = collector.runs.into_merge()?;
+    let mut results = collector.sorter.finish()?;
     let mut report = ResultsReport::default();
-    let mut family_cache: Option<(String, Family)> = None;
-    let mut last_record = 0u64;
-    let mut records = 0u64;
-    let mut end = None;
+    let mut families = Families::default();
+    let mut walk = MapWalk {
+        map_line: 1,
+        ..MapWalk::default()
+    };
 
     while let Some((map_line, entry)) = lines.next_line()? {
+        walk.map_line = map_line;
         if is_blank(entry) {
             continue;
         }
-        if end.is_some() {
-            return Err(bad_map(map_line, "an entry after the record map's last line"));
+        if let Some((at, _)) = walk.end {
+            return Err(bad_map(
+                map_line,
+                format!("an entry after the record map's last line (line {at}): lines were added to it"),
+            ));
         }
         if let Some(counts) = MapEnd::parse(entry) {
-            end = Some((map_line, counts.map_err(|e| bad_map(map_line, e))?));
+            let counts =
+                counts.map_err(|e| bad_map(map_line, format!("not a record map trailer: {}", serde_text(&e))))?;
+            walk.end = Some((map_line, counts));
             continue;
         }
-        let entry: MapLine = serde_json::from_slice(entry).map_err(|e| bad_map(map_line, e))?;
+        let entry: MapLine = serde_json::from_slice(entry)
+            .map_err(|e| bad_map(map_line, format!("not a record map entry: {}", serde_text(&e))))?;
+        walk.entry(map_line, entry.line)?;
         report.lines += 1;
-        let custom_id = entry.custom_id.as_deref();
         if let Some(rej) = &entry.rejected {
             report.rejected += 1;
             write_http_error(
                 errors,
                 &ids,
                 entry.line,
-                custom_id,
+                entry.custom_id.as_deref(),
                 &HttpError {
                     status: 400,
                     message: &rej.message,
@@ -431,146 +669,98 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             )?;
             continue;
         }
-        let (Some(record_id), Some(model_id), Some(custom_id)) =
-            (entry.record_id.as_deref(), entry.model.as_deref(), custom_id)
-        else {
-            return Err(bad_map(
-                map_line,
-                "an accepted entry needs recordId, model and custom_id",
-            ));
-        };
-        let Some(record) = RecordId::parse(record_id).map(RecordId::number) else {
-            return Err(bad_map(map_line, format!("'{record_id}' is not a batchdrop recordId")));
-        };
-        if record <= last_record {
-            return Err(bad_map(map_line, "recordIds are not in increasing order"));
-        }
-        last_record = record;
-        records += 1;
-        let family = match &family_cache {
-            Some((id, f)) if id == model_id => *f,
-            _ => match model::classify(model_id) {
-                ModelName::Supported(m) => {
-                    family_cache = Some((m.id, m.family));
-                    m.family
-                }
-                _ => {
-                    return Err(bad_map(
-                        map_line,
-                        format!("'{model_id}' is not a model batchdrop translates for"),
-                    ))
-                }
-            },
-        };
-
-        while merge.peek().is_some_and(|n| n < record) {
-            merge.pop(|_, _, _| ())?;
-            report.unexpected_results += 1;
-        }
+        let accepted = accepted(map_line, &entry, &mut families)?;
+        walk.record(map_line, accepted.record.number())?;
         let ctx = Ctx {
             ids: &ids,
             line: entry.line,
-            custom_id,
-            model: model_id,
-            family,
+            job: entry.job,
+            accepted,
             created: options.created,
         };
-        let found = if merge.peek() == Some(record) {
-            merge.pop(|_, kind, payload| ctx.write(kind, payload, output, errors, &mut report))?
-        } else {
-            None
-        };
-        match found {
-            Some(written) => written?,
-            None => {
-                let (code, message) = (options.status)(entry.job, model_id).missing();
-                *report.missing.entry(code).or_default() += 1;
-                write_batch_error(errors, &ids, entry.line, custom_id, code, message)?;
-            }
-        }
-        while merge.peek() == Some(record) {
-            merge.pop(|_, _, _| ())?;
-            report.duplicate_results += 1;
-        }
+        ctx.join(&mut results, options, output, errors, &mut report)?;
     }
-    match end {
-        None => {
-            return Err(bad_map(
-                lines_read(&report),
-                "the record map has no last line: it was cut short, so lines would be lost",
-            ))
-        }
-        Some((at, counts)) if counts.entries != report.lines || counts.records != records => {
-            return Err(bad_map(
-                at,
-                format!(
-                    "the record map says it holds {} entries ({} records) but {} entries ({records} records) were read",
-                    counts.entries, counts.records, report.lines
-                ),
-            ))
-        }
-        Some(_) => {}
-    }
-    while merge.pop(|_, _, _| ())?.is_some() {
+    walk.finish()?;
+    while results.next()?.is_some() {
         report.unexpected_results += 1;
     }
     Ok(report)
 }
 
+/// One accepted record being joined with its result.
 struct Ctx<'c> {
     ids: &'c Ids,
+    /// The input line, and the Bedrock job that ran it (when planned).
     line: u64,
-    custom_id: &'c str,
-    model: &'c str,
-    family: Family,
+    job: Option<usize>,
+    accepted: Accepted<'c>,
     created: u64,
 }
 
 impl Ctx<'_> {
-    fn write<O: Write, E: Write>(
+    /// Writes the record's line from its first result (or as missing), passing over the results of
+    /// records before it (not in the map) and after its first (duplicates).
+    fn join<O: Write, E: Write>(
         &self,
-        kind: Kind,
-        payload: &[u8],
+        results: &mut Sorted,
+        options: &JoinOptions<'_>,
         output: &mut O,
         errors: &mut E,
         report: &mut ResultsReport,
     ) -> io::Result<()> {
-        let raw: Result<&RawValue, _> = std::str::from_utf8(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()));
-        let raw = match raw {
-            Ok(r) => r,
-            Err(why) => {
-                return self.fail(
-                    errors,
-                    report,
-                    500,
-                    &format!("Bedrock's result could not be read: {why}"),
-                )
-            }
-        };
-        if kind == Kind::Error {
-            // SPEC §6.4: errorCode may be a number or a string.
-            let err: RecordError = serde_json::from_str(raw.get()).unwrap_or(RecordError {
-                code: None,
-                message: None,
-            });
-            let status = err
-                .code
-                .and_then(|c| c.get().trim_matches('"').parse::<u16>().ok())
-                .filter(|s| (400..600).contains(s))
-                .unwrap_or(500);
-            let message = err
-                .message
-                .as_deref()
-                .unwrap_or("Bedrock reported an error for this request.");
-            return self.fail(errors, report, status, message);
+        let record = self.accepted.record.number();
+        while results.peek_key().is_some_and(|k| record_of(k) < record) {
+            results.next()?;
+            report.unexpected_results += 1;
         }
-        match completion::read(self.family, raw) {
-            Err(unusable) => self.fail(errors, report, 500, &unusable.0),
+        match results.peek_key() {
+            Some(k) if record_of(k) == record => {
+                if let Some((_, payload)) = results.next()? {
+                    self.write(decode(payload)?, output, errors, report)?;
+                }
+            }
+            _ => {
+                let (code, message) = (options.status)(self.job, self.accepted.model).missing();
+                *report.missing.entry(code).or_default() += 1;
+                write_batch_error(errors, self.ids, self.line, self.accepted.custom_id, code, message)?;
+            }
+        }
+        while results.peek_key().is_some_and(|k| record_of(k) == record) {
+            results.next()?;
+            report.duplicate_results += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the record's line from its result: the answer, or an error line saying why not.
+    fn write<O: Write, E: Write>(
+        &self,
+        result: Collected<'_>,
+        output: &mut O,
+        errors: &mut E,
+        report: &mut ResultsReport,
+    ) -> io::Result<()> {
+        if result.kind == Kind::Unreadable {
+            report.unreadable += 1;
+            return self.fail(errors, report, 500, Some("unreadable_result"), result.text);
+        }
+        match (self.accepted.sent, result.echoed) {
+            (Some(sent), Some(echoed)) if sent != echoed => {
+                report.mismatched += 1;
+                return self.fail(errors, report, 500, Some("mismatched_result"), &self.mismatch());
+            }
+            (Some(_), Some(_)) => {}
+            _ => report.unverified += 1,
+        }
+        if result.kind == Kind::Error {
+            let (status, message) = record_error(result.text);
+            return self.fail(errors, report, status, None, &message);
+        }
+        match completion::read(self.accepted.family, result.text) {
+            Err(unusable) => self.fail(errors, report, 500, Some(unusable.code), &unusable.message),
             Ok(c) => {
                 if let Some(stop) = &c.unknown_stop_reason {
-                    *report.unknown_stop_reasons.entry(stop.clone()).or_default() += 1;
+                    report.unknown_stop_reasons.bump(stop);
                 }
                 report.succeeded += 1;
                 report.usage.add(&c.usage);
@@ -578,27 +768,173 @@ impl Ctx<'_> {
                 let body = ChatCompletion {
                     id: &id,
                     created: self.created,
-                    model: self.model,
+                    model: self.accepted.model,
                     completion: &c,
                 };
-                write_success(output, self.ids, self.line, self.custom_id, body)
+                write_success(output, self.ids, self.line, self.accepted.custom_id, body)
             }
         }
     }
 
-    fn fail<E: Write>(&self, errors: &mut E, report: &mut ResultsReport, status: u16, message: &str) -> io::Result<()> {
+    fn mismatch(&self) -> String {
+        format!(
+            "Bedrock's result for recordId {} echoes a different request than line {} (custom_id {}) sent, so the \
+             record map and the Bedrock output are probably from different batches; the result was not used.",
+            self.accepted.record.as_str(),
+            self.line,
+            shown(&quoted(self.accepted.custom_id), SAMPLE_BYTES)
+        )
+    }
+
+    fn fail<E: Write>(
+        &self,
+        errors: &mut E,
+        report: &mut ResultsReport,
+        status: u16,
+        code: Option<&str>,
+        message: &str,
+    ) -> io::Result<()> {
         report.failed += 1;
         write_http_error(
             errors,
             self.ids,
             self.line,
-            Some(self.custom_id),
+            Some(self.accepted.custom_id),
             &HttpError {
                 status,
                 message,
                 param: None,
-                code: None,
+                code,
             },
         )
+    }
+}
+
+/// The status and message of a Bedrock record error. SPEC §6.4: errorCode may be a number or a string;
+/// anything not an HTTP error status is 500.
+fn record_error(text: &str) -> (u16, String) {
+    let err: RecordError = serde_json::from_str(text).unwrap_or(RecordError {
+        code: None,
+        message: None,
+    });
+    let status = err
+        .code
+        .and_then(|c| c.get().trim_matches('"').parse::<u16>().ok())
+        .filter(|s| (400..600).contains(s))
+        .unwrap_or(500);
+    let message = err.message.map_or_else(
+        || "Bedrock reported an error for this request.".to_string(),
+        Cow::into_owned,
+    );
+    (status, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Why serde_json and then [`unreadable_why`] refuse `line`.
+    fn why(line: &[u8]) -> String {
+        let mut c = Collector::new(1 << 20, None);
+        // On line 2: a byte order mark on line 1 is the file's, and is dropped.
+        c.add("f", &[b"\n", line].concat()[..]).unwrap();
+        let r = c.report();
+        assert_eq!(r.unreadable_lines, 1, "{r:?}");
+        let sample = r.unreadable_samples[0].trim_start_matches("f:2: ");
+        sample.split(" (recordId ").next().unwrap_or(sample).to_string()
+    }
+
+    #[test]
+    fn unreadable_lines_are_named_precisely() {
+        assert_eq!(
+            why(b"{\"recordId\":\"R0000000001\",\"mod"),
+            "is cut short: the JSON ends before the object closes"
+        );
+        assert_eq!(why(b"{\"recordId\":\"R\xff\"}"), "is not valid UTF-8 at byte 15");
+        assert_eq!(why(b"{\"a\"\0:1}"), "contains a NUL byte at byte 5");
+        assert_eq!(
+            why(b"\xEF\xBB\xBF{\"recordId\":\"R0000000001\"}"),
+            "starts with a byte order mark (U+FEFF): only the first line of a file may"
+        );
+        assert_eq!(
+            why(b"{\"recordId\":\"R0000000001\",,}"),
+            "is not a Bedrock output record: key must be a string at byte 27"
+        );
+        // serde alone would take an array for the record's fields in order.
+        assert_eq!(
+            why(b"[\"R0000000001\",{},{}]"),
+            "is not a JSON object: Bedrock writes one object per line"
+        );
+        assert_eq!(
+            why(b"garbage"),
+            "is not a JSON object: Bedrock writes one object per line"
+        );
+        assert_eq!(
+            why(b"{\"recordId\":7}"),
+            "is not a Bedrock output record: invalid type: integer `7`, expected a string at byte 13"
+        );
+    }
+
+    #[test]
+    fn a_record_id_is_found_in_bytes_serde_refuses() {
+        let id = |line: &[u8]| find_record_id(line).map(RecordId::number);
+        assert_eq!(
+            id(b"{\"recordId\" :\n \"R0000000042\",\"modelOutput\":{\"cont"),
+            Some(42)
+        );
+        assert_eq!(id(b"{\"modelOutput\":{}, \"recordId\":\"R0000000007\"\xff}"), Some(7));
+        // An id the request's text mentions is escaped there, so it is not taken for the line's own.
+        assert_eq!(
+            id(b"{\"modelInput\":{\"text\":\"\\\"recordId\\\":\\\"R0000000009\\\"\"},\"mod"),
+            None
+        );
+        // Not ours, cut, or two that disagree.
+        assert_eq!(id(b"{\"recordId\":\"R000000004\"}"), None);
+        assert_eq!(id(b"{\"recordId\":\"R00000000"), None);
+        assert_eq!(id(b"{\"recordId\":\"R0000000001\",\"recordId\":\"R0000000002\"}"), None);
+        assert_eq!(
+            id(b"{\"recordId\":\"R0000000001\",\"recordId\":\"R0000000001\"}"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn readable_results_sort_before_unreadable_ones_of_their_record() {
+        assert!(sort_key(5, Kind::Output) < sort_key(5, Kind::Unreadable));
+        assert!(sort_key(5, Kind::Unreadable) < sort_key(6, Kind::Error));
+        assert_eq!(sort_key(5, Kind::Error), sort_key(5, Kind::Output));
+        assert_eq!(record_of(sort_key(RecordId::MAX, Kind::Unreadable)), RecordId::MAX);
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let mut buf = Vec::new();
+        for (kind, fp) in [
+            (Kind::Output, Some(Fingerprint(u64::MAX))),
+            (Kind::Error, None),
+            (Kind::Unreadable, Some(Fingerprint(0))),
+        ] {
+            encode(&mut buf, kind, fp, "{\"é\":1}".as_bytes());
+            let c = decode(&buf).unwrap();
+            assert_eq!((c.kind, c.echoed, c.text), (kind, fp, "{\"é\":1}"));
+        }
+        assert!(decode(&[9; PAYLOAD_HEADER]).is_err());
+        assert!(decode(&[0; 3]).is_err());
+    }
+
+    #[test]
+    fn samples_are_escaped_and_bounded() {
+        let mut c = Collector::new(1 << 20, None);
+        // The recordId holds an escape sequence (written as a JSON escape) and is long.
+        let long = format!("{{\"recordId\":\"\\u001b[2J{}\"}}\n", "x".repeat(100_000));
+        let lines = long.repeat(SAMPLES + 5);
+        c.add("out\u{7}.jsonl.out", lines.as_bytes()).unwrap();
+        let r = c.report();
+        assert_eq!(r.unmatched_lines, SAMPLES as u64 + 5);
+        assert_eq!(r.unmatched_samples.len(), SAMPLES);
+        for s in &r.unmatched_samples {
+            assert!(s.len() <= SAMPLE_BYTES + '…'.len_utf8(), "{} bytes", s.len());
+            assert!(!s.contains('\u{1b}') && !s.contains('\u{7}'), "{s}");
+        }
     }
 }

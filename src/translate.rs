@@ -9,20 +9,24 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 use crate::bedrock;
+use crate::counts::Counts;
 use crate::error::{LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
-use crate::jsonl::{is_blank, Lines};
+use crate::jsonl::{is_blank, Line, Lines};
 use crate::model::{self, BedrockModel, ModelName};
-use crate::openai::{raw_str, InputLine, LineHead};
+use crate::openai::{CowStr, InputLine, LineHead};
 use crate::output::{write_http_error, HttpError, Ids};
-use crate::policy::{Policy, CHAT_COMPLETIONS_URL};
+use crate::policy::{Policy, CHAT_COMPLETIONS_URL, MAX_MODELS_PER_BATCH};
 use crate::record_id::RecordId;
 use crate::request;
+use crate::spill::{Sorted, Sorter};
 
 /// Counts for one file: what a user reads to decide whether the file is ready.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -36,9 +40,10 @@ pub struct Report {
     /// Accepted lines per Bedrock model that will run them.
     pub accepted_by_model: BTreeMap<String, u64>,
     /// `body.model` values that name no Bedrock model and were ignored (DESIGN.md "Model choice").
-    pub ignored_model_names: BTreeMap<String, u64>,
+    /// Bounded: the first [`crate::counts::MAX_KEYS`] names, then the others together.
+    pub ignored_model_names: Counts,
     /// Body fields with no Bedrock meaning that were dropped, per field, counted on accepted lines.
-    pub dropped_fields: BTreeMap<String, u64>,
+    pub dropped_fields: Counts,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
@@ -50,9 +55,12 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
     }
 }
 
-/// custom_ids are remembered by a 64-bit hash with the line that first used them: about 20 bytes a line,
-/// whatever the ids' length. A false "duplicate" needs a 64-bit collision: about one chance in 30 million
-/// for a million-line file.
+/// A custom_id's 128-bit hash: a false "duplicate" needs a collision, about one chance in 10^26 for a
+/// billion-line file.
+fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -65,8 +73,93 @@ impl Hasher for PassThrough {
             self.0 = (self.0 << 8) | u64::from(*b);
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// Which lines reuse the custom_id of an earlier line.
+enum Duplicates {
+    /// Found by [`scan_duplicates`] before translation: later lines in line order, with their first line.
+    Scanned(Sorted),
+    /// Lines fed one by one ([`Translator::line`] without a scan): each claimed id is remembered as it
+    /// comes, about 40 bytes a line.
+    Live(HashMap<u128, u64, BuildHasherDefault<PassThrough>>),
+}
+
+/// Memory for finding duplicate custom_ids before translation; beyond it, sorted runs go to disk.
+pub const SCAN_BUDGET: usize = 16 << 20;
+
+/// Finds, before translation, every line that reuses the custom_id of an earlier line, and tells the
+/// translator. Memory stays within `budget` bytes (use [`SCAN_BUDGET`]) whatever the file's size: the
+/// claimed ids' hashes are sorted externally (runs spilled to `spill_dir`, the system temp folder when
+/// `None`), and the translator then reads the duplicates back in line order as it meets them.
+pub fn scan_duplicates<R: BufRead>(
+    input: R,
+    translator: &mut Translator,
+    spill_dir: Option<PathBuf>,
+    budget: usize,
+) -> io::Result<()> {
+    let policy = translator.policy().clone();
+    let mut by_id = Sorter::new(budget, spill_dir.clone());
+    let mut lines = Lines::with_limit(input, policy.max_line_bytes);
+    while let Some((n, line)) = lines.next_any()? {
+        if let Line::Text(text) = line {
+            if let Some(id) = claimed_id(text, &policy) {
+                by_id.push(id_hash(&id), &n.to_le_bytes())?;
+            }
+        }
+    }
+    // Equal hashes come out in line order: the first owns the id, each later one is a duplicate of it.
+    let mut sorted = by_id.finish()?;
+    let mut later = Sorter::new(budget, spill_dir);
+    let mut owner: Option<(u128, u64)> = None;
+    while let Some((hash, payload)) = sorted.next()? {
+        let line = line_number(payload)?;
+        match owner {
+            Some((h, first)) if h == hash => later.push(u128::from(line), &first.to_le_bytes())?,
+            _ => owner = Some((hash, line)),
+        }
+    }
+    translator.duplicates = Duplicates::Scanned(later.finish()?);
+    Ok(())
+}
+
+fn line_number(payload: &[u8]) -> io::Result<u64> {
+    payload
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a spilled line number is not 8 bytes"))
+}
+
+impl Duplicates {
+    /// The first line of the id `line_no` claims, when that is an earlier line.
+    fn first_use(&mut self, line_no: u64, id: &str) -> Option<u64> {
+        match self {
+            Duplicates::Scanned(later) => {
+                while later.peek_key().is_some_and(|k| k < u128::from(line_no)) {
+                    // A line the scan saw claim an id, but that was not asked about: never the case
+                    // while both read lines with `claimed_id`'s rule, and harmless if it were.
+                    if later.next().is_err() {
+                        return None;
+                    }
+                }
+                if later.peek_key() != Some(u128::from(line_no)) {
+                    return None;
+                }
+                match later.next() {
+                    Ok(Some((_, first))) => line_number(first).ok(),
+                    _ => None,
+                }
+            }
+            Duplicates::Live(seen) => match seen.entry(id_hash(id)) {
+                std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(line_no);
+                    None
+                }
+            },
+        }
     }
 }
 
@@ -92,7 +185,7 @@ pub struct Translator {
     models: Vec<BedrockModel>,
     /// The last `body.model` string met and what it resolved to: files repeat one name on every line.
     last_model: Option<(String, Resolution)>,
-    seen: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    duplicates: Duplicates,
     report: Report,
 }
 
@@ -105,7 +198,7 @@ impl Translator {
             batch_model: if models.is_empty() { None } else { Some(0) },
             models,
             last_model: None,
-            seen: HashMap::default(),
+            duplicates: Duplicates::Live(HashMap::default()),
             report: Report::default(),
         }
     }
@@ -127,12 +220,17 @@ impl Translator {
         line: &'l [u8],
         body_out: Option<&mut Vec<u8>>,
     ) -> Result<Accepted<'l>, LineError> {
-        self.report.lines += 1;
         let result = self.decide(line_no, line, body_out);
-        match &result {
-            Ok(a) => {
+        self.count(result.as_ref().map(|a| a.group));
+        result
+    }
+
+    fn count(&mut self, outcome: Result<Option<usize>, &LineError>) {
+        self.report.lines += 1;
+        match outcome {
+            Ok(group) => {
                 self.report.accepted += 1;
-                if let Some(g) = a.group {
+                if let Some(g) = group {
                     bump(&mut self.report.accepted_by_model, &self.models[g].id);
                 }
             }
@@ -145,7 +243,6 @@ impl Translator {
                     .or_default() += 1;
             }
         }
-        result
     }
 
     /// Counts a blank line (it is skipped, and reported as such).
@@ -159,11 +256,15 @@ impl Translator {
         line: &'l [u8],
         body_out: Option<&mut Vec<u8>>,
     ) -> Result<Accepted<'l>, LineError> {
+        let line = match std::str::from_utf8(line) {
+            Ok(text) => text,
+            Err(e) => return Err(not_utf8(line_no, line, &e)),
+        };
         // serde would read a JSON array as a struct too: only an object is a request.
-        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(not_an_object(line_no, line));
+        if line.bytes().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
+            return Err(not_an_object(line_no, line.as_bytes()));
         }
-        let parsed: InputLine<'l> = match serde_json::from_slice(line) {
+        let parsed: InputLine<'l> = match serde_json::from_str(line) {
             Ok(p) => p,
             Err(e) => return Err(self.diagnose(line_no, line, e)),
         };
@@ -173,14 +274,14 @@ impl Translator {
             rejection,
         };
 
-        let custom_id = self.custom_id(line_no, parsed.custom_id).map_err(|r| {
+        let custom_id = match check_custom_id(parsed.custom_id, &self.policy) {
+            Ok(id) => id,
+            Err((rejection, shown)) => return Err(fail(shown.as_deref(), rejection)),
+        };
+        if let Some(r) = self.duplicate(line_no, &custom_id) {
             // A duplicate is named, so its error line carries the custom_id it tried to use.
-            let named = parsed
-                .custom_id
-                .filter(|_| r.reason == Reason::DuplicateCustomId)
-                .and_then(raw_str);
-            fail(named.as_deref(), r)
-        })?;
+            return Err(fail(Some(&custom_id), r));
+        }
         let id = Some(custom_id.as_ref());
         match parsed.method.as_deref() {
             Some("POST") => {}
@@ -228,7 +329,7 @@ impl Translator {
             Some(name) => match self.resolve(name) {
                 Resolution::Group(g) => Some(*g),
                 Resolution::Foreign => {
-                    bump(&mut self.report.ignored_model_names, name);
+                    self.report.ignored_model_names.bump(name);
                     self.batch_model
                 }
                 Resolution::Unsupported(why) => {
@@ -262,52 +363,20 @@ impl Translator {
             })?;
         }
         for name in &dropped {
-            bump(&mut self.report.dropped_fields, name);
+            self.report.dropped_fields.bump(name);
         }
         Ok(Accepted { custom_id, group })
     }
 
-    /// SPEC §4.1: a custom_id is required, a string, unique in the file. The first line to use one owns
-    /// it, whether that line was accepted or not.
-    fn custom_id<'l>(
-        &mut self,
-        line_no: u64,
-        raw: Option<&'l serde_json::value::RawValue>,
-    ) -> Result<Cow<'l, str>, Rejection> {
-        let Some(raw) = raw.filter(|r| r.get() != "null") else {
-            return Err(Rejection::new(Reason::MissingCustomId, "custom_id", "is missing"));
-        };
-        let Some(id) = raw_str(raw) else {
-            return Err(Rejection::new(
-                Reason::InvalidCustomId,
-                "custom_id",
-                format!("must be a string, not {}", raw.get()),
-            ));
-        };
-        if id.is_empty() {
-            return Err(Rejection::new(Reason::MissingCustomId, "custom_id", "is empty"));
-        }
-        if id.len() > self.policy.max_custom_id_len {
-            return Err(Rejection::new(
-                Reason::InvalidCustomId,
-                "custom_id",
-                format!(
-                    "is {} bytes long; the limit is {}",
-                    id.len(),
-                    self.policy.max_custom_id_len
-                ),
-            ));
-        }
-        let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-        if let Some(first) = self.seen.get(&key) {
-            return Err(Rejection::new(
-                Reason::DuplicateCustomId,
-                "custom_id",
-                format!("is used twice: first on line {first}"),
-            ));
-        }
-        self.seen.insert(key, u32::try_from(line_no).unwrap_or(u32::MAX));
-        Ok(id)
+    /// SPEC §4.1: a custom_id is unique in the file. The first line to claim one owns it, whether that
+    /// line was accepted or not (see [`claimed_id`]); `Some` when `line_no` reuses an owned id.
+    fn duplicate(&mut self, line_no: u64, id: &str) -> Option<Rejection> {
+        let first = self.duplicates.first_use(line_no, id)?;
+        Some(Rejection::new(
+            Reason::DuplicateCustomId,
+            "custom_id",
+            format!("is used twice: first on line {first}"),
+        ))
     }
 
     fn resolve(&mut self, name: &str) -> &Resolution {
@@ -316,13 +385,19 @@ impl Translator {
             let resolution = match model::classify(name) {
                 ModelName::Foreign => Resolution::Foreign,
                 ModelName::Unsupported(why) => Resolution::Unsupported(why),
-                ModelName::Supported(m) => Resolution::Group(match self.models.iter().position(|g| g.id == m.id) {
-                    Some(g) => g,
+                ModelName::Supported(m) => match self.models.iter().position(|g| g.id == m.id) {
+                    Some(g) => Resolution::Group(g),
+                    None if self.models.len() >= MAX_MODELS_PER_BATCH => Resolution::Unsupported(format!(
+                        "'{}' would be model number {} of this file; a batch runs on at most \
+                         {MAX_MODELS_PER_BATCH} Bedrock models",
+                        m.id,
+                        MAX_MODELS_PER_BATCH + 1
+                    )),
                     None => {
                         self.models.push(m);
-                        self.models.len() - 1
+                        Resolution::Group(self.models.len() - 1)
                     }
-                }),
+                },
             };
             self.last_model = Some((name.to_string(), resolution));
         }
@@ -334,54 +409,165 @@ impl Translator {
 
     /// The line did not parse: find what is wrong, where, and whose line it is. Only rejected lines pay
     /// for this second look.
-    fn diagnose(&mut self, line_no: u64, line: &[u8], err: serde_json::Error) -> LineError {
-        let at = |custom_id: Option<String>, rejection| LineError {
-            line: line_no,
-            custom_id,
-            rejection,
-        };
-        if matches!(err.classify(), Category::Syntax | Category::Eof | Category::Io) {
-            let what = strip_position(&err.to_string());
-            return at(
-                None,
-                Rejection::new(
-                    Reason::InvalidJson,
-                    "",
-                    format!("not valid JSON: {what} at column {}", err.column()),
-                ),
-            );
-        }
-        // The line is a JSON object with a wrong type somewhere: name its custom_id, then find the field.
-        let custom_id = serde_json::from_slice::<LineHead>(line)
-            .ok()
-            .and_then(|h| h.custom_id)
-            .and_then(|raw| raw_str(raw).map(Cow::into_owned));
-        if let Some(id) = custom_id.as_deref().filter(|id| !id.is_empty()) {
-            let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-            if let Some(first) = self.seen.get(&key) {
-                return at(
-                    custom_id.clone(),
-                    Rejection::new(
-                        Reason::DuplicateCustomId,
-                        "custom_id",
-                        format!("is used twice: first on line {first}"),
-                    ),
-                );
+    fn diagnose(&mut self, line_no: u64, line: &str, err: serde_json::Error) -> LineError {
+        // Name the line's custom_id when its head can be read: skipping a value (serde_json's
+        // ignore_value) checks neither number ranges nor escapes, so `1e400` elsewhere does not hide it.
+        let head = serde_json::from_str::<LineHead>(line).ok();
+        let custom_id = match head.map(|h| check_custom_id(h.custom_id, &self.policy)) {
+            Some(Ok(id)) => {
+                if let Some(r) = self.duplicate(line_no, &id) {
+                    return LineError {
+                        line: line_no,
+                        custom_id: Some(id.into_owned()),
+                        rejection: r,
+                    };
+                }
+                Some(id.into_owned())
             }
-            self.seen.insert(key, u32::try_from(line_no).unwrap_or(u32::MAX));
-        }
-        let mut de = serde_json::Deserializer::from_slice(line);
+            Some(Err((_, shown))) => shown,
+            None => None,
+        };
+        let mut de = serde_json::Deserializer::from_str(line);
         let (field, message) = match serde_path_to_error::deserialize::<_, InputLine>(&mut de) {
             Err(e) => (e.path().to_string(), strip_position(&e.inner().to_string())),
             Ok(_) => (String::new(), strip_position(&err.to_string())),
         };
-        let field = if field == "." { String::new() } else { field };
+        let field = if field == "." || field == "?" {
+            String::new()
+        } else {
+            field
+        };
+        let syntax = matches!(err.classify(), Category::Syntax | Category::Eof | Category::Io);
         let reason = match field.split(['.', '[']).next() {
+            _ if field == "body.max_tokens" || field == "body.max_completion_tokens" => Reason::MaxTokens,
+            _ if syntax => Reason::InvalidJson,
             Some("method") => Reason::Method,
             Some("url") => Reason::Url,
             _ => Reason::InvalidType,
         };
-        at(custom_id, Rejection::new(reason, field, message))
+        let message = if syntax && reason == Reason::InvalidJson {
+            format!("not valid JSON: {message} at column {}", err.column())
+        } else {
+            message
+        };
+        LineError {
+            line: line_no,
+            custom_id,
+            rejection: Rejection::new(reason, field, message),
+        }
+    }
+
+    /// A line longer than [`Policy::max_line_bytes`]: rejected unread (its bytes were skipped).
+    pub fn too_long(&mut self, line_no: u64, bytes: u64) -> LineError {
+        let error = LineError {
+            line: line_no,
+            custom_id: None,
+            rejection: Rejection::new(
+                Reason::LineTooLong,
+                "",
+                format!(
+                    "the line is {bytes} bytes long; batchdrop reads lines of at most {} bytes \
+                     (docs/formats.md, \"Limits\")",
+                    self.policy.max_line_bytes
+                ),
+            ),
+        };
+        self.count(Err(&error));
+        error
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// What a custom_id is, checked (SPEC §4.1: required, a string; ours: at most
+/// [`Policy::max_custom_id_len`] bytes). A bad one comes with what its error line should echo: scalars as
+/// given (a number as its JSON text, so the user can find the line), cut to the length limit; nothing for
+/// an object or an array.
+fn check_custom_id<'l>(
+    raw: Option<&'l RawValue>,
+    policy: &Policy,
+) -> Result<Cow<'l, str>, (Rejection, Option<String>)> {
+    let invalid = |message: String, shown: Option<String>| {
+        Err((Rejection::new(Reason::InvalidCustomId, "custom_id", message), shown))
+    };
+    let limit = policy.max_custom_id_len;
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Err((Rejection::new(Reason::MissingCustomId, "custom_id", "is missing"), None));
+    };
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str::<CowStr>(text) {
+            Ok(CowStr(id)) if id.is_empty() => {
+                Err((Rejection::new(Reason::MissingCustomId, "custom_id", "is empty"), None))
+            }
+            Ok(CowStr(id)) if id.len() > limit => invalid(
+                format!("is {} bytes long; the limit is {limit}", id.len()),
+                Some(cut(&id, limit)),
+            ),
+            Ok(CowStr(id)) => Ok(id),
+            Err(e) => invalid(
+                match strip_position(&e.to_string()) {
+                    why if why.contains("surrogate") || why.contains("hex escape") => {
+                        "is not valid Unicode: it holds a \\u escape of half a surrogate pair (such as \\ud800) \
+                         without its other half"
+                            .to_string()
+                    }
+                    why => format!("is not a valid JSON string: {why}"),
+                },
+                Some(cut(&text[1..text.len().saturating_sub(1)], limit)),
+            ),
+        },
+        Some(b'{') => invalid("must be a string, not an object".into(), None),
+        Some(b'[') => invalid("must be a string, not an array".into(), None),
+        Some(b't' | b'f') => invalid(format!("must be a string, not the boolean {text}"), Some(text.into())),
+        _ => invalid(
+            format!("must be a string, not the number {}", cut(text, 40)),
+            Some(cut(text, limit)),
+        ),
+    }
+}
+
+/// At most `limit` bytes of `s`, cut at a character boundary; `…` marks a cut.
+fn cut(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The custom_id a line claims, if any: the first line to claim an id owns it, and every later line
+/// that claims it is a duplicate. A line claims its id when it is UTF-8, a JSON object whose head reads,
+/// and its custom_id is valid. One rule for the scan before translation and for lines fed one by one.
+pub fn claimed_id<'l>(line: &'l [u8], policy: &Policy) -> Option<Cow<'l, str>> {
+    let line = std::str::from_utf8(line).ok()?;
+    if line.bytes().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
+        return None;
+    }
+    let head: LineHead<'l> = serde_json::from_str(line).ok()?;
+    check_custom_id(head.custom_id, policy).ok()
+}
+
+/// A line that is not UTF-8 (JSON must be): say where.
+fn not_utf8(line_no: u64, line: &[u8], e: &std::str::Utf8Error) -> LineError {
+    let at = e.valid_up_to();
+    LineError {
+        line: line_no,
+        custom_id: None,
+        rejection: Rejection::new(
+            Reason::InvalidJson,
+            "",
+            format!(
+                "the line is not valid UTF-8: byte 0x{:02x} at column {} (JSON text must be UTF-8)",
+                line.get(at).copied().unwrap_or(0),
+                at + 1
+            ),
+        ),
     }
 }
 
@@ -540,11 +726,20 @@ pub fn translate<R: BufRead, S: Sink>(
     header.push(b'\n');
     sink.map_entry(&header)?;
 
-    let mut lines = Lines::new(input);
+    let mut lines = Lines::with_limit(input, translator.policy().max_line_bytes);
     let mut record = Vec::with_capacity(64 * 1024);
     let mut scratch = Vec::with_capacity(1024);
     let mut next_record = RecordId::FIRST;
-    while let Some((line_no, line)) = lines.next_line()? {
+    while let Some((line_no, line)) = lines.next_any()? {
+        let line = match line {
+            Line::Text(text) => text,
+            Line::TooLong { bytes } => {
+                let error = translator.too_long(line_no, bytes);
+                scratch.clear();
+                write_rejected(&mut scratch, &ids, &error, sink)?;
+                continue;
+            }
+        };
         if is_blank(line) {
             translator.blank();
             continue;
@@ -582,14 +777,7 @@ pub fn translate<R: BufRead, S: Sink>(
                 sink.map_entry(&scratch)?;
                 next_record = next_record.next();
             }
-            Err(error) => {
-                serde_json::to_writer(&mut scratch, &MapLine::rejected(&error))?;
-                scratch.push(b'\n');
-                sink.map_entry(&scratch)?;
-                scratch.clear();
-                write_rejection(&mut scratch, &ids, &error)?;
-                sink.rejected(&scratch, &error)?;
-            }
+            Err(error) => write_rejected(&mut scratch, &ids, &error, sink)?,
         }
     }
     let report = translator.report();
@@ -602,6 +790,16 @@ pub fn translate<R: BufRead, S: Sink>(
     end.push(b'\n');
     sink.map_entry(&end)?;
     Ok(report.clone())
+}
+
+/// A rejected line's map entry and error line, through `scratch`.
+fn write_rejected<S: Sink>(scratch: &mut Vec<u8>, ids: &Ids, error: &LineError, sink: &mut S) -> io::Result<()> {
+    serde_json::to_writer(&mut *scratch, &MapLine::rejected(error))?;
+    scratch.push(b'\n');
+    sink.map_entry(scratch)?;
+    scratch.clear();
+    write_rejection(scratch, ids, error)?;
+    sink.rejected(scratch, error)
 }
 
 /// The OpenAI error line of a rejected input line: status 400, never sent to Bedrock (SPEC §6.4).

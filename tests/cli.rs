@@ -117,8 +117,8 @@ fn round_trip_accounts_for_every_line() {
         work.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let claude_records = jsonl(&work.join("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1-0.jsonl"));
-    let nova_records = jsonl(&work.join("bedrock/us.amazon.nova-lite-v1-0.jsonl"));
+    let claude_records = jsonl(&work.join("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1_3a0.jsonl"));
+    let nova_records = jsonl(&work.join("bedrock/us.amazon.nova-lite-v1_3a0.jsonl"));
     assert_eq!((claude_records.len(), nova_records.len()), (10, 1));
     assert_eq!(nova_records[0]["modelInput"]["schemaVersion"], "messages-v1");
     let rejected = jsonl(&work.join("errors.jsonl"));

@@ -269,12 +269,16 @@ mod rejections {
                 Reason::MissingCustomId,
                 "custom_id",
             )),
-            no_id(case(
-                "numeric custom_id",
-                with_messages("").replace(r#""c1""#, "17"),
-                Reason::InvalidCustomId,
-                "custom_id",
-            )),
+            // A number is echoed as its JSON text, to help find the line (docs/formats.md, "custom_id").
+            Case {
+                custom_id: Some("17"),
+                ..case(
+                    "numeric custom_id",
+                    with_messages("").replace(r#""c1""#, "17"),
+                    Reason::InvalidCustomId,
+                    "custom_id",
+                )
+            },
             Case {
                 before: vec![with_messages("").replace(r#""c1""#, r#""dup""#)],
                 custom_id: Some("dup"),
@@ -731,8 +735,12 @@ mod results {
             if (report.succeeded, report.failed) != (outputs, names.len() as u64 - outputs) {
                 failures.push(format!("report counts: {report:?}"));
             }
+            // Every line echoes the modelInput sent: each is proven to answer its own request.
+            if (report.mismatched, report.unverified) != (0, 0) {
+                failures.push(format!("fingerprint counts: {report:?}"));
+            }
             // SPEC §6.1: pause_turn and unknown values map to stop "and log a warning".
-            let unknown: Vec<&str> = report.unknown_stop_reasons.keys().map(String::as_str).collect();
+            let unknown: Vec<&str> = report.unknown_stop_reasons.iter().map(|(k, _)| k).collect();
             if unknown != ["pause_turn", "some_future_reason"] {
                 failures.push(format!("unknown stop reasons reported: {unknown:?}"));
             }
@@ -756,9 +764,11 @@ mod results {
         ]
         .concat();
         let (sink, record_ids) = translate(&input, Some(support::CLAUDE));
+        // The echo is the request sent: another one would be a mismatched_result (tests/results_hostile.rs).
+        let echoed = model_inputs(&sink)[&record_ids["answered"]].clone();
         let answered = format!(
             "{}\n",
-            json!({"recordId": record_ids["answered"], "modelInput": {}, "modelOutput": {
+            json!({"recordId": record_ids["answered"], "modelInput": echoed, "modelOutput": {
                 "id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hello"}],
                 "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}})
         );

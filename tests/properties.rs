@@ -11,6 +11,7 @@ use batchdrop::error::LineError;
 use batchdrop::model::{classify, BedrockModel, ModelName};
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
+use batchdrop::spill::{Sorter, FAN_IN};
 use batchdrop::translate::{translate, Sink, Translator};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -214,6 +215,114 @@ proptest! {
         }
         prop_assert!(expected.values().all(|n| *n == 0), "custom_ids lost or duplicated: {:?}", expected);
         prop_assert_eq!(results.unexpected_results, 1);
+    }
+}
+
+/// How a Bedrock output line is damaged on its way back.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    None,
+    /// Cut at this fraction (per mille) of its length.
+    Cut(u16),
+    /// This byte (per mille of the length) replaced.
+    Byte(u16, u8),
+    Bom,
+}
+
+fn damage_strategy() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        4 => Just(Damage::None),
+        1 => (0u16..1000).prop_map(Damage::Cut),
+        1 => (0u16..1000, prop_oneof![Just(0u8), Just(0xff), Just(b'"'), Just(b'}'), any::<u8>()]).prop_map(|(at, b)| Damage::Byte(at, b)),
+        1 => Just(Damage::Bom),
+    ]
+}
+
+fn damaged(line: &str, damage: Damage) -> Vec<u8> {
+    let mut bytes = line.as_bytes().to_vec();
+    let at = |per_mille: u16| bytes.len() * usize::from(per_mille) / 1000;
+    match damage {
+        Damage::None => {}
+        Damage::Cut(p) => bytes.truncate(at(p)),
+        Damage::Byte(p, b) => {
+            let i = at(p);
+            bytes[i] = b;
+        }
+        Damage::Bom => bytes.splice(0..0, b"\xEF\xBB\xBF".iter().copied()).for_each(drop),
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Whatever the budget, the sorter gives back a stable sort of what was pushed, with never more
+    /// than FAN_IN runs on disk.
+    #[test]
+    fn the_sorter_is_a_stable_sort(
+        entries in proptest::collection::vec((0u128..24, proptest::collection::vec(any::<u8>(), 0..24)), 0..300),
+        budget in prop_oneof![Just(0usize), Just(100), Just(1 << 20)],
+    ) {
+        let mut sorter = Sorter::new(budget, None);
+        for (key, payload) in &entries {
+            sorter.push(*key, payload).expect("push");
+            prop_assert!(sorter.runs_on_disk() <= FAN_IN);
+        }
+        let mut sorted = sorter.finish().expect("finish");
+        let mut got = Vec::new();
+        while let Some((key, payload)) = sorted.next().expect("next") {
+            got.push((key, payload.to_vec()));
+        }
+        let mut want = entries.clone();
+        want.sort_by_key(|e| e.0);
+        prop_assert_eq!(got, want);
+    }
+
+    /// Bedrock output lines cut, with a byte replaced or a byte order mark in front: every line still
+    /// ends in exactly one place, and only a line that still echoes its request answers it.
+    #[test]
+    fn damaged_output_keeps_every_line_in_one_place(
+        n in 1usize..30,
+        damages in proptest::collection::vec(damage_strategy(), 30),
+    ) {
+        let input: String = (0..n)
+            .map(|i| format!("{}\n", json!({"custom_id": format!("c{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"messages": [{"role": "user", "content": format!("question {i}")}]}})))
+            .collect();
+        let mut t = Translator::new(Policy::default(), Some(claude()));
+        let mut sink = Collected::default();
+        translate(Cursor::new(input.as_bytes()), &mut t, "batch", &mut sink).expect("in memory");
+        let mut file = Vec::new();
+        // Lines that still read as their record, echoing the request sent or nothing: only they may be
+        // answers.
+        let mut answerable = 0;
+        for (i, ((_, rec), damage)) in sink.records.iter().zip(&damages).enumerate() {
+            let line = bedrock_output(rec, Fate::Answered).concat();
+            let bytes = damaged(&line, *damage);
+            // A byte order mark is the file's own on its first line.
+            let read = if i == 0 { bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes) } else { &bytes[..] };
+            let sent: Value = serde_json::from_slice(rec).expect("records are JSON");
+            let still = serde_json::from_slice::<Value>(read).ok().filter(Value::is_object);
+            // A line that lost its echo is joined unverified; one with an echo must echo what was sent.
+            let echoes = |v: &Value| v.get("modelInput").is_none_or(|m| *m == sent["modelInput"]);
+            answerable += u64::from(still.is_some_and(|v| v["recordId"] == sent["recordId"] && echoes(&v)));
+            file.extend_from_slice(&bytes);
+            file.push(b'\n');
+        }
+        let mut collector = Collector::new(256, None);
+        collector.add("out", Cursor::new(file)).expect("in memory");
+        let (mut output, mut errors) = (Vec::new(), Vec::new());
+        let report = results::join(Cursor::new(&sink.map), collector,
+            &JoinOptions { created: 1, status: &|_, _| JobStatus::Completed }, &mut output, &mut errors)
+            .expect("join");
+        let mut ids: Vec<Option<String>> = custom_ids_of(&output);
+        ids.extend(custom_ids_of(&errors));
+        ids.sort();
+        let mut want: Vec<Option<String>> = (0..n).map(|i| Some(format!("c{i}"))).collect();
+        want.sort();
+        prop_assert_eq!(ids, want);
+        prop_assert!(report.succeeded <= answerable, "{:?}", report);
+        prop_assert_eq!(report.succeeded + report.error_lines(), n as u64);
     }
 }
 

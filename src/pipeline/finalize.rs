@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{jobs, load_batch, now, s3, scratch_dir, update_batch, Config, Deps, StepError};
 use crate::layout;
-use crate::results::{self, Collector, JobStatus, JoinOptions};
+use crate::results::{self, CollectReport, Collector, JobStatus, JoinOptions, ResultsReport};
 use crate::status::{BatchDoc, BatchStatus, BatchUsage, CachedTokens, EventDetail};
 
 /// The task's input. `failure` is what the state machine's Catch caught (`{"Error", "Cause"}`);
@@ -164,10 +164,7 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
             std::fs::remove_file(&local)?;
         }
     }
-    let collected = collector.report().clone();
-    if collected.unmatched_lines > 0 {
-        tracing::warn!(%batch_id, lines = collected.unmatched_lines, samples = ?collected.unmatched_samples, "Bedrock output lines tied to no record");
-    }
+    warn_collected(&batch_id, collector.report());
 
     let (output_path, errors_path) = (dir.join("output.jsonl"), dir.join("errors.jsonl"));
     let mut output = BufWriter::new(File::create(&output_path)?);
@@ -255,8 +252,41 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
     })
     .await?;
     let _ = std::fs::remove_dir_all(&dir);
+    warn_joined(&batch_id, &report);
     tracing::info!(%batch_id, status = ?doc.status, succeeded = report.succeeded, errors = report.error_lines(), "batch finalized");
     Ok(detail_of(config, &doc))
+}
+
+/// Logs the Bedrock output lines that are tied to no record or cannot be read. They do not fail the
+/// batch: a record whose line is unreadable gets an `unreadable_result` error line.
+fn warn_collected(batch_id: &str, collected: &CollectReport) {
+    if collected.unmatched_lines > 0 {
+        tracing::warn!(%batch_id, lines = collected.unmatched_lines, samples = ?collected.unmatched_samples, "Bedrock output lines tied to no record");
+    }
+    if collected.unreadable_lines > 0 {
+        tracing::warn!(%batch_id, lines = collected.unreadable_lines, records = collected.unreadable_records, samples = ?collected.unreadable_samples, "Bedrock output lines that could not be read");
+    }
+}
+
+/// Logs what the join refused or could not prove. A mismatch does not fail the batch (its records are
+/// `mismatched_result` error lines), but it means the record map and Bedrock's output disagree: worth
+/// a look.
+fn warn_joined(batch_id: &str, report: &ResultsReport) {
+    if report.mismatched > 0 {
+        tracing::warn!(%batch_id, records = report.mismatched, "Bedrock results that echo another request than the record map's: written as mismatched_result error lines");
+    }
+    if report.unreadable > 0 {
+        tracing::warn!(%batch_id, records = report.unreadable, "records whose Bedrock output line could not be read: written as unreadable_result error lines");
+    }
+    if report.unverified > 0 {
+        tracing::warn!(%batch_id, records = report.unverified, "results joined without a modelInput fingerprint to check them against");
+    }
+    if report.unexpected_results > 0 || report.duplicate_results > 0 {
+        tracing::warn!(%batch_id, unexpected = report.unexpected_results, duplicates = report.duplicate_results, "Bedrock results for records not in the map, or for records already answered (ignored)");
+    }
+    if !report.unknown_stop_reasons.is_empty() {
+        tracing::warn!(%batch_id, reasons = ?report.unknown_stop_reasons, "stop reasons batchdrop does not know (finish_reason stop)");
+    }
 }
 
 /// The last resort of the failure path: batch.json ends failed, saying why, even though no results could

@@ -219,6 +219,9 @@ impl Config {
         let check_timeout_seconds = number(var_ref, "CHECK_JOBS_TIMEOUT_SECONDS", 300u64)?.max(1);
         let check_budget_seconds =
             number(var_ref, "CHECK_BUDGET_SECONDS", check_timeout_seconds / 2)?.clamp(1, check_timeout_seconds);
+        let default_max_tokens = number(var_ref, "DEFAULT_MAX_TOKENS", Policy::default().default_max_tokens)?;
+        crate::request::check_max_tokens(default_max_tokens, None)
+            .map_err(|why| ConfigError(format!("DEFAULT_MAX_TOKENS {why}")))?;
         let config = Config {
             input_bucket: required("INPUT_BUCKET")?,
             output_bucket: required("OUTPUT_BUCKET")?,
@@ -231,7 +234,7 @@ impl Config {
             backoff,
             output_kms_key: var("OUTPUT_KMS_KEY_ID").filter(|v| !v.is_empty()),
             policy: Policy {
-                default_max_tokens: number(var_ref, "DEFAULT_MAX_TOKENS", Policy::default().default_max_tokens)?,
+                default_max_tokens,
                 ..Policy::default()
             },
             work_dir: PathBuf::from(

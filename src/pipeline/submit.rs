@@ -264,6 +264,12 @@ async fn stage(
     s3::download(&deps.s3, bucket, key, record.s3.object.version_id.as_deref(), &input).await?;
 
     let mut translator = Translator::new(config.policy.clone(), batch_model);
+    translate::scan_duplicates(
+        BufReader::new(File::open(&input)?),
+        &mut translator,
+        Some(dir.clone()),
+        translate::SCAN_BUDGET,
+    )?;
     let mut sink = LocalSink::new(&dir)?;
     let report = translate::translate(
         BufReader::new(File::open(&input)?),
