@@ -6,7 +6,7 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions tools bench clean
+.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions tools bench bench-hostile clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
 # .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
@@ -158,6 +158,11 @@ build-functions: $(VENV_STAMP) ## Build the three Lambda functions for arm64 (ta
 bench: ## Translate and results throughput and peak memory on generated 75 MB and 200 MB files
 	$(CARGO) build --release --locked
 	$(CARGO) run --release --locked --example bench
+
+BENCH_HOSTILE_ARGS ?=
+bench-hostile: ## Peak memory on hostile files: 1M and 4M tiny lines, distinct names (BENCH_HOSTILE_ARGS=--quick: 250k and 1M)
+	$(CARGO) build --release --locked
+	$(CARGO) run --release --locked --example bench -- --hostile $(BENCH_HOSTILE_ARGS)
 
 clean: ## Remove build output and generated benchmark data
 	$(CARGO) clean

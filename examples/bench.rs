@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release
 //! cargo run --release --example bench -- [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+//! cargo run --release --example bench -- --hostile [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
 //! ```
 //!
 //! - Generates into DIR (default `bench-data/` at the repo root, git-ignored) a mixed OpenAI chat batch
@@ -16,9 +17,27 @@
 //!   (default 3); the table shows the fastest time and the highest peak RSS of those runs.
 //! - Prints the figures next to the project's targets, then a reference point: serde_json parsing each
 //!   line into a `Value` and serializing it again, in this process.
+//! - The binary is the `batchdrop` next to this example's own build (`<target dir>/release/`, so that
+//!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another.
+//!
+//! `--hostile` (`make bench-hostile`) measures instead that memory is bounded by the longest line, not by
+//! the file, on inputs built to grow whatever a line leaves behind:
+//! - "tiny" files: minimal valid chat requests of about 120 bytes, each with its own custom_id (the ids
+//!   in a scrambled order, not sorted), so that per-line state such as duplicate-custom_id detection
+//!   is all there is;
+//! - "names" files: the same with a distinct OpenAI-style `body.model` (`gpt-x-123`) and a distinct
+//!   unknown body field (`x_field_123`) on every line, which feed the report's tables.
+//!
+//! Each comes at 1,000,000 and 4,000,000 lines (`--quick`: 250,000 and 1,000,000), kept in DIR like
+//! the files above. Each file is run through `batchdrop validate FILE --model … --json` (exit code 0
+//! or 1; its JSON report is kept as `validate-report.json`) and `batchdrop translate FILE --model …
+//! --out DIR`. The table shows time, throughput and peak RSS per step, then the ratio of peak RSS of
+//! the larger file over the smaller one per kind and step (target: at most 1.3, flat), the size of
+//! translate's report.json (target: under 64 KB: bounded tables) and the number of stderr lines
+//! (bounded).
 //!
 //! Nothing fails on a missed target: speed depends on the machine, so the verdicts are for reading.
-//! MB means 1,000,000 bytes throughout.
+//! MB means 1,000,000 bytes and KB 1,000 bytes throughout.
 
 use std::error::Error;
 use std::fmt::Display;
@@ -76,24 +95,44 @@ struct Options {
     quick: bool,
     runs: usize,
     regen: bool,
+    hostile: bool,
 }
 
-const USAGE: &str = "usage: cargo run --release --example bench -- [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+const USAGE: &str =
+    "usage: cargo run --release --example bench -- [--hostile] [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
 
   DIR         where data and outputs go (default: bench-data/ at the repo root)
-  --quick     only the 50,000-line (~75 MB) file, not the 133,000-line (~200 MB) one
+  --hostile   peak memory on hostile files (tiny lines; distinct names) instead of throughput on mixed ones
+  --quick     only the 50,000-line (~75 MB) file, not the 133,000-line (~200 MB) one;
+              with --hostile: 250,000 and 1,000,000 lines instead of 1,000,000 and 4,000,000
   --runs N    runs per measurement; the best time is shown (default 3)
-  --bin PATH  the batchdrop binary (default: target/release/batchdrop; build it first)
+  --bin PATH  the batchdrop binary (default: release/batchdrop in this example's target dir, else
+              target/release/batchdrop; build it first)
   --regen     write the generated input files again even if they are up to date";
+
+/// The `batchdrop` of the same build as this example: `<target dir>/release/examples/bench` sits two
+/// folders below `<target dir>/release/batchdrop`, wherever CARGO_TARGET_DIR puts them.
+fn default_binary(root: &Path) -> PathBuf {
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let examples = exe.parent()?;
+        let profile = examples.parent()?;
+        (examples.file_name()? == "examples" && profile.file_name()? == "release").then(|| profile.join("batchdrop"))
+    });
+    match beside {
+        Some(bin) if bin.is_file() => bin,
+        _ => root.join("target/release/batchdrop"),
+    }
+}
 
 fn parse_options() -> Result<Options> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut options = Options {
         dir: root.join("bench-data"),
-        bin: root.join("target/release/batchdrop"),
+        bin: default_binary(root),
         quick: false,
         runs: 3,
         regen: false,
+        hostile: false,
     };
     let mut args = std::env::args_os().skip(1);
     let mut dir_given = false;
@@ -103,6 +142,7 @@ fn parse_options() -> Result<Options> {
             // Both files are the default; `--big` is accepted for those who ask for it by name.
             Some("--big") => options.quick = false,
             Some("--regen") => options.regen = true,
+            Some("--hostile") => options.hostile = true,
             Some("--runs") => {
                 let n = args.next().and_then(|v| v.to_str().and_then(|s| s.parse().ok()));
                 options.runs = n.filter(|n| *n > 0).ok_or("--runs needs a number of at least 1")?;
@@ -127,6 +167,9 @@ fn main() -> Result<()> {
     let options = parse_options()?;
     check_binary(&options.bin)?;
     fs::create_dir_all(&options.dir)?;
+    if options.hostile {
+        return hostile(&options);
+    }
 
     let mut datasets = vec![&STANDARD];
     if !options.quick {
@@ -195,11 +238,13 @@ fn check_binary(bin: &Path) -> Result<()> {
 }
 
 /// Runs the command to completion and returns (seconds, peak RSS in KiB). stderr goes to `log`.
-fn measure(mut command: Command, log: &Path) -> Result<(f64, u64)> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log)?);
+fn measure(command: Command, log: &Path) -> Result<(f64, u64)> {
+    measure_to(command, log, Stdio::null(), &[0])
+}
+
+/// [`measure`] with stdout sent to `stdout`, and any exit code of `ok_codes` taken as success.
+fn measure_to(mut command: Command, log: &Path, stdout: Stdio, ok_codes: &[i32]) -> Result<(f64, u64)> {
+    command.stdin(Stdio::null()).stdout(stdout).stderr(File::create(log)?);
     let start = Instant::now();
     let child = command.spawn()?;
     let pid = libc::pid_t::try_from(child.id())?;
@@ -221,7 +266,7 @@ fn measure(mut command: Command, log: &Path) -> Result<(f64, u64)> {
     }
     let seconds = start.elapsed().as_secs_f64();
     drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    if !(libc::WIFEXITED(status) && ok_codes.contains(&libc::WEXITSTATUS(status))) {
         let stderr = fs::read_to_string(log).unwrap_or_default();
         return Err(format!("{command:?} failed (wait status {status}):\n{stderr}").into());
     }
@@ -405,8 +450,9 @@ fn grouped(n: u64) -> String {
     out
 }
 
-fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
+/// The CPU's model name from /proc/cpuinfo.
+fn cpu_name() -> String {
+    fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
@@ -414,7 +460,11 @@ fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
                     .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
             })
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
+    let cpu = cpu_name();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
@@ -498,6 +548,431 @@ fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
     println!();
     for r in rows {
         println!("{} {}: {}", r.step, r.file, r.summary);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile inputs (--hostile)
+
+/// Bump when the hostile generator changes, so that kept files are written again.
+const HOSTILE_GENERATOR_VERSION: u32 = 1;
+/// Peak RSS of the larger file over that of the smaller one, at most: memory does not grow with the file.
+const TARGET_RSS_RATIO: f64 = 1.3;
+/// translate's report.json on a distinct-names file stays under this many bytes: its tables are bounded.
+const TARGET_REPORT_BYTES: u64 = 64_000;
+/// A report larger than this is not read back for its summary: its size is already the finding, and
+/// this process stays small (see `main`).
+const REPORT_READ_LIMIT: u64 = 4_000_000;
+const KB: f64 = 1_000.0;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Minimal valid requests, each with its own custom_id.
+    Tiny,
+    /// The same, with a distinct `body.model` name and a distinct unknown body field on every line.
+    Names,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tiny => "tiny",
+            Kind::Names => "names",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Tiny => "tiny lines",
+            Kind::Names => "distinct names",
+        }
+    }
+}
+
+struct HostileSet {
+    kind: Kind,
+    lines: u64,
+}
+
+impl HostileSet {
+    /// `tiny-250k`, `names-4m`: also the name of its file and folder in the data folder.
+    fn name(&self) -> String {
+        let n = self.lines;
+        let size = if n >= 1_000_000 && n % 1_000_000 == 0 {
+            format!("{}m", n / 1_000_000)
+        } else if n >= 1_000 && n % 1_000 == 0 {
+            format!("{}k", n / 1_000)
+        } else {
+            n.to_string()
+        };
+        format!("{}-{size}", self.kind.name())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Validate,
+    Translate,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Validate => "validate",
+            Step::Translate => "translate",
+        }
+    }
+}
+
+/// A step measured on one hostile file: its fastest run, the highest peak RSS of all runs.
+struct HostileRow {
+    kind: Kind,
+    dataset: String,
+    step: Step,
+    lines: u64,
+    bytes: u64,
+    seconds: f64,
+    peak_rss_kib: u64,
+    /// Lines the binary wrote to stderr, on its last run.
+    stderr_lines: u64,
+    /// The JSON report: validate's stdout, translate's report.json.
+    report_bytes: u64,
+    /// What the report says, or why it was not read.
+    summary: String,
+}
+
+fn hostile(options: &Options) -> Result<()> {
+    let sizes: [u64; 2] = if options.quick {
+        [250_000, 1_000_000]
+    } else {
+        [1_000_000, 4_000_000]
+    };
+    let mut rows = Vec::new();
+    for kind in [Kind::Tiny, Kind::Names] {
+        for lines in sizes {
+            let set = HostileSet { kind, lines };
+            let (input, bytes) = ensure_hostile_input(&options.dir, &set, options.regen)?;
+            let work = options.dir.join(set.name());
+            for step in [Step::Validate, Step::Translate] {
+                eprintln!("{}: {}", set.name(), step.name());
+                rows.push(hostile_step(options, &set, &input, bytes, &work, step)?);
+            }
+        }
+    }
+    print_hostile_table(options, &rows);
+    Ok(())
+}
+
+/// `i * stride mod lines` visits every number below `lines` once when the two are coprime; a stride
+/// near `lines` times the golden ratio scatters them, so that the custom_ids come in no sorted order.
+fn id_stride(lines: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut stride = (lines as f64 * 0.618_033_988_7) as u64;
+    while gcd(stride, lines) != 1 {
+        stride += 1;
+    }
+    stride
+}
+
+/// Line `i` (from 0) of a hostile file, newline included.
+fn hostile_line(out: &mut Vec<u8>, kind: Kind, i: u64, id: u64) {
+    out.clear();
+    out.extend_from_slice(b"{\"custom_id\":\"r");
+    number(out, id);
+    out.extend_from_slice(b"\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{");
+    if kind == Kind::Names {
+        out.extend_from_slice(b"\"model\":\"gpt-x-");
+        number(out, i);
+        out.extend_from_slice(b"\",\"x_field_");
+        number(out, i);
+        out.extend_from_slice(b"\":1,");
+    }
+    out.extend_from_slice(b"\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}\n");
+}
+
+/// The hostile file of `set` and its size, written unless an up-to-date copy is already there.
+fn ensure_hostile_input(dir: &Path, set: &HostileSet, regen: bool) -> Result<(PathBuf, u64)> {
+    let name = set.name();
+    let path = dir.join(format!("{name}.jsonl"));
+    let stamp_path = dir.join(format!("{name}.stamp"));
+    let stamp = |size: u64| {
+        format!(
+            "hostile generator {HOSTILE_GENERATOR_VERSION}, {}, lines {}, size {size}\n",
+            set.kind.name(),
+            set.lines
+        )
+    };
+    if !regen {
+        if let (Ok(meta), Ok(kept)) = (fs::metadata(&path), fs::read_to_string(&stamp_path)) {
+            if kept == stamp(meta.len()) {
+                eprintln!("{name}: using {}", path.display());
+                return Ok((path, meta.len()));
+            }
+        }
+    }
+    eprintln!("{name}: generating {} lines", grouped(set.lines));
+    let started = Instant::now();
+    // Written aside and renamed, as in `ensure_input`.
+    let partial = dir.join(format!("{name}.jsonl.partial"));
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+    let stride = id_stride(set.lines);
+    let mut line = Vec::with_capacity(256);
+    let mut written = 0u64;
+    for i in 0..set.lines {
+        hostile_line(&mut line, set.kind, i, i * stride % set.lines);
+        w.write_all(&line)?;
+        written += line.len() as u64;
+    }
+    w.flush()?;
+    drop(w);
+    fs::rename(&partial, &path)?;
+    fs::write(&stamp_path, stamp(written))?;
+    eprintln!(
+        "  {:.1} MB in {:.1} s",
+        written as f64 / MB,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((path, written))
+}
+
+fn hostile_step(
+    options: &Options,
+    set: &HostileSet,
+    input: &Path,
+    bytes: u64,
+    work: &Path,
+    step: Step,
+) -> Result<HostileRow> {
+    let (logs, translated) = (work.join("logs"), work.join("translate"));
+    fs::create_dir_all(&logs)?;
+    let report = match step {
+        Step::Validate => work.join("validate-report.json"),
+        Step::Translate => translated.join("report.json"),
+    };
+    let (mut best, mut peak, mut stderr_lines) = (f64::INFINITY, 0, 0);
+    for run in 1..=options.runs {
+        let log = logs.join(format!("{}-{run}.log", step.name()));
+        let mut c = Command::new(&options.bin);
+        let (seconds, rss) = match step {
+            Step::Validate => {
+                c.arg("validate").arg(input).args(["--model", MODEL, "--json"]);
+                // Exit code 1 says that some line was rejected: a finding for the summary, not a failure.
+                measure_to(c, &log, Stdio::from(File::create(&report)?), &[0, 1])?
+            }
+            Step::Translate => {
+                c.arg("translate")
+                    .arg(input)
+                    .args(["--model", MODEL])
+                    .arg("--out")
+                    .arg(&translated);
+                measure_to(c, &log, Stdio::null(), &[0])?
+            }
+        };
+        eprintln!(
+            "  {} run {run}/{}: {seconds:.3} s, peak RSS {:.1} MB",
+            step.name(),
+            options.runs,
+            kib_to_mb(rss)
+        );
+        best = best.min(seconds);
+        peak = peak.max(rss);
+        stderr_lines = count_lines(&log)?;
+    }
+    let report_bytes = fs::metadata(&report)?.len();
+    Ok(HostileRow {
+        kind: set.kind,
+        dataset: set.name(),
+        step,
+        lines: set.lines,
+        bytes,
+        seconds: best,
+        peak_rss_kib: peak,
+        stderr_lines,
+        report_bytes,
+        summary: report_summary(&report, report_bytes),
+    })
+}
+
+/// Newlines in a file, read in pieces: an unbounded stderr must not make this process grow.
+fn count_lines(path: &Path) -> Result<u64> {
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let mut lines = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// "1,000,000 lines: 1,000,000 accepted, 0 rejected; ignored_model_names: 50 kept + 999,950 in
+/// (others); …" from a report (`batchdrop::translate::Report`), unless it is too large to read back.
+fn report_summary(path: &Path, bytes: u64) -> String {
+    if bytes > REPORT_READ_LIMIT {
+        return format!("report of {:.1} MB, not read back", bytes as f64 / MB);
+    }
+    let report: serde_json::Value = match fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => return format!("{}: {e}", path.display()),
+    };
+    let count = |key: &str| report.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let mut summary = format!(
+        "{} lines: {} accepted, {} rejected",
+        grouped(count("lines")),
+        grouped(count("accepted")),
+        grouped(count("rejected"))
+    );
+    for table in [
+        "rejected_by_reason",
+        "accepted_by_model",
+        "ignored_model_names",
+        "dropped_fields",
+    ] {
+        let Some(entries) = report.get(table).and_then(serde_json::Value::as_object) else {
+            continue;
+        };
+        if entries.is_empty() {
+            continue;
+        }
+        let others = entries.get("(others)").and_then(serde_json::Value::as_u64);
+        let kept = entries.len() - usize::from(others.is_some());
+        summary.push_str(&format!("; {table}: {kept} {}", if kept == 1 { "key" } else { "keys" }));
+        if let Some(n) = others {
+            summary.push_str(&format!(" + {} lines in (others)", grouped(n)));
+        }
+    }
+    summary
+}
+
+fn print_hostile_table(options: &Options, rows: &[HostileRow]) {
+    println!();
+    println!(
+        "batchdrop hostile-input benchmark: {} ({} CPUs), binary {}",
+        cpu_name(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        options.bin.display()
+    );
+    println!(
+        "seconds: fastest of {} runs; peak RSS: highest of them; MB = 10^6 bytes, KB = 10^3 bytes; records are the \
+         input lines; report: validate's --json stdout, translate's report.json; stderr lines: of the last run",
+        options.runs
+    );
+    println!();
+    println!(
+        "{:<11} {:>10} {:>7}  {:<10} {:>8} {:>10} {:>6} {:>11}  {:<11} {:>9} {:>12}",
+        "dataset",
+        "lines",
+        "MB",
+        "step",
+        "seconds",
+        "records/s",
+        "MB/s",
+        "peak RSS MB",
+        "RSS < 32 MB",
+        "report KB",
+        "stderr lines"
+    );
+    for r in rows {
+        let mb = r.bytes as f64 / MB;
+        let rss = kib_to_mb(r.peak_rss_kib);
+        println!(
+            "{:<11} {:>10} {:>7.1}  {:<10} {:>8.3} {:>10} {:>6.1} {:>11.1}  {:<11} {:>9.1} {:>12}",
+            r.dataset,
+            grouped(r.lines),
+            mb,
+            r.step.name(),
+            r.seconds,
+            grouped((r.lines as f64 / r.seconds) as u64),
+            mb / r.seconds,
+            rss,
+            verdict(rss < TARGET_PEAK_RSS_MB),
+            r.report_bytes as f64 / KB,
+            grouped(r.stderr_lines),
+        );
+    }
+
+    let mut all_met = rows.iter().all(|r| kib_to_mb(r.peak_rss_kib) < TARGET_PEAK_RSS_MB);
+    println!();
+    println!("peak RSS of the larger file over the smaller one (target <= {TARGET_RSS_RATIO}: flat):");
+    for kind in [Kind::Tiny, Kind::Names] {
+        for step in [Step::Validate, Step::Translate] {
+            let of: Vec<&HostileRow> = rows.iter().filter(|r| r.kind == kind && r.step == step).collect();
+            let [small, .., big] = of.as_slice() else {
+                continue;
+            };
+            let ratio = big.peak_rss_kib as f64 / small.peak_rss_kib.max(1) as f64;
+            all_met &= ratio <= TARGET_RSS_RATIO;
+            println!(
+                "  {:<15} {:<10} {:>10} -> {:>10} lines: {:>6.1} MB -> {:>6.1} MB, x{ratio:.2}  {}",
+                kind.label(),
+                step.name(),
+                grouped(small.lines),
+                grouped(big.lines),
+                kib_to_mb(small.peak_rss_kib),
+                kib_to_mb(big.peak_rss_kib),
+                verdict(ratio <= TARGET_RSS_RATIO)
+            );
+        }
+    }
+    println!();
+    println!(
+        "translate's report.json on distinct names (target < {:.0} KB: bounded tables):",
+        TARGET_REPORT_BYTES as f64 / KB
+    );
+    for r in rows
+        .iter()
+        .filter(|r| r.kind == Kind::Names && r.step == Step::Translate)
+    {
+        let met = r.report_bytes < TARGET_REPORT_BYTES;
+        all_met &= met;
+        println!(
+            "  {:<11} {:>10} lines: {:>9.1} KB  {}",
+            r.dataset,
+            grouped(r.lines),
+            r.report_bytes as f64 / KB,
+            verdict(met)
+        );
+    }
+    println!();
+    println!(
+        "stderr lines of the smaller and the larger file (target: no more on the larger one; validate --json \
+         writes one per rejected line, translate its summary tables):"
+    );
+    for kind in [Kind::Tiny, Kind::Names] {
+        for step in [Step::Validate, Step::Translate] {
+            let of: Vec<&HostileRow> = rows.iter().filter(|r| r.kind == kind && r.step == step).collect();
+            let [small, .., big] = of.as_slice() else {
+                continue;
+            };
+            let met = big.stderr_lines <= small.stderr_lines;
+            all_met &= met;
+            println!(
+                "  {:<15} {:<10} {:>10} -> {:>10}  {}",
+                kind.label(),
+                step.name(),
+                grouped(small.stderr_lines),
+                grouped(big.stderr_lines),
+                verdict(met)
+            );
+        }
+    }
+    println!();
+    println!("all targets: {}", verdict(all_met));
+    println!();
+    for r in rows {
+        println!("{} {}: {}", r.step.name(), r.dataset, r.summary);
     }
 }
 
