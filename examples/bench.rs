@@ -698,9 +698,6 @@ fn hostile_line(out: &mut Vec<u8>, kind: Kind, i: u64, id: u64) {
 
 /// The hostile file of `set` and its size, written unless an up-to-date copy is already there.
 fn ensure_hostile_input(dir: &Path, set: &HostileSet, regen: bool) -> Result<(PathBuf, u64)> {
-    let name = set.name();
-    let path = dir.join(format!("{name}.jsonl"));
-    let stamp_path = dir.join(format!("{name}.stamp"));
     let stamp = |size: u64| {
         format!(
             "hostile generator {HOSTILE_GENERATOR_VERSION}, {}, lines {}, size {size}\n",
@@ -708,37 +705,17 @@ fn ensure_hostile_input(dir: &Path, set: &HostileSet, regen: bool) -> Result<(Pa
             set.lines
         )
     };
-    if !regen {
-        if let (Ok(meta), Ok(kept)) = (fs::metadata(&path), fs::read_to_string(&stamp_path)) {
-            if kept == stamp(meta.len()) {
-                eprintln!("{name}: using {}", path.display());
-                return Ok((path, meta.len()));
-            }
+    generated(dir, &set.name(), set.lines, &stamp, regen, |w| {
+        let stride = id_stride(set.lines);
+        let mut line = Vec::with_capacity(256);
+        let mut written = 0u64;
+        for i in 0..set.lines {
+            hostile_line(&mut line, set.kind, i, i * stride % set.lines);
+            w.write_all(&line)?;
+            written += line.len() as u64;
         }
-    }
-    eprintln!("{name}: generating {} lines", grouped(set.lines));
-    let started = Instant::now();
-    // Written aside and renamed, as in `ensure_input`.
-    let partial = dir.join(format!("{name}.jsonl.partial"));
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
-    let stride = id_stride(set.lines);
-    let mut line = Vec::with_capacity(256);
-    let mut written = 0u64;
-    for i in 0..set.lines {
-        hostile_line(&mut line, set.kind, i, i * stride % set.lines);
-        w.write_all(&line)?;
-        written += line.len() as u64;
-    }
-    w.flush()?;
-    drop(w);
-    fs::rename(&partial, &path)?;
-    fs::write(&stamp_path, stamp(written))?;
-    eprintln!(
-        "  {:.1} MB in {:.1} s",
-        written as f64 / MB,
-        started.elapsed().as_secs_f64()
-    );
-    Ok((path, written))
+        Ok(written)
+    })
 }
 
 fn hostile_step(
@@ -1653,46 +1630,63 @@ fn draw_size(rng: &mut Rng) -> usize {
 
 /// The generated input of `ds`, written unless an up-to-date copy is already there.
 fn ensure_input(dir: &Path, ds: &Dataset, regen: bool) -> Result<PathBuf> {
-    let path = dir.join(format!("{}.jsonl", ds.name));
-    let stamp_path = dir.join(format!("{}.stamp", ds.name));
     let stamp = |size: u64| {
         format!(
             "generator {GENERATOR_VERSION}, lines {}, aimed at {} bytes, seed {:x}, size {size}\n",
             ds.lines, ds.bytes, ds.seed
         )
     };
+    let (path, _) = generated(dir, ds.name, ds.lines, &stamp, regen, |w| {
+        let mut rng = Rng(ds.seed);
+        let mut gen = LineGen {
+            head: Vec::new(),
+            params: Vec::new(),
+            tail: Vec::new(),
+        };
+        let mut line = Vec::with_capacity(64 * 1024);
+        let average = ds.bytes / ds.lines;
+        let mut written = 0u64;
+        for i in 1..=ds.lines {
+            // Steer toward the planned total: lines whose structure alone overshoots (long histories,
+            // several tools) are paid back by shorter lines after them.
+            let drift = (ds.bytes * i / ds.lines) as i64 - (written + average) as i64;
+            let target = (draw_size(&mut rng) as i64 + drift / 4).max(0) as usize;
+            gen.line(&mut rng, i, target, &mut line);
+            line.push(b'\n');
+            w.write_all(&line)?;
+            written += line.len() as u64;
+        }
+        Ok(written)
+    })?;
+    Ok(path)
+}
+
+/// `DIR/NAME.jsonl`, kept when its stamp (`stamp` of its size) says it is what `write` would write,
+/// else written again by `write` (which returns the bytes written). Written aside and renamed, so an
+/// interrupted run never leaves a short file that looks complete.
+fn generated(
+    dir: &Path,
+    name: &str,
+    lines: u64,
+    stamp: &dyn Fn(u64) -> String,
+    regen: bool,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<u64>,
+) -> Result<(PathBuf, u64)> {
+    let path = dir.join(format!("{name}.jsonl"));
+    let stamp_path = dir.join(format!("{name}.stamp"));
     if !regen {
         if let (Ok(meta), Ok(kept)) = (fs::metadata(&path), fs::read_to_string(&stamp_path)) {
             if kept == stamp(meta.len()) {
-                eprintln!("{}: using {}", ds.name, path.display());
-                return Ok(path);
+                eprintln!("{name}: using {}", path.display());
+                return Ok((path, meta.len()));
             }
         }
     }
-    eprintln!("{}: generating {} lines", ds.name, grouped(ds.lines));
+    eprintln!("{name}: generating {} lines", grouped(lines));
     let started = Instant::now();
-    // Written aside and renamed, so an interrupted run never leaves a short file that looks complete.
-    let partial = dir.join(format!("{}.jsonl.partial", ds.name));
+    let partial = dir.join(format!("{name}.jsonl.partial"));
     let mut w = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
-    let mut rng = Rng(ds.seed);
-    let mut gen = LineGen {
-        head: Vec::new(),
-        params: Vec::new(),
-        tail: Vec::new(),
-    };
-    let mut line = Vec::with_capacity(64 * 1024);
-    let average = ds.bytes / ds.lines;
-    let mut written = 0u64;
-    for i in 1..=ds.lines {
-        // Steer toward the planned total: lines whose structure alone overshoots (long histories,
-        // several tools) are paid back by shorter lines after them.
-        let drift = (ds.bytes * i / ds.lines) as i64 - (written + average) as i64;
-        let target = (draw_size(&mut rng) as i64 + drift / 4).max(0) as usize;
-        gen.line(&mut rng, i, target, &mut line);
-        line.push(b'\n');
-        w.write_all(&line)?;
-        written += line.len() as u64;
-    }
+    let written = write(&mut w)?;
     w.flush()?;
     drop(w);
     fs::rename(&partial, &path)?;
@@ -1702,7 +1696,7 @@ fn ensure_input(dir: &Path, ds: &Dataset, regen: bool) -> Result<PathBuf> {
         written as f64 / MB,
         started.elapsed().as_secs_f64()
     );
-    Ok(path)
+    Ok((path, written))
 }
 
 // ---------------------------------------------------------------------------------------------------

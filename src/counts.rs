@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::error::escape_controls;
+use crate::error::shown;
 
 /// Distinct keys kept; the rest are counted together under [`OTHERS`].
 pub const MAX_KEYS: usize = 50;
@@ -76,15 +76,7 @@ impl Serialize for Counts {
 
 /// A key as reports show it: control characters escaped, at most [`MAX_KEY_BYTES`].
 fn shown_key(key: &str) -> String {
-    let escaped = escape_controls(key);
-    if escaped.len() <= MAX_KEY_BYTES {
-        return escaped.into_owned();
-    }
-    let mut end = MAX_KEY_BYTES;
-    while !escaped.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &escaped[..end])
+    shown(key, MAX_KEY_BYTES)
 }
 
 #[cfg(test)]

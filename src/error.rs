@@ -144,6 +144,23 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// At most `limit` bytes of `s`, cut at a character boundary; `…` marks a cut.
+pub fn cut(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// `s` as a report or a warning shows it: control characters escaped, then [`cut`] to `limit` bytes.
+pub fn shown(s: &str, limit: usize) -> String {
+    cut(&escape_controls(s), limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

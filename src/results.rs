@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::completion::{self, ChatCompletion, Usage};
 use crate::counts::Counts;
-use crate::error::escape_controls;
+use crate::error::shown;
 use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
 use crate::model::{self, Family, ModelName};
@@ -181,20 +181,6 @@ pub struct CollectReport {
 const SAMPLES: usize = 20;
 /// The longest sample or quoted value kept, in bytes: a hostile line must not fill the report.
 const SAMPLE_BYTES: usize = 300;
-
-/// `s` safe to show: control characters escaped, at most `max` bytes (cut at a character boundary,
-/// ending with `…`).
-fn shown(s: &str, max: usize) -> String {
-    let escaped = escape_controls(s);
-    if escaped.len() <= max {
-        return escaped.into_owned();
-    }
-    let mut end = max;
-    while !escaped.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &escaped[..end])
-}
 
 /// Adds a `file:line: why` sample while there are fewer than [`SAMPLES`].
 fn sample(samples: &mut Vec<String>, name: &str, line: u64, why: &str) {

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::bedrock;
 use crate::counts::Counts;
-use crate::error::{LineError, Reason, Rejection};
+use crate::error::{cut, LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Line, Lines};
 use crate::model::{self, BedrockModel, ModelName};
@@ -527,18 +527,6 @@ fn check_custom_id<'l>(
             Some(cut(text, limit)),
         ),
     }
-}
-
-/// At most `limit` bytes of `s`, cut at a character boundary; `…` marks a cut.
-fn cut(s: &str, limit: usize) -> String {
-    if s.len() <= limit {
-        return s.to_string();
-    }
-    let mut end = limit;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The custom_id a line claims, if any: the first line to claim an id owns it, and every later line

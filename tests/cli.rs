@@ -3,31 +3,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-const CLAUDE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
-const NOVA: &str = "us.amazon.nova-lite-v1:0";
+mod common;
+use common::{batchdrop, jsonl, CLAUDE};
 
-fn batchdrop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_batchdrop"))
-        .args(args)
-        .output()
-        .expect("the batchdrop binary runs")
-}
+const NOVA: &str = "us.amazon.nova-lite-v1:0";
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples/langbatch_bedrock.jsonl")
-}
-
-fn jsonl(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 fn chat(id: &str, extra: Value) -> String {

@@ -3,30 +3,15 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-const CLAUDE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
-
-fn batchdrop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_batchdrop"))
-        .args(args)
-        .output()
-        .expect("the batchdrop binary runs")
-}
+mod common;
+use common::{batchdrop, jsonl, CLAUDE};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn jsonl(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 fn chat(id: Value, extra: Value) -> String {
@@ -410,7 +395,11 @@ fn results_refuse_the_bedrock_output_of_another_batch() {
     let map = a.path().join("work/record-map.jsonl");
     let out = batchdrop(&["results", "--map", path(&map), "--out", path(&results), path(&output)]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("2 of the Bedrock results echo a different request"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 of the Bedrock results echo a different request"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!results.join("output.jsonl").exists(), "nothing is written");
 }
 
@@ -435,45 +424,15 @@ fn results_say_which_bedrock_line_was_unreadable_and_exit_1() {
 }
 
 mod library {
-    use std::io::{self, Cursor};
+    use std::io::Cursor;
 
-    use batchdrop::error::LineError;
-    use batchdrop::model::{classify, BedrockModel, ModelName};
     use batchdrop::policy::{Policy, MAX_MODELS_PER_BATCH};
-    use batchdrop::translate::{scan_duplicates, translate, Sink, Translator, SCAN_BUDGET};
+    use batchdrop::translate::{scan_duplicates, translate, Translator, SCAN_BUDGET};
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
     use super::chat;
-
-    fn claude() -> BedrockModel {
-        match classify(super::CLAUDE) {
-            ModelName::Supported(m) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[derive(Default)]
-    struct Collected {
-        records: usize,
-        map: Vec<u8>,
-        rejected: Vec<LineError>,
-    }
-
-    impl Sink for Collected {
-        fn record(&mut self, _: usize, _: &BedrockModel, _: &[u8]) -> io::Result<()> {
-            self.records += 1;
-            Ok(())
-        }
-        fn map_entry(&mut self, entry: &[u8]) -> io::Result<()> {
-            self.map.extend_from_slice(entry);
-            Ok(())
-        }
-        fn rejected(&mut self, _: &[u8], error: &LineError) -> io::Result<()> {
-            self.rejected.push(error.clone());
-            Ok(())
-        }
-    }
+    use crate::common::{claude, Collected};
 
     /// Translates `input`, with the duplicate scan (at `budget`) or without it (ids remembered live).
     fn run(input: &str, policy: Policy, scan: Option<usize>) -> Collected {
@@ -499,7 +458,7 @@ mod library {
         );
         let input = [chat(json!("a"), json!({})), long, chat(json!("b"), json!({}))].join("\n");
         let sink = run(&input, policy, Some(SCAN_BUDGET));
-        assert_eq!(sink.records, 2);
+        assert_eq!(sink.records.len(), 2);
         assert_eq!(sink.rejected.len(), 1);
         let e = &sink.rejected[0];
         assert_eq!((e.line, e.rejection.reason.as_str()), (2, "line_too_long"));
@@ -526,7 +485,7 @@ mod library {
             .collect();
         let sink = run(&lines.join("\n"), Policy::default(), None);
         // The batch model is the first group, so 99 more ids fit.
-        assert_eq!(sink.records, MAX_MODELS_PER_BATCH - 1);
+        assert_eq!(sink.records.len(), MAX_MODELS_PER_BATCH - 1);
         assert_eq!(sink.rejected.len(), 6);
         assert!(
             sink.rejected[0].to_string().contains("at most 100 Bedrock models"),

@@ -5,45 +5,17 @@
 //!   strays or records missing), and no custom_id is lost or duplicated on the way.
 
 use std::collections::BTreeMap;
-use std::io::{self, Cursor};
+use std::io::Cursor;
 
-use batchdrop::error::LineError;
-use batchdrop::model::{classify, BedrockModel, ModelName};
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
 use batchdrop::spill::{Sorter, FAN_IN};
-use batchdrop::translate::{translate, Sink, Translator};
+use batchdrop::translate::{translate, Translator};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-fn claude() -> BedrockModel {
-    match classify("us.anthropic.claude-3-5-haiku-20241022-v1:0") {
-        ModelName::Supported(m) => m,
-        other => panic!("{other:?}"),
-    }
-}
-
-#[derive(Default)]
-struct Collected {
-    records: Vec<(usize, Vec<u8>)>,
-    map: Vec<u8>,
-    rejected: Vec<LineError>,
-}
-
-impl Sink for Collected {
-    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8]) -> io::Result<()> {
-        self.records.push((group, record.to_vec()));
-        Ok(())
-    }
-    fn map_entry(&mut self, entry: &[u8]) -> io::Result<()> {
-        self.map.extend_from_slice(entry);
-        Ok(())
-    }
-    fn rejected(&mut self, _: &[u8], error: &LineError) -> io::Result<()> {
-        self.rejected.push(error.clone());
-        Ok(())
-    }
-}
+mod common;
+use common::{claude, Collected};
 
 /// Lines that are valid, or broken in one of many ways, or blank; custom_ids drawn from a small pool
 /// so that duplicates happen.
