@@ -4,6 +4,8 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
+use crate::fingerprint::{self, Fingerprint};
+
 use crate::model::Family;
 use crate::request::{Block, Request, Role, ToolMode, ToolSpec};
 
@@ -20,6 +22,15 @@ pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> s
     match family {
         Family::Claude => serde_json::to_writer(out, &Claude(request)),
         Family::Nova => serde_json::to_writer(out, &Nova(request)),
+    }
+}
+
+/// The fingerprint of the body [`write_body`] writes, without writing or parsing it (it equals
+/// [`Fingerprint::of_json`] of those bytes).
+pub fn body_fingerprint(family: Family, request: &Request<'_>) -> Option<Fingerprint> {
+    match family {
+        Family::Claude => fingerprint::of_value(&Claude(request)),
+        Family::Nova => fingerprint::of_value(&Nova(request)),
     }
 }
 

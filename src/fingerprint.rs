@@ -13,6 +13,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{self, Serialize, Serializer};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 const NULL: u64 = 0x6e75_6c6c;
@@ -131,6 +132,420 @@ impl<'de> Deserialize<'de> for KeyHash {
     }
 }
 
+/// The fingerprint of a value as serde_json would write it, computed without writing or parsing it:
+/// the same number [`Fingerprint::of_json`] gives for its JSON text, at a fraction of the cost (translate
+/// fingerprints every body it writes). `None` when serde_json could not write the value either.
+pub fn of_value<T: Serialize + ?Sized>(value: &T) -> Option<Fingerprint> {
+    value.serialize(ValueHasher { raw: false }).ok().map(Fingerprint)
+}
+
+/// Why a value has no fingerprint: what serde_json would refuse to write (a map key that is not a
+/// string or a number, or a raw value that is not JSON).
+#[derive(Debug)]
+pub struct NotJson(String);
+
+impl fmt::Display for NotJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotJson {}
+
+impl ser::Error for NotJson {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        NotJson(msg.to_string())
+    }
+}
+
+fn not_a_key() -> NotJson {
+    NotJson("a map key that is not a string".into())
+}
+
+/// serde_json's token for a `RawValue`: a struct of that name whose one field is the raw JSON text.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// A serde Serializer that hashes what serde_json would write; `raw` while reading a RawValue's text.
+#[derive(Clone, Copy)]
+struct ValueHasher {
+    raw: bool,
+}
+
+fn string(s: &str) -> u64 {
+    xxh3_64_with_seed(s.as_bytes(), STRING)
+}
+
+fn key(s: &str) -> u64 {
+    xxh3_64_with_seed(s.as_bytes(), KEY)
+}
+
+fn object(sum: u64) -> u64 {
+    mix(OBJECT, sum)
+}
+
+/// serde_json writes an enum variant with data as `{"Variant": data}`.
+fn wrap_variant(variant: Option<u64>, h: u64) -> u64 {
+    match variant {
+        Some(k) => object(mix(k, h)),
+        None => h,
+    }
+}
+
+/// An array being hashed, in order.
+struct SeqHasher {
+    h: u64,
+    variant: Option<u64>,
+}
+
+/// An object being hashed: the wrapping sum of its entries' hashes.
+struct MapHasher {
+    sum: u64,
+    pending_key: Option<u64>,
+    variant: Option<u64>,
+    raw: bool,
+    raw_hash: Option<u64>,
+}
+
+impl MapHasher {
+    fn new(variant: Option<u64>, raw: bool) -> MapHasher {
+        MapHasher {
+            sum: 0,
+            pending_key: None,
+            variant,
+            raw,
+            raw_hash: None,
+        }
+    }
+}
+
+impl Serializer for ValueHasher {
+    type Ok = u64;
+    type Error = NotJson;
+    type SerializeSeq = SeqHasher;
+    type SerializeTuple = SeqHasher;
+    type SerializeTupleStruct = SeqHasher;
+    type SerializeTupleVariant = SeqHasher;
+    type SerializeMap = MapHasher;
+    type SerializeStruct = MapHasher;
+    type SerializeStructVariant = MapHasher;
+
+    fn serialize_bool(self, v: bool) -> Result<u64, NotJson> {
+        Ok(if v { TRUE } else { FALSE })
+    }
+    fn serialize_i8(self, v: i8) -> Result<u64, NotJson> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<u64, NotJson> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<u64, NotJson> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<u64, NotJson> {
+        Ok(number(v as f64))
+    }
+    fn serialize_u8(self, v: u8) -> Result<u64, NotJson> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<u64, NotJson> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<u64, NotJson> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result<u64, NotJson> {
+        Ok(number(v as f64))
+    }
+    fn serialize_f32(self, v: f32) -> Result<u64, NotJson> {
+        // serde_json writes an f32 in its shortest form, which reads back as the nearest f64.
+        match v.to_string().parse::<f64>() {
+            Ok(x) if v.is_finite() => Ok(number(x)),
+            _ => Ok(NULL),
+        }
+    }
+    fn serialize_f64(self, v: f64) -> Result<u64, NotJson> {
+        // serde_json writes NaN and the infinities as null.
+        Ok(if v.is_finite() { number(v) } else { NULL })
+    }
+    fn serialize_char(self, v: char) -> Result<u64, NotJson> {
+        Ok(string(v.encode_utf8(&mut [0u8; 4])))
+    }
+    fn serialize_str(self, v: &str) -> Result<u64, NotJson> {
+        if self.raw {
+            return Fingerprint::of_json(v.as_bytes())
+                .map(|f| f.0)
+                .ok_or_else(|| NotJson("a raw value that is not JSON".into()));
+        }
+        Ok(string(v))
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<u64, NotJson> {
+        Ok(v.iter().fold(ARRAY, |h, b| mix(h, number(f64::from(*b)))))
+    }
+    fn serialize_none(self) -> Result<u64, NotJson> {
+        Ok(NULL)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<u64, NotJson> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<u64, NotJson> {
+        Ok(NULL)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<u64, NotJson> {
+        Ok(NULL)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<u64, NotJson> {
+        Ok(string(variant))
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<u64, NotJson> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<u64, NotJson> {
+        Ok(wrap_variant(Some(key(variant)), value.serialize(self)?))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<SeqHasher, NotJson> {
+        Ok(SeqHasher {
+            h: ARRAY,
+            variant: None,
+        })
+    }
+    fn serialize_tuple(self, _: usize) -> Result<SeqHasher, NotJson> {
+        self.serialize_seq(None)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<SeqHasher, NotJson> {
+        self.serialize_seq(None)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<SeqHasher, NotJson> {
+        Ok(SeqHasher {
+            h: ARRAY,
+            variant: Some(key(variant)),
+        })
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<MapHasher, NotJson> {
+        Ok(MapHasher::new(None, false))
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<MapHasher, NotJson> {
+        Ok(MapHasher::new(None, name == RAW_VALUE_TOKEN))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<MapHasher, NotJson> {
+        Ok(MapHasher::new(Some(key(variant)), false))
+    }
+}
+
+impl SeqHasher {
+    fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
+        self.h = mix(self.h, value.serialize(ValueHasher { raw: false })?);
+        Ok(())
+    }
+    fn done(self) -> u64 {
+        wrap_variant(self.variant, self.h)
+    }
+}
+
+/// The four sequence traits of serde, all an array to serde_json.
+macro_rules! seq_hasher {
+    ($($trait:ident::$method:ident),*) => {
+        $(impl ser::$trait for SeqHasher {
+            type Ok = u64;
+            type Error = NotJson;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
+                self.add(value)
+            }
+            fn end(self) -> Result<u64, NotJson> {
+                Ok(self.done())
+            }
+        })*
+    };
+}
+
+seq_hasher!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+impl MapHasher {
+    fn entry(&mut self, k: u64, value_hash: u64) {
+        self.sum = self.sum.wrapping_add(mix(k, value_hash));
+    }
+    fn done(self) -> u64 {
+        match self.raw_hash {
+            Some(h) => h,
+            None => wrap_variant(self.variant, object(self.sum)),
+        }
+    }
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
+        if self.raw {
+            self.raw_hash = Some(value.serialize(ValueHasher { raw: true })?);
+            return Ok(());
+        }
+        let v = value.serialize(ValueHasher { raw: false })?;
+        self.entry(key(name), v);
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for MapHasher {
+    type Ok = u64;
+    type Error = NotJson;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), NotJson> {
+        self.pending_key = Some(k.serialize(KeyHasher)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
+        let k = self
+            .pending_key
+            .take()
+            .ok_or_else(|| NotJson("a map value without its key".into()))?;
+        let v = value.serialize(ValueHasher { raw: false })?;
+        self.entry(k, v);
+        Ok(())
+    }
+    fn end(self) -> Result<u64, NotJson> {
+        Ok(self.done())
+    }
+}
+
+impl ser::SerializeStruct for MapHasher {
+    type Ok = u64;
+    type Error = NotJson;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
+        self.field(name, value)
+    }
+    fn end(self) -> Result<u64, NotJson> {
+        Ok(self.done())
+    }
+}
+
+impl ser::SerializeStructVariant for MapHasher {
+    type Ok = u64;
+    type Error = NotJson;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
+        self.field(name, value)
+    }
+    fn end(self) -> Result<u64, NotJson> {
+        Ok(self.done())
+    }
+}
+
+/// A map key as serde_json writes it: a string, or an integer, boolean or char as its text.
+struct KeyHasher;
+
+macro_rules! key_as_text {
+    ($($name:ident: $ty:ty),*) => {
+        $(fn $name(self, v: $ty) -> Result<u64, NotJson> {
+            Ok(key(&v.to_string()))
+        })*
+    };
+}
+
+impl Serializer for KeyHasher {
+    type Ok = u64;
+    type Error = NotJson;
+    type SerializeSeq = ser::Impossible<u64, NotJson>;
+    type SerializeTuple = ser::Impossible<u64, NotJson>;
+    type SerializeTupleStruct = ser::Impossible<u64, NotJson>;
+    type SerializeTupleVariant = ser::Impossible<u64, NotJson>;
+    type SerializeMap = ser::Impossible<u64, NotJson>;
+    type SerializeStruct = ser::Impossible<u64, NotJson>;
+    type SerializeStructVariant = ser::Impossible<u64, NotJson>;
+
+    key_as_text!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
+        serialize_char: char);
+
+    fn serialize_str(self, v: &str) -> Result<u64, NotJson> {
+        Ok(key(v))
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<u64, NotJson> {
+        value.serialize(self)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<u64, NotJson> {
+        Ok(key(variant))
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<u64, NotJson> {
+        value.serialize(self)
+    }
+    fn serialize_f32(self, _: f32) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_f64(self, _: f64) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_none(self) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_unit(self) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<u64, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotJson> {
+        Err(not_a_key())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotJson> {
+        Err(not_a_key())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +591,49 @@ mod tests {
         let f = fp(r#"{"a":1}"#);
         assert_eq!(Fingerprint::from_hex(&f.to_hex()), Some(f));
         assert_eq!(Fingerprint::from_hex("xyz"), None);
+    }
+
+    #[test]
+    fn a_value_hashes_as_its_json_text_does() {
+        #[derive(serde::Serialize)]
+        enum E {
+            Unit,
+            New(u8),
+            Tuple(u8, String),
+            Struct { a: f32 },
+        }
+        #[derive(serde::Serialize)]
+        struct S<'a> {
+            text: &'a str,
+            n: u64,
+            neg: i32,
+            x: f64,
+            nan: f64,
+            none: Option<u8>,
+            list: Vec<E>,
+            map: std::collections::BTreeMap<u32, bool>,
+            raw: &'a serde_json::value::RawValue,
+            bytes: &'a [u8],
+            c: char,
+        }
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_str(r#"{ "type" : "object", "properties": {"q": {"type": "string"}}, "n": 1e2 }"#)
+                .expect("raw");
+        let value = S {
+            text: "h\u{e9}llo \"x\"\n",
+            n: u64::MAX,
+            neg: -7,
+            x: 0.1,
+            nan: f64::NAN,
+            none: None,
+            list: vec![E::Unit, E::New(3), E::Tuple(1, "t".into()), E::Struct { a: 0.1 }],
+            map: [(1, true), (20, false)].into_iter().collect(),
+            raw: &raw,
+            bytes: b"ab",
+            c: 'z',
+        };
+        let text = serde_json::to_vec(&value).expect("serializes");
+        assert!(of_value(&value).is_some());
+        assert_eq!(of_value(&value), Fingerprint::of_json(&text));
     }
 }

@@ -178,11 +178,10 @@ fn create_dir(path: &Path) -> io::Result<()> {
     fs::create_dir_all(path).map_err(|e| named_error(path, e))
 }
 
-/// Flushes a writer and syncs its file: an error (a full disk) is reported here, with the file's name,
-/// and not lost when the writer is dropped.
+/// Flushes a writer: an error (a full disk) is reported here, with the file's name, and not lost when the
+/// writer is dropped.
 fn finish(w: Writer) -> io::Result<()> {
-    let named = w.into_inner().map_err(|e| e.into_error())?;
-    named.inner.sync_all().map_err(|e| named_error(&named.path, e))
+    w.into_inner().map(drop).map_err(|e| e.into_error())
 }
 
 /// Outputs written under temporary names inside `--out` and moved into place only when the command has

@@ -175,6 +175,8 @@ enum Resolution {
 pub struct Accepted<'l> {
     pub custom_id: Cow<'l, str>,
     pub group: Option<usize>,
+    /// The fingerprint of the body written to `body_out`, when one was.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// Decides lines one by one. Holds what must be known across lines: the custom_ids seen so far, the
@@ -353,7 +355,9 @@ impl Translator {
         let model = group.map(|g| &self.models[g]);
         let dropped = std::mem::take(&mut body.dropped);
         let request = request::build(body, &self.policy, model).map_err(|r| fail(id, r))?;
+        let mut fingerprint = None;
         if let (Some(out), Some(m)) = (body_out, model) {
+            fingerprint = bedrock::body_fingerprint(m.family, &request);
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
             bedrock::write_body(m.family, &request, out).map_err(|e| {
                 fail(
@@ -365,7 +369,11 @@ impl Translator {
         for name in &dropped {
             self.report.dropped_fields.bump(name);
         }
-        Ok(Accepted { custom_id, group })
+        Ok(Accepted {
+            custom_id,
+            group,
+            fingerprint,
+        })
     }
 
     /// SPEC §4.1: a custom_id is unique in the file. The first line to claim one owns it, whether that
@@ -744,7 +752,6 @@ pub fn translate<R: BufRead, S: Sink>(
                     return Err(io::Error::other("a line was accepted without a model"));
                 };
                 debug_assert!(record.len() > body_start);
-                let fingerprint = Fingerprint::of_json(&record[body_start..]).map(Fingerprint::to_hex);
                 record.extend_from_slice(b"}\n");
                 let model = &translator.models()[group];
                 sink.record(group, model, &record)?;
@@ -758,7 +765,7 @@ pub fn translate<R: BufRead, S: Sink>(
                         model: Some(Cow::Borrowed(model)),
                         job: None,
                         rejected: None,
-                        fingerprint: fingerprint.map(Cow::Owned),
+                        fingerprint: accepted.fingerprint.map(|f| Cow::Owned(f.to_hex())),
                     },
                 )?;
                 scratch.push(b'\n');

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
+use batchdrop::fingerprint::Fingerprint;
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
 use batchdrop::spill::{Sorter, FAN_IN};
@@ -154,6 +155,16 @@ proptest! {
         prop_assert_eq!(&end["batchdrop_record_map_end"], &json!({"entries": report.lines, "records": report.accepted}));
         let entry_lines: Vec<u64> = entries.iter().map(|e| e["line"].as_u64().expect("line")).collect();
         prop_assert_eq!(&entry_lines, &non_blank);
+
+        // Each accepted entry's fingerprint is that of the modelInput written, read back from its bytes.
+        let fingerprints: Vec<&Value> = entries.iter().filter(|e| e["recordId"].is_string()).map(|e| &e["fp"]).collect();
+        prop_assert_eq!(fingerprints.len(), sink.records.len());
+        for ((_, record), fp) in sink.records.iter().zip(&fingerprints) {
+            let record: serde_json::Map<String, Value> = serde_json::from_slice(record).expect("a record");
+            let body = serde_json::to_vec(&record["modelInput"]).expect("serializes");
+            let expected = Fingerprint::of_json(&body).expect("JSON").to_hex();
+            prop_assert_eq!(fp.as_str(), Some(expected.as_str()));
+        }
 
         // Bedrock answers, fails, loses or repeats records, in a shuffled order.
         let mut out_lines: Vec<String> = sink.records.iter().zip(fates.iter().cycle())
