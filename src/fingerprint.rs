@@ -218,6 +218,15 @@ impl MapHasher {
     }
 }
 
+/// Every integer is a JSON number; as f64, as the reading side sees it.
+macro_rules! integers_as_numbers {
+    ($($name:ident: $ty:ty),*) => {
+        $(fn $name(self, v: $ty) -> Result<u64, NotJson> {
+            Ok(number(v as f64))
+        })*
+    };
+}
+
 impl Serializer for ValueHasher {
     type Ok = u64;
     type Error = NotJson;
@@ -232,30 +241,8 @@ impl Serializer for ValueHasher {
     fn serialize_bool(self, v: bool) -> Result<u64, NotJson> {
         Ok(if v { TRUE } else { FALSE })
     }
-    fn serialize_i8(self, v: i8) -> Result<u64, NotJson> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<u64, NotJson> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<u64, NotJson> {
-        self.serialize_i64(i64::from(v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<u64, NotJson> {
-        Ok(number(v as f64))
-    }
-    fn serialize_u8(self, v: u8) -> Result<u64, NotJson> {
-        self.serialize_u64(u64::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<u64, NotJson> {
-        self.serialize_u64(u64::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<u64, NotJson> {
-        self.serialize_u64(u64::from(v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<u64, NotJson> {
-        Ok(number(v as f64))
-    }
+    integers_as_numbers!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
     fn serialize_f32(self, v: f32) -> Result<u64, NotJson> {
         // serde_json writes an f32 in its shortest form, which reads back as the nearest f64.
         match v.to_string().parse::<f64>() {
