@@ -411,27 +411,23 @@ impl ser::SerializeMap for MapHasher {
     }
 }
 
-impl ser::SerializeStruct for MapHasher {
-    type Ok = u64;
-    type Error = NotJson;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
-        self.field(name, value)
-    }
-    fn end(self) -> Result<u64, NotJson> {
-        Ok(self.done())
-    }
+/// Structs and struct variants, both objects to serde_json.
+macro_rules! struct_hasher {
+    ($($trait:ident),*) => {
+        $(impl ser::$trait for MapHasher {
+            type Ok = u64;
+            type Error = NotJson;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
+                self.field(name, value)
+            }
+            fn end(self) -> Result<u64, NotJson> {
+                Ok(self.done())
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for MapHasher {
-    type Ok = u64;
-    type Error = NotJson;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
-        self.field(name, value)
-    }
-    fn end(self) -> Result<u64, NotJson> {
-        Ok(self.done())
-    }
-}
+struct_hasher!(SerializeStruct, SerializeStructVariant);
 
 /// A map key as serde_json writes it: a string, or an integer, boolean or char as its text.
 struct KeyHasher;
