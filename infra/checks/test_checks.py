@@ -43,6 +43,13 @@ def security(r: dict, kms_key=None) -> list[str]:
     return check_security.check_template(r, kms_key)
 
 
+def granted(source: str, role: str, action: str, resource: str) -> list[str]:
+    """The security problems of a default template whose `role` also allows `action` on `resource`."""
+    r = rendered(source, "defaults")
+    statements(r, role).append({"Effect": "Allow", "Action": action, "Resource": resource})
+    return security(r)
+
+
 def operations(r: dict, topic=None) -> list[str]:
     return (
         check_operations.check_trigger(r)
@@ -62,28 +69,16 @@ class SecurityChecks(unittest.TestCase):
 
     def test_a_star_action_fails(self):
         for source in ("SAM", "CDK"):
-            r = rendered(source, "defaults")
-            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "s3:*", "Resource": "{GetAtt:OutputBucket.Arn}"})
-            self.assertFlags(security(r), "wildcard action s3:*")
-            r = rendered(source, "defaults")
-            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "*", "Resource": "*"})
-            self.assertFlags(security(r), "wildcard action *")
+            self.assertFlags(granted(source, "FinalizeFunctionRole", "s3:*", "{GetAtt:OutputBucket.Arn}"), "wildcard action s3:*")
+            self.assertFlags(granted(source, "FinalizeFunctionRole", "*", "*"), "wildcard action *")
 
     def test_a_resource_outside_the_stack_fails(self):
-        r = rendered("SAM", "defaults")
-        statements(r, "CheckJobsFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::someone-else/*"})
-        self.assertFlags(security(r), "s3:GetObject on arn:aws:s3:::someone-else/*")
-        r = rendered("CDK", "defaults")
-        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
-        self.assertFlags(security(r), 's3:GetObject on "*"')
-        r = rendered("CDK", "defaults")
-        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"})
-        self.assertFlags(security(r), 'logs:PutLogEvents on "*"')
+        self.assertFlags(granted("SAM", "CheckJobsFunctionRole", "s3:GetObject", "arn:aws:s3:::someone-else/*"), "s3:GetObject on arn:aws:s3:::someone-else/*")
+        self.assertFlags(granted("CDK", "SubmitFunctionRole", "s3:GetObject", "*"), 's3:GetObject on "*"')
+        self.assertFlags(granted("CDK", "SubmitFunctionRole", "logs:PutLogEvents", "*"), 'logs:PutLogEvents on "*"')
 
     def test_log_delivery_on_star_only_for_the_state_machine(self):
-        r = rendered("SAM", "defaults")
-        statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "logs:CreateLogDelivery", "Resource": "*"})
-        self.assertFlags(security(r), 'SubmitFunctionRole: logs:CreateLogDelivery on "*"')
+        self.assertFlags(granted("SAM", "SubmitFunctionRole", "logs:CreateLogDelivery", "*"), 'SubmitFunctionRole: logs:CreateLogDelivery on "*"')
 
     def test_pass_role_needs_the_service_role_and_the_condition(self):
         r = rendered("SAM", "defaults")
@@ -101,9 +96,7 @@ class SecurityChecks(unittest.TestCase):
         jobs = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/*"
         for source in ("SAM", "CDK"):
             for action in ("bedrock:CreateModelInvocationJob", "bedrock:TagResource"):
-                r = rendered(source, "defaults")
-                statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": action, "Resource": jobs})
-                self.assertFlags(security(r), f"SubmitFunctionRole: {action} is not one of the actions it needs")
+                self.assertFlags(granted(source, "SubmitFunctionRole", action, jobs), f"SubmitFunctionRole: {action} is not one of the actions it needs")
             r = rendered(source, "defaults")
             statements(r, "SubmitFunctionRole").append({
                 "Effect": "Allow", "Action": "iam:PassRole", "Resource": "{GetAtt:BedrockServiceRole.Arn}",
@@ -128,9 +121,7 @@ class SecurityChecks(unittest.TestCase):
         self.assertEqual(security(r), [])
         statements(r, "BedrockServiceRole").append({"Effect": "Allow", "Action": "bedrock:ListModelInvocationJobs", "Resource": "*"})
         self.assertFlags(security(r), 'BedrockServiceRole: bedrock:ListModelInvocationJobs on "*"')
-        r = rendered("CDK", "defaults")
-        statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:GetModelInvocationJob", "Resource": "*"})
-        self.assertFlags(security(r), 'FinalizeFunctionRole: bedrock:GetModelInvocationJob on "*"')
+        self.assertFlags(granted("CDK", "FinalizeFunctionRole", "bedrock:GetModelInvocationJob", "*"), 'FinalizeFunctionRole: bedrock:GetModelInvocationJob on "*"')
         r = rendered("CDK", "defaults")
         statements(r, "SubmitFunctionRole").append({
             "Effect": "Allow", "Action": "bedrock:StopModelInvocationJob", "Resource": "arn:aws:bedrock:*::foundation-model/*",
@@ -139,20 +130,14 @@ class SecurityChecks(unittest.TestCase):
 
     def test_describe_execution_only_on_the_batch_executions(self):
         for source in ("SAM", "CDK"):
-            r = rendered(source, "defaults")
-            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:DescribeExecution", "Resource": "{Ref:BatchStateMachine}"})
-            self.assertFlags(security(r), "states:DescribeExecution on {Ref:BatchStateMachine}")
-            r = rendered(source, "defaults")
+            self.assertFlags(granted(source, "SubmitFunctionRole", "states:DescribeExecution", "{Ref:BatchStateMachine}"), "states:DescribeExecution on {Ref:BatchStateMachine}")
             other = "arn:aws:states:us-east-1:123456789012:execution:someone-else:*"
-            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:DescribeExecution", "Resource": other})
-            self.assertFlags(security(r), f"states:DescribeExecution on {other}")
+            self.assertFlags(granted(source, "SubmitFunctionRole", "states:DescribeExecution", other), f"states:DescribeExecution on {other}")
 
     def test_send_task_success_only_on_the_batch_state_machine(self):
         for source in ("SAM", "CDK"):
             for role in ("SubmitFunctionRole", "WakeFunctionRole"):
-                r = rendered(source, "defaults")
-                statements(r, role).append({"Effect": "Allow", "Action": "states:SendTaskSuccess", "Resource": "*"})
-                problems = security(r)
+                problems = granted(source, role, "states:SendTaskSuccess", "*")
                 self.assertFlags(problems, f'{role}: states:SendTaskSuccess on "*"')
                 self.assertFlags(problems, f'{role}: states:SendTaskSuccess (states:SendTaskSuccess) on "*": only the batch')
             r = rendered(source, "defaults")
@@ -161,13 +146,9 @@ class SecurityChecks(unittest.TestCase):
             self.assertFlags(problems, 'WakeFunctionRole: states:SendTaskSuccess (states:SendTaskSuccess) on "*"')
             self.assertFlags(problems, "WakeFunctionRole: states:SendTaskSuccess on ['*'], not exactly")
             # A role that should not hold it, by a wildcard action or another case.
-            r = rendered(source, "defaults")
-            statements(r, "FinalizeFunctionRole").append({"Effect": "Allow", "Action": "states:sendtask*", "Resource": "*"})
-            self.assertFlags(security(r), 'FinalizeFunctionRole: states:SendTaskSuccess (states:sendtask*) on "*"')
-            r = rendered(source, "defaults")
+            self.assertFlags(granted(source, "FinalizeFunctionRole", "states:sendtask*", "*"), 'FinalizeFunctionRole: states:SendTaskSuccess (states:sendtask*) on "*"')
             other = "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else"
-            statements(r, "SubmitFunctionRole").append({"Effect": "Allow", "Action": "states:SendTaskSuccess", "Resource": other})
-            self.assertFlags(security(r), f'SubmitFunctionRole: states:SendTaskSuccess (states:SendTaskSuccess) on "{other}"')
+            self.assertFlags(granted(source, "SubmitFunctionRole", "states:SendTaskSuccess", other), f'SubmitFunctionRole: states:SendTaskSuccess (states:SendTaskSuccess) on "{other}"')
             r = rendered(source, "defaults")
             del r["Resources"]["WakeFunctionTaskTokenPolicy"]
             self.assertFlags(security(r), "WakeFunctionRole: lacks states:SendTaskSuccess")
@@ -180,12 +161,8 @@ class SecurityChecks(unittest.TestCase):
             staging = "arn:aws:s3:::batchdrop-input-123456789012-us-east-1/staging/*"
             statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": staging})
             self.assertFlags(security(r), "WakeFunctionRole: s3:GetObject on [")
-            r = rendered(source, "defaults")
-            statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:GetModelInvocationJob", "Resource": jobs})
-            self.assertFlags(security(r), "WakeFunctionRole: bedrock:GetModelInvocationJob is not one of the actions it needs")
-            r = rendered(source, "defaults")
-            statements(r, "WakeFunctionRole").append({"Effect": "Allow", "Action": "bedrock:ListModelInvocationJobs", "Resource": "*"})
-            self.assertFlags(security(r), 'WakeFunctionRole: bedrock:ListModelInvocationJobs on "*"')
+            self.assertFlags(granted(source, "WakeFunctionRole", "bedrock:GetModelInvocationJob", jobs), "WakeFunctionRole: bedrock:GetModelInvocationJob is not one of the actions it needs")
+            self.assertFlags(granted(source, "WakeFunctionRole", "bedrock:ListModelInvocationJobs", "*"), 'WakeFunctionRole: bedrock:ListModelInvocationJobs on "*"')
             r = rendered(source, "defaults")
             for s in statements(r, "WakeFunctionRole"):
                 if s.get("Resource") == "{GetAtt:WakeLogGroup.Arn}":
