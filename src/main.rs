@@ -228,18 +228,14 @@ fn refuse_overwrite(input: &Path, outputs: &[PathBuf], what: &str) -> io::Result
     let Ok(input_real) = input.canonicalize() else {
         return Ok(());
     };
-    for output in outputs {
-        if output.canonicalize().is_ok_and(|o| input_real.starts_with(o)) {
+    for output in outputs.iter().filter_map(|o| o.canonicalize().ok()) {
+        if input_real.starts_with(&output) {
+            let how = if input_real == output { "also" } else { "inside" };
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "{}: the {what} is {} an output of this command, which would overwrite it; choose another --out",
-                    input.display(),
-                    if input_real == output.canonicalize().unwrap_or_default() {
-                        "also"
-                    } else {
-                        "inside"
-                    }
+                    "{}: the {what} is {how} an output of this command, which would overwrite it; choose another --out",
+                    input.display()
                 ),
             ));
         }
