@@ -43,7 +43,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use batchdrop::pipeline::check::{self, CheckInput};
 use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
-use batchdrop::pipeline::submit::{self, S3Notification, Submitted};
+use batchdrop::pipeline::submit::{self, SubmitEvent, Submitted};
 use batchdrop::pipeline::wake::{self, JobEvent, Park, Woke};
 use batchdrop::pipeline::{Config, Deps};
 use batchdrop::status::{BatchDoc, BatchStatus};
@@ -530,11 +530,17 @@ impl World {
             .collect()
     }
 
-    fn event(&self, key: &str) -> S3Notification {
-        let encoded = key.replace(' ', "+").replace(':', "%3A");
-        serde_json::from_value(json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-            "bucket": {"name": IN}, "object": {"key": encoded, "eTag": "abc123", "versionId": "v1"}}}]}))
-        .expect("event")
+    /// Every batch.json in the output bucket.
+    fn batch_docs(&self) -> Vec<Value> {
+        lock(&self.objects)
+            .iter()
+            .filter(|((bucket, key), _)| bucket == OUT && key.ends_with("/batch.json"))
+            .map(|(_, body)| serde_json::from_slice(body).expect("batch.json"))
+            .collect()
+    }
+
+    fn event(&self, key: &str) -> SubmitEvent {
+        SubmitEvent::from_value(s3_event(IN, key, "ObjectCreated:Put"))
     }
 
     async fn upload_and_submit(&self, key: &str, lines: &[String]) -> Submitted {
@@ -1195,11 +1201,157 @@ fn step_errors_become_the_lambda_error_types_the_state_machine_retries_on() {
     assert_eq!(fatal.error_type, "BatchdropFatalError");
 }
 
+/// A key encoded as S3 encodes it in event notifications: a form value, `+` for a space, `%XX` for each
+/// byte outside `A-Za-z0-9` and `-_.*` (so `/` too, and each byte of a UTF-8 character).
+fn s3_encoded(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// An S3 event notification for one object, with every field of AWS's record structure.
+fn s3_event(bucket: &str, key: &str, event_name: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-01-01T00:00:00.000Z", "eventName": event_name,
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "192.0.2.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "inbox",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": s3_encoded(key), "size": 1024, "eTag": "abc123", "versionId": "v1",
+                "sequencer": "0055AED6DCD90281E5"}}
+    }]})
+}
+
 #[test]
 fn s3_event_keys_are_url_decoded() {
-    assert_eq!(submit::decode_key("inbox/my+file%3A1.jsonl"), "inbox/my file:1.jsonl");
-    assert_eq!(submit::decode_key("inbox/caf%C3%A9.jsonl"), "inbox/café.jsonl");
-    assert_eq!(submit::decode_key("inbox/100%.jsonl"), "inbox/100%.jsonl");
+    assert_eq!(
+        submit::decode_key("inbox/my+file%3A1.jsonl").as_deref(),
+        Ok("inbox/my file:1.jsonl")
+    );
+    assert_eq!(
+        submit::decode_key("inbox/caf%C3%A9.jsonl").as_deref(),
+        Ok("inbox/café.jsonl")
+    );
+    assert_eq!(
+        submit::decode_key("inbox/100%.jsonl").as_deref(),
+        Ok("inbox/100%.jsonl")
+    );
+    assert_eq!(submit::decode_key("inbox/a%2").as_deref(), Ok("inbox/a%2"));
+    // A sign is not a hex digit, though from_str_radix would take it.
+    assert_eq!(submit::decode_key("inbox/%+1.jsonl").as_deref(), Ok("inbox/% 1.jsonl"));
+    assert_eq!(
+        submit::decode_key("inbox%2Fx%2B%25.jsonl").as_deref(),
+        Ok("inbox/x+%.jsonl")
+    );
+    let bad = submit::decode_key("inbox/%FF.jsonl").expect_err("not UTF-8");
+    assert!(bad.contains("UTF-8") && bad.contains("byte 6"), "{bad}");
+}
+
+#[test]
+fn keys_round_trip_through_s3_encoding() {
+    for key in [
+        "inbox/plain.jsonl",
+        "inbox/with space+plus.jsonl",
+        "inbox/ünï 😀 ∑.jsonl",
+        "inbox/a%20b&c=d?.jsonl",
+        "inbox/us.anthropic.claude-3-5-haiku-20241022-v1:0/f.jsonl",
+    ] {
+        assert_eq!(submit::decode_key(&s3_encoded(key)).as_deref(), Ok(key), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_with_spaces_and_unicode_becomes_its_batch() {
+    let w = world();
+    let key = "inbox/my batch ü+é.jsonl";
+    match w.upload_and_submit(key, &lines(100, "u", json!({}))).await {
+        Submitted::Started { accepted, .. } => assert_eq!(accepted, 100),
+        other => panic!("{other:?}"),
+    }
+    let doc = w.batch_docs().into_iter().next().expect("batch.json");
+    assert_eq!(doc["metadata"]["source_key"], key);
+    drop(w.work);
+}
+
+#[tokio::test]
+async fn s3_test_event_is_answered_without_error() {
+    let w = world();
+    let event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-01-01T00:00:00.000Z",
+        "Bucket": IN, "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"});
+    let out = submit::handle(&w.deps, SubmitEvent::from_value(event))
+        .await
+        .expect("test event");
+    assert_eq!(out, vec![Submitted::TestEvent { bucket: IN.to_string() }]);
+    assert!(lock(&w.executions).is_empty());
+    drop(w.work);
+}
+
+#[tokio::test]
+async fn events_that_are_not_s3_notifications_fail_loudly() {
+    let w = world();
+    let eventbridge = json!({"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": "Object Created",
+        "source": "aws.s3", "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{IN}")],
+        "detail": {"version": "0", "bucket": {"name": IN}, "object": {"key": "inbox/f.jsonl", "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184"},
+            "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "reason": "PutObject"}});
+    let sqs_wrapped = json!({"Records": [{"messageId": "1", "body": "{}", "eventSource": "aws:sqs"}]});
+    let record_without_key = {
+        let mut e = s3_event(IN, "inbox/f.jsonl", "ObjectCreated:Put");
+        e["Records"][0]["s3"]["object"]
+            .as_object_mut()
+            .expect("object")
+            .remove("key");
+        e
+    };
+    let bad_key = {
+        let mut e = s3_event(IN, "inbox/f.jsonl", "ObjectCreated:Put");
+        e["Records"][0]["s3"]["object"]["key"] = json!("inbox/%C3.jsonl");
+        e
+    };
+    let cases = [
+        (eventbridge, "EventBridge-delivered S3 event (\"Object Created\")"),
+        (sqs_wrapped, "not an S3 event notification: at Records[0]"),
+        (json!({"hello": "world"}), "got an object with keys [hello]"),
+        (json!([1, 2]), "got an array"),
+        (record_without_key, "S3 event record 0 names no object"),
+        (bad_key, "object key \"inbox/%C3.jsonl\" does not decode to UTF-8"),
+    ];
+    for (event, expected) in cases {
+        use batchdrop::pipeline::StepError;
+        let err = submit::handle(&w.deps, SubmitEvent::from_value(event))
+            .await
+            .expect_err(expected);
+        assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+        assert!(err.to_string().contains(expected), "{expected:?} not in {err}");
+    }
+    assert!(lock(&w.executions).is_empty());
+    assert!(w.batch_docs().is_empty(), "nothing was claimed");
+    drop(w.work);
+}
+
+#[tokio::test]
+async fn events_other_than_object_created_are_ignored() {
+    let w = world();
+    w.put(IN, "inbox/f.jsonl", b"{}");
+    let out = submit::handle(
+        &w.deps,
+        SubmitEvent::from_value(s3_event(IN, "inbox/f.jsonl", "ObjectRemoved:Delete")),
+    )
+    .await
+    .expect("submit");
+    assert!(
+        matches!(&out[0], Submitted::Ignored { why, .. } if why.contains("ObjectRemoved:Delete")),
+        "{out:?}"
+    );
+    assert!(lock(&w.executions).is_empty());
+    drop(w.work);
 }
 
 #[tokio::test]

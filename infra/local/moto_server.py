@@ -449,9 +449,12 @@ def serve(port: int, faults: RuleSet) -> None:
 
 
 def use_versioned_s3_events() -> None:
-    """S3 event notifications of a versioned bucket carry the object's `versionId` (AWS's event structure:
-    `s3.object.versionId`); moto 5.2.5 leaves it out, so two uploads of the same bytes under one key looked
-    like one object version (same ETag) and became one batch locally where AWS makes two."""
+    """S3 event notifications as AWS sends them (the notification content structure in the S3 user guide).
+    moto 5.2.5 leaves out two things:
+    - a versioned bucket's `s3.object.versionId`, so two uploads of the same bytes under one key looked like one
+      object version (same ETag) and became one batch locally where AWS makes two;
+    - `userIdentity`, `requestParameters` and `responseElements`, which every record of AWS has and which
+      aws_lambda_events (the submit function's event type) requires."""
     from moto.s3 import notifications
 
     original = notifications._get_s3_event
@@ -459,8 +462,11 @@ def use_versioned_s3_events() -> None:
     def _get_s3_event(event_name, bucket, key, notification_id):
         event = original(event_name, bucket, key, notification_id)
         version = getattr(key, "_version_id", None)
-        if version and getattr(bucket, "is_versioned", False):
-            for record in event["Records"]:
+        for record in event["Records"]:
+            record.setdefault("userIdentity", {"principalId": "AWS:LOCALSTACKUSER"})
+            record.setdefault("requestParameters", {"sourceIPAddress": HOST})
+            record.setdefault("responseElements", {"x-amz-request-id": "LOCAL", "x-amz-id-2": "LOCAL"})
+            if version and getattr(bucket, "is_versioned", False):
                 record["s3"]["object"]["versionId"] = version
         return event
 

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde::{Deserialize, Serialize};
@@ -29,41 +30,128 @@ use crate::plan::{plan_group, Chunk};
 use crate::status::{BatchDoc, Job};
 use crate::translate::{self, MapCounts, MapEnd, MapHeader, MapLine, MapRejection, Sink, Translator, MAP_VERSION};
 
-/// An S3 event notification, as much of it as submit reads. Parsed leniently: S3 and EventBridge
-/// deliveries differ in fields we do not need.
-#[derive(Debug, Deserialize)]
-pub struct S3Notification {
-    #[serde(rename = "Records", default)]
-    pub records: Vec<S3Record>,
+/// At most this much of a key or event name goes into a message (S3 keys are up to 1,024 bytes).
+const SHOWN_BYTES: usize = 300;
+
+/// What invokes submit. S3 delivers its event notifications (`Records`) at least once, and a test event
+/// (`s3:TestEvent`) when the bucket's notification configuration is written. Anything else is refused with a
+/// function error that says what it was, so that Lambda retries it and then keeps it in the failure queue:
+/// an event is never dropped in silence.
+#[derive(Debug)]
+pub enum SubmitEvent {
+    /// An S3 event notification, as `aws_lambda_events` reads it.
+    Notification(S3Event),
+    /// S3's `s3:TestEvent`, sent once when the trigger is set up; nothing to do.
+    Test { bucket: String },
+    /// Not an event submit can take; the reason names what it is and what to do.
+    Refused(String),
 }
 
-#[derive(Debug, Deserialize)]
-pub struct S3Record {
-    #[serde(rename = "eventName", default)]
+impl SubmitEvent {
+    /// Reads an invocation's payload. Never fails: a payload that is not an S3 notification becomes
+    /// `Refused`, which `handle` turns into a function error with that reason.
+    pub fn from_value(value: serde_json::Value) -> SubmitEvent {
+        let Some(object) = value.as_object() else {
+            return SubmitEvent::Refused(format!(
+                "submit takes S3 event notifications (a JSON object with \"Records\"); got {}",
+                json_kind(&value)
+            ));
+        };
+        if object.contains_key("Records") {
+            return match serde_path_to_error::deserialize::<_, S3Event>(value) {
+                Ok(event) => SubmitEvent::Notification(event),
+                Err(e) => SubmitEvent::Refused(format!(
+                    "not an S3 event notification: at {}: {} (an SNS- or SQS-wrapped S3 event is not \
+                     supported: point the bucket's notification straight at the function)",
+                    e.path(),
+                    e.inner()
+                )),
+            };
+        }
+        if object.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+            let bucket = object.get("Bucket").and_then(|b| b.as_str()).unwrap_or_default();
+            return SubmitEvent::Test {
+                bucket: bucket.to_string(),
+            };
+        }
+        if object.get("source").and_then(|s| s.as_str()) == Some("aws.s3") && object.contains_key("detail-type") {
+            let what = object.get("detail-type").and_then(|d| d.as_str()).unwrap_or_default();
+            return SubmitEvent::Refused(format!(
+                "an EventBridge-delivered S3 event (\"{}\"): batchdrop is triggered by the input bucket's S3 \
+                 event notifications, which the stack sets up; remove the EventBridge rule that targets this \
+                 function (its events would otherwise be taken twice or not at all)",
+                crate::error::shown(what, SHOWN_BYTES)
+            ));
+        }
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).take(8).collect();
+        keys.sort_unstable();
+        SubmitEvent::Refused(format!(
+            "submit takes S3 event notifications (a JSON object with \"Records\"); got an object with keys [{}]",
+            crate::error::shown(&keys.join(", "), SHOWN_BYTES)
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for SubmitEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(SubmitEvent::from_value)
+    }
+}
+
+impl From<S3Event> for SubmitEvent {
+    fn from(event: S3Event) -> Self {
+        SubmitEvent::Notification(event)
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// One uploaded object of a notification, its key decoded.
+#[derive(Debug, Clone)]
+pub struct Upload {
     pub event_name: Option<String>,
-    pub s3: S3Entity,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct S3Entity {
-    pub bucket: S3Bucket,
-    pub object: S3Object,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct S3Bucket {
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct S3Object {
+    pub bucket: String,
     pub key: String,
-    #[serde(rename = "versionId", default)]
     pub version_id: Option<String>,
-    #[serde(rename = "eTag", default)]
     pub e_tag: Option<String>,
-    #[serde(default)]
     pub sequencer: Option<String>,
+}
+
+impl Upload {
+    /// The object a record names. A record without a bucket name or key, or whose key does not decode to
+    /// UTF-8, names no object: an error, never a guess.
+    pub fn from_record(index: usize, record: &S3EventRecord) -> Result<Upload, StepError> {
+        let object = &record.s3.object;
+        let bucket = record.s3.bucket.name.as_deref().filter(|b| !b.is_empty());
+        let (Some(bucket), Some(raw_key)) = (bucket, object.key.as_deref()) else {
+            return Err(StepError::Fatal(format!(
+                "S3 event record {index} names no object (s3.bucket.name and s3.object.key are required)"
+            )));
+        };
+        let key = decode_key(raw_key).map_err(|why| {
+            StepError::Fatal(format!(
+                "S3 event record {index}: object key \"{}\" {why}",
+                crate::error::shown(raw_key, SHOWN_BYTES)
+            ))
+        })?;
+        Ok(Upload {
+            event_name: record.event_name.clone(),
+            bucket: bucket.to_string(),
+            key,
+            version_id: object.version_id.clone().filter(|v| !v.is_empty()),
+            e_tag: object.e_tag.clone().filter(|v| !v.is_empty()),
+            sequencer: object.sequencer.clone().filter(|v| !v.is_empty()),
+        })
+    }
 }
 
 /// What submit did with one S3 record.
@@ -85,21 +173,27 @@ pub enum Submitted {
     Cancelling { batch_id: String, stopping: usize },
     /// A cancel marker for a batch that has ended or does not exist.
     CancelIgnored { batch_id: String, why: String },
-    /// Not a file for batchdrop (outside `inbox/`, not `.jsonl`).
+    /// Not a file for batchdrop (outside `inbox/`, not `.jsonl`, not a created object).
     Ignored { key: String, why: String },
+    /// S3's test event, sent when the bucket's trigger is configured.
+    TestEvent { bucket: String },
 }
 
-/// S3 event keys are URL-encoded, with `+` for spaces.
-pub fn decode_key(key: &str) -> String {
+/// S3 event keys are URL-encoded as a form value: `+` for a space, `%XX` for every other byte outside
+/// `A-Za-z0-9` and a few marks, a UTF-8 character as its bytes (`é` is `%C3%A9`). A `%` not followed by two
+/// hex digits is kept as it is. The decoded bytes must be UTF-8, as S3 keys are.
+pub fn decode_key(key: &str) -> Result<String, String> {
     let bytes = key.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
@@ -113,14 +207,38 @@ pub fn decode_key(key: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|e| {
+        format!(
+            "does not decode to UTF-8 (byte {} of the decoded key)",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
-/// Handles every record of an S3 event.
-pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>, StepError> {
-    let mut outcomes = Vec::with_capacity(event.records.len());
-    for record in event.records {
-        outcomes.push(submit_riding_out(deps, &record).await?);
+/// Handles every record of an S3 event. A record that names no object fails the invocation (before any
+/// record is acted on), as does any event that is not an S3 notification: Lambda retries it, then keeps it
+/// in the failure queue with the reason.
+pub async fn handle(deps: &Deps, event: SubmitEvent) -> Result<Vec<Submitted>, StepError> {
+    let event = match event {
+        SubmitEvent::Notification(event) => event,
+        SubmitEvent::Test { bucket } => {
+            tracing::info!(%bucket, "S3 test event: the trigger is set up");
+            return Ok(vec![Submitted::TestEvent { bucket }]);
+        }
+        SubmitEvent::Refused(why) => {
+            tracing::error!(%why, "not an event submit can take");
+            return Err(StepError::Fatal(why));
+        }
+    };
+    let uploads = event
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| Upload::from_record(i, record))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut outcomes = Vec::with_capacity(uploads.len());
+    for upload in &uploads {
+        outcomes.push(submit_riding_out(deps, upload).await?);
     }
     Ok(outcomes)
 }
@@ -128,15 +246,15 @@ pub async fn handle(deps: &Deps, event: S3Notification) -> Result<Vec<Submitted>
 /// One record, tried again on transient trouble (throttling, 5xx, timeouts) for up to
 /// `SUBMIT_RETRY_SECONDS`: Lambda retries a failed S3 event only twice, and a batch whose claim is written
 /// must not be left unstaged by a short S3 brownout. Each try picks up where the last one stopped.
-async fn submit_riding_out(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {
+async fn submit_riding_out(deps: &Deps, upload: &Upload) -> Result<Submitted, StepError> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_secs(deps.config.submit_retry_seconds);
     let mut delay = std::time::Duration::from_secs(1);
     loop {
         // Boxed: the step's future is deep enough to exceed the compiler's layout depth inside the runtime's.
-        match Box::pin(submit_object(deps, record)).await {
+        match Box::pin(submit_object(deps, upload)).await {
             Err(StepError::Transient(why)) if started.elapsed() + delay < budget => {
-                tracing::warn!(key = %record.s3.object.key, error = %why, "transient trouble: trying again");
+                tracing::warn!(key = %upload.key, error = %why, "transient trouble: trying again");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(30));
             }
@@ -145,9 +263,19 @@ async fn submit_riding_out(deps: &Deps, record: &S3Record) -> Result<Submitted, 
     }
 }
 
-async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, StepError> {
-    let bucket = &record.s3.bucket.name;
-    let key = decode_key(&record.s3.object.key);
+async fn submit_object(deps: &Deps, upload: &Upload) -> Result<Submitted, StepError> {
+    let bucket = &upload.bucket;
+    let key = upload.key.clone();
+    if let Some(event) = upload
+        .event_name
+        .as_deref()
+        .filter(|e| !e.starts_with("ObjectCreated:"))
+    {
+        return Ok(Submitted::Ignored {
+            key,
+            why: format!("{} is not an upload", crate::error::shown(event, SHOWN_BYTES)),
+        });
+    }
     if let Some(batch_id) = layout::cancelled_batch(&key) {
         return cancel_batch(deps, batch_id).await;
     }
@@ -161,13 +289,11 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
             ),
         });
     }
-    let version = record
-        .s3
-        .object
+    let version = upload
         .version_id
         .as_deref()
-        .or(record.s3.object.e_tag.as_deref())
-        .or(record.s3.object.sequencer.as_deref())
+        .or(upload.e_tag.as_deref())
+        .or(upload.sequencer.as_deref())
         .unwrap_or("unversioned");
     let batch_id = layout::batch_id(bucket, &key, version);
     let config = &deps.config;
@@ -210,7 +336,7 @@ async fn submit_object(deps: &Deps, record: &S3Record) -> Result<Submitted, Step
     };
     let doc = match staged {
         Some(doc) => doc,
-        None => stage(deps, record, &key, &batch_id, batch_model, model_note).await?,
+        None => stage(deps, upload, &key, &batch_id, batch_model, model_note).await?,
     };
 
     let execution_arn = start_execution(deps, &batch_id).await?;
@@ -251,17 +377,17 @@ async fn cancel_batch(deps: &Deps, batch_id: &str) -> Result<Submitted, StepErro
 /// the same files: translation and planning depend on the input alone.
 async fn stage(
     deps: &Deps,
-    record: &S3Record,
+    upload: &Upload,
     key: &str,
     batch_id: &str,
     batch_model: Option<BedrockModel>,
     model_note: Option<String>,
 ) -> Result<BatchDoc, StepError> {
     let config = &deps.config;
-    let bucket = &record.s3.bucket.name;
+    let bucket = &upload.bucket;
     let dir = scratch_dir(config, batch_id, "submit")?;
     let input = dir.join("input.jsonl");
-    s3::download(&deps.s3, bucket, key, record.s3.object.version_id.as_deref(), &input).await?;
+    s3::download(&deps.s3, bucket, key, upload.version_id.as_deref(), &input).await?;
 
     let mut translator = Translator::new(config.policy.clone(), batch_model);
     translate::scan_duplicates(

@@ -40,6 +40,23 @@ def emulator(path, payload):
         return r.read()
 
 
+def s3_event(key, etag, bucket=None):
+    """An S3 event notification for one created object, with every field of AWS's record structure that
+    aws_lambda_events requires (submit's event type): a redelivery of an upload's event, as S3 may send."""
+    from urllib.parse import quote_plus
+
+    bucket = bucket or stack.INPUT_BUCKET
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-01-01T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:TEST"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "TEST", "x-amz-id-2": "TEST"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "redelivery",
+               "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key), "size": 1, "eTag": etag}},
+    }]}
+
+
 def get_json(c, key):
     return json.loads(c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=key)["Body"].read())
 

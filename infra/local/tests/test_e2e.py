@@ -12,7 +12,7 @@ the functions themselves are in test_reliability.py.
 import json
 
 import stack
-from helpers import CLAUDE, NOVA, chat, emulator, ids, lines, run_batch
+from helpers import CLAUDE, NOVA, chat, emulator, ids, lines, run_batch, s3_event
 
 def test_happy_path_claude(local_stack):
     r = run_batch(local_stack, "happy-claude", lines(120, "c", max_tokens=50))
@@ -65,8 +65,7 @@ def test_invalid_lines_are_reported_and_the_rest_run(local_stack):
 def test_duplicate_s3_event_makes_one_batch(local_stack):
     c = local_stack
     r = run_batch(c, "duplicate-event", lines(100, "d"))
-    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": stack.INPUT_BUCKET},
-             "object": {"key": "inbox/duplicate-event.jsonl", "eTag": r["doc"]["metadata"]["source_version"]}}}]}
+    event = s3_event("inbox/duplicate-event.jsonl", r["doc"]["metadata"]["source_version"])
     reply = c["lambda"].invoke(FunctionName="submit", Payload=json.dumps(event).encode())
     outcome = json.loads(reply["Payload"].read())
     assert outcome == [{"outcome": "duplicate", "batch_id": r["batch_id"]}]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import stack
-from helpers import check_batch, emulator, get_json, lines, run_batch, upload
+from helpers import check_batch, emulator, get_json, lines, run_batch, s3_event, upload
 from localtools import find_batch, lambda_faults, wait_for_event, wire_faults
 
 
@@ -125,8 +125,7 @@ def test_a_failed_read_of_batch_json_is_not_taken_for_no_batch(local_stack, faul
                         "action": "error", "status": 500, "code": "InternalError", "times": 4}])
     r = run_batch(c, "read-fails", lines(100, "r"))
     assert injected(faults["aws"], "read-fails") == 4
-    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": stack.INPUT_BUCKET},
-             "object": {"key": "inbox/read-fails.jsonl", "eTag": r["doc"]["metadata"]["source_version"]}}}]}
+    event = s3_event("inbox/read-fails.jsonl", r["doc"]["metadata"]["source_version"])
     reply = c["lambda"].invoke(FunctionName="submit", Payload=json.dumps(event).encode())
     assert json.loads(reply["Payload"].read()) == [{"outcome": "duplicate", "batch_id": r["batch_id"]}]
     assert get_json(c, f"results/{r['batch_id']}/batch.json") == r["doc"], "a finished batch never moves back"
