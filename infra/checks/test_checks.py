@@ -317,6 +317,38 @@ class OperationsChecks(unittest.TestCase):
         self.assertIn("JobStopFailuresAlarm: AlarmActions [], not ['" + cfn.ALARM_TOPIC + "']", operations(r, cfn.ALARM_TOPIC))
 
 
+class EventBusParameter(unittest.TestCase):
+    """The EventBusName parameter takes exactly the bus names PutEvents takes (botocore's model of the API),
+    and no ARN: the state machine's role names the bus as event-bus/<name>."""
+
+    @staticmethod
+    def put_events_pattern() -> str:
+        import botocore.loaders
+
+        model = botocore.loaders.create_loader().load_service_model("events", "service-2")
+        shapes = model["shapes"]
+        return shapes[shapes["PutEventsRequestEntry"]["members"]["EventBusName"]["shape"]]["pattern"]
+
+    def test_the_pattern_is_put_events_bus_names(self):
+        import re
+
+        template = cfn.load(cfn.SAM_TEMPLATE)
+        ours = re.compile(template["Parameters"]["EventBusName"]["AllowedPattern"])
+        # The API's pattern: an optional ARN prefix, then the name.
+        api_name = re.compile(self.put_events_pattern().rsplit(")?", 1)[1])
+        names = ["default", "batchdrop-events", "my.bus_1", "A" * 256, "a"]
+        refused = ["", "aws.partner/saas/x", "arn:aws:events:us-east-1:123456789012:event-bus/default",
+                   "bus name", "bus\n", "A" * 257, "b\u00fcs"]
+        for name in names:
+            self.assertTrue(ours.fullmatch(name), name)
+            self.assertTrue(api_name.fullmatch(name), name)
+        for name in refused:
+            self.assertFalse(ours.fullmatch(name), name)
+        for name in refused[1:5]:
+            # Refused by us, refused by the API as a plain name (a slash, a colon, a space, a control).
+            self.assertFalse(api_name.fullmatch(name), name)
+
+
 class ParityCheck(unittest.TestCase):
     def test_the_templates_match(self):
         problems, _notes = check_parity.check()
