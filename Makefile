@@ -6,7 +6,8 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions tools bench bench-hostile clean
+.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions sam-build deploy \
+	tools bench bench-hostile bench-cold-start clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
 # .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
@@ -71,7 +72,7 @@ cli-demo: ## Validate and translate a sample batch with the CLI alone
 	./target/release/batchdrop translate $(SAMPLE) --model $(DEMO_MODEL) --out $(DEMO_OUT)
 	@head -n 1 $(DEMO_OUT)/bedrock/*.jsonl
 
-test: lint validate $(LOCAL_STAMP) ## Run every test: lint, template checks, unit and integration tests, end to end
+test: lint validate sam-build $(LOCAL_STAMP) ## Run every test: lint, template checks, the SAM build, unit and integration tests, end to end
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(CARGO) test --workspace --all-targets --locked
 	$(MAKE) --no-print-directory e2e
 
@@ -154,6 +155,37 @@ build-functions: $(VENV_STAMP) ## Build the three Lambda functions for arm64 (ta
 		if [ "$$machine" != b700 ]; then echo "$(LAMBDA_DIR)/$$f/bootstrap is not an arm64 ELF binary" >&2; exit 1; fi; \
 		echo "$(LAMBDA_DIR)/$$f/bootstrap: arm64, $$(stat -c %s $(LAMBDA_DIR)/$$f/bootstrap) bytes"; \
 	done
+
+# The SAM path as a user runs it: `sam build` builds each function by the template's own Metadata (BuildMethod
+# rust-cargolambda: cargo lambda, arm64, release profile of Cargo.toml) into .aws-sam/build/, which `sam deploy`
+# uploads. check_build.py then checks what would be uploaded: an aarch64 ELF bootstrap per function, each zip
+# under its size budget (printed). sam runs offline here: no credentials, no telemetry.
+SAM_BUILD_DIR := .aws-sam/build
+SAM_CONFIG := infra/samconfig.toml
+SAM_CONFIG_ENV ?= default
+sam-build: $(VENV_STAMP) $(SAM_OUT) ## sam build of the four arm64 functions, then checked: aarch64 bootstraps, zip sizes against budgets
+	rustup target add $(LAMBDA_TARGET)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_ENV) $(VENV)/bin/sam build -t infra/template.yaml \
+		--config-file $(CURDIR)/$(SAM_CONFIG) --config-env $(SAM_CONFIG_ENV)
+	$(CHECK_PY) infra/checks/check_build.py $(SAM_BUILD_DIR) $(SAM_OUT)
+
+# The first deploy is guided (stack name, Region, parameters) and saves its answers in infra/samconfig.toml
+# under [$(SAM_CONFIG_ENV).deploy.parameters]; once a Region is saved there, deploys reuse the answers. Uses your
+# AWS credentials and Region (profile or environment), unlike the offline targets above.
+SAM_DEPLOY := SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy -t $(SAM_BUILD_DIR)/template.yaml \
+	--config-file $(CURDIR)/$(SAM_CONFIG) --config-env $(SAM_CONFIG_ENV)
+SAVED_REGION := $(VENV)/bin/python -c 'import sys, tomllib; c = tomllib.load(open(sys.argv[1], "rb")); \
+	sys.exit(0 if c.get(sys.argv[2], {}).get("deploy", {}).get("parameters", {}).get("region") else 1)'
+deploy: sam-build ## Build with SAM, then deploy (guided the first time; SAM_CONFIG_ENV= picks a saved set of answers)
+	@if $(SAVED_REGION) $(SAM_CONFIG) $(SAM_CONFIG_ENV); then \
+		echo "$(SAM_DEPLOY)"; $(SAM_DEPLOY); \
+	else \
+		echo "first deploy of [$(SAM_CONFIG_ENV)]: guided; the answers are saved in $(SAM_CONFIG)"; $(SAM_DEPLOY) --guided; \
+	fi
+
+COLD_START_ROUNDS ?= 3
+bench-cold-start: $(LOCAL_STAMP) ## Time from start to the first handled event of each function (release, cargo lambda watch)
+	$(LOCAL_VENV)/bin/python infra/local/coldstart.py --rounds $(COLD_START_ROUNDS)
 
 bench: ## Translate and results throughput and peak memory on generated 75 MB and 200 MB files
 	$(CARGO) build --release --locked

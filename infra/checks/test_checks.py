@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import tempfile
 import unittest
 from pathlib import Path
@@ -15,6 +16,7 @@ from unittest import mock
 
 import cfn
 import check_asl
+import check_build
 import check_event_schema
 import check_operations
 import check_parity
@@ -347,6 +349,70 @@ class EventBusParameter(unittest.TestCase):
         for name in refused[1:5]:
             # Refused by us, refused by the API as a plain name (a slash, a colon, a space, a control).
             self.assertFalse(api_name.fullmatch(name), name)
+
+
+class BuildCheck(unittest.TestCase):
+    """check_build.py on a made-up sam build output: the real one is checked by `make sam-build`."""
+
+    @staticmethod
+    def elf(machine: int, size: int = 4096) -> bytes:
+        header = bytearray(64)
+        header[:4] = b"\x7fELF"
+        header[4], header[5] = 2, 1  # 64-bit, little-endian
+        header[16:18] = (3).to_bytes(2, "little")  # ET_DYN, a position-independent executable
+        header[18:20] = machine.to_bytes(2, "little")
+        return bytes(header) + bytes(size - 64)
+
+    def build(self, root: Path, machine: int = 0xB7, size: int = 4096) -> Path:
+        for name in check_build.BUDGETS:
+            (root / name).mkdir()
+            bootstrap = root / name / "bootstrap"
+            bootstrap.write_bytes(self.elf(machine, size))
+            bootstrap.chmod(0o755)
+        return root
+
+    def problems(self, root: Path) -> list[str]:
+        return check_build.check(root)[0]
+
+    def test_arm64_functions_under_budget_pass(self):
+        with tempfile.TemporaryDirectory() as d:
+            problems, figures = check_build.check(self.build(Path(d)))
+            self.assertEqual(problems, [])
+            self.assertEqual(len(figures), 4)
+            self.assertIn("budget", figures[0])
+
+    def test_an_x86_binary_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            problems = self.problems(self.build(Path(d), machine=0x3E))
+            self.assertEqual(len(problems), 4)
+            self.assertIn("not aarch64", problems[0])
+
+    def test_a_zip_over_budget_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = self.build(Path(d))
+            (root / "WakeFunction" / "bootstrap").write_bytes(self.elf(0xB7) + random.Random(7).randbytes(200_000))
+            with mock.patch.dict(check_build.BUDGETS, {"WakeFunction": 100_000}):
+                problems = self.problems(root)
+            self.assertEqual(len(problems), 1)
+            self.assertIn("WakeFunction: its zip is", problems[0])
+
+    def test_missing_extra_or_not_executable_files_fail(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = self.build(Path(d))
+            (root / "SubmitFunction" / "bootstrap").unlink()
+            (root / "FinalizeFunction" / "debug.log").write_text("x")
+            (root / "WakeFunction" / "bootstrap").chmod(0o644)
+            (root / "CheckJobsFunction" / "bootstrap").write_bytes(b"#!/bin/sh\n")
+            problems = "\n".join(self.problems(root))
+            for expected in ["SubmitFunction: ", "is missing", "FinalizeFunction: the package holds more than bootstrap",
+                             "WakeFunction: bootstrap is not executable", "CheckJobsFunction: bootstrap is not an ELF file"]:
+                self.assertIn(expected, problems)
+
+    def test_the_budgets_name_the_template_functions(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = self.build(Path(d))
+            with mock.patch.dict(check_build.BUDGETS, {"OldFunction": 1}):
+                self.assertIn("BUDGETS names", self.problems(root)[0])
 
 
 class ParityCheck(unittest.TestCase):

@@ -1,0 +1,119 @@
+"""Checks what `sam build` made, as a deploy would upload it: run by `make sam-build` after the build.
+
+    .venv/bin/python infra/checks/check_build.py [BUILD_DIR [SAM_TEMPLATE_JSON]]
+
+BUILD_DIR is sam build's output (default .aws-sam/build); the template (default target/sam/template.json, the
+SAM template after the SAM transform) says which functions there are. For each function:
+- its folder holds exactly one file, `bootstrap`, a 64-bit little-endian aarch64 ELF executable (the template
+  says arm64 and provided.al2023, which runs `bootstrap`);
+- the zip `sam deploy` uploads (the folder, deflated) is under its budget in BUDGETS.
+
+It prints each function's figures. The budgets sit just above the sizes measured when they were set
+(docs/deploy.md, "Function size"): a dependency or a profile change that makes a function much bigger fails
+here, and the budget is then raised on purpose or the growth undone.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import cfn
+
+BUILD_DIR = cfn.ROOT / ".aws-sam" / "build"
+# Bytes of each function's deployment zip, about 4% above the sizes measured on 2026-12-02 with the release
+# profile of Cargo.toml (submit 5.39 MB, check-jobs 5.09 MB, finalize 5.25 MB, wake 4.93 MB).
+BUDGETS = {
+    "SubmitFunction": 5_600_000,
+    "CheckJobsFunction": 5_300_000,
+    "FinalizeFunction": 5_450_000,
+    "WakeFunction": 5_150_000,
+}
+ELF_MAGIC = b"\x7fELF"
+EM_AARCH64 = 0xB7
+
+
+def elf_problem(data: bytes) -> str | None:
+    """Why `data` is not a 64-bit little-endian aarch64 executable, or None."""
+    if data[:4] != ELF_MAGIC:
+        return "is not an ELF file"
+    if data[4] != 2 or data[5] != 1:
+        return "is not a 64-bit little-endian ELF file"
+    kind = int.from_bytes(data[16:18], "little")
+    if kind not in (2, 3):  # ET_EXEC, or ET_DYN for a position-independent executable
+        return f"is an ELF file of type {kind}, not an executable"
+    machine = int.from_bytes(data[18:20], "little")
+    if machine != EM_AARCH64:
+        return f"is built for ELF machine {machine:#x}, not aarch64 ({EM_AARCH64:#x}): Lambda arm64 cannot run it"
+    return None
+
+
+def zipped_size(folder: Path) -> int:
+    """The size of the folder as a deflated zip, the way sam deploy packages a function."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            z.write(path, path.relative_to(folder).as_posix())
+    return len(buffer.getvalue())
+
+
+def functions(template: dict) -> list[str]:
+    return sorted(k for k, r in template.get("Resources", {}).items() if r.get("Type") == "AWS::Lambda::Function")
+
+
+def check(build_dir=BUILD_DIR, sam_path=cfn.SAM_TEMPLATE) -> tuple[list[str], list[str]]:
+    """(problems, one line of figures per function)."""
+    build_dir = Path(build_dir)
+    problems, figures = [], []
+    names = functions(cfn.load(sam_path))
+    if sorted(BUDGETS) != names:
+        problems.append(f"BUDGETS names {sorted(BUDGETS)}, the template's functions are {names}")
+    for name in names:
+        folder = build_dir / name
+        bootstrap = folder / "bootstrap"
+        if not bootstrap.is_file():
+            problems.append(f"{name}: {bootstrap} is missing (did sam build run?)")
+            continue
+        others = sorted(p.name for p in folder.iterdir() if p.name != "bootstrap")
+        if others:
+            problems.append(f"{name}: the package holds more than bootstrap: {others}")
+        data = bootstrap.read_bytes()
+        why = elf_problem(data[:64])
+        if why:
+            problems.append(f"{name}: bootstrap {why}")
+        if not bootstrap.stat().st_mode & 0o111:
+            problems.append(f"{name}: bootstrap is not executable")
+        size = zipped_size(folder)
+        budget = BUDGETS.get(name)
+        figures.append(
+            f"{name:18} bootstrap {len(data) / 1e6:6.2f} MB   zip {size / 1e6:5.2f} MB"
+            + (f"   budget {budget / 1e6:5.2f} MB ({100 * size / budget:3.0f}%)" if budget else "")
+        )
+        if budget is not None and size > budget:
+            problems.append(
+                f"{name}: its zip is {size:,} bytes, over its budget of {budget:,} (infra/checks/check_build.py "
+                "BUDGETS): find what grew (cargo tree, cargo bloat) or raise the budget on purpose"
+            )
+    return problems, figures
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 3:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    problems, figures = check(*argv[1:])
+    for line in figures:
+        print(f"  {line}")
+    if problems:
+        print("check_build: what sam build made would not deploy as it should:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(f"check_build: {len(figures)} arm64 functions, each under its size budget")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,187 @@
+"""Cold start of each function: the time from starting its process to its first handled event.
+
+    python infra/local/coldstart.py [--rounds N]        # make bench-cold-start
+
+Each function runs under `cargo lambda watch --release` (the Lambda Runtime API emulator), which starts the
+function's process on the first invocation. S3 is a moto server of this script's own on 127.0.0.1, so the SDK
+calls the functions make have a real peer. For each function and round: start watch, invoke once (the cold
+invocation: process start, the function's init, the handling), invoke five more times (warm), stop watch. The
+invocations are cheap ones whose answer needs at most one S3 read (S3's test event for submit, a batch id that
+does not exist for check-jobs and finalize, another stack's job event for wake): an error answer counts as
+handled, as it does for Lambda.
+
+What it prints per function (medians over the rounds, milliseconds):
+- first: the cold invocation's round trip;
+- warm: a warm invocation's round trip;
+- cargo: cargo's own check that the release binary is up to date, which watch runs before starting it;
+- init: first - warm - cargo, the estimate of Lambda's Init Duration for this function on this machine.
+
+The binaries are built first, so no compile is timed. Figures are for this machine's CPU, not Lambda's arm64:
+they are there to show regressions (a slow client set-up, a config file read at start), compare them run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+MOTO_PORT = int(os.environ.get("BATCHDROP_COLDSTART_MOTO_PORT", "5155"))
+WATCH_PORT = int(os.environ.get("BATCHDROP_COLDSTART_WATCH_PORT", "9155"))
+INPUT_BUCKET = "coldstart-input"
+OUTPUT_BUCKET = "coldstart-output"
+WARM_INVOCATIONS = 5
+ACCOUNT = "123456789012"
+
+# One cheap invocation per function (module docstring).
+EVENTS = {
+    "submit": {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-01-01T00:00:00.000Z",
+               "Bucket": INPUT_BUCKET, "RequestId": "COLDSTART", "HostId": "COLDSTART"},
+    "check-jobs": {"batch_id": "coldstart-0000000000000000"},
+    "finalize": {"batch_id": "coldstart-0000000000000000"},
+    "wake": {"version": "0", "source": "aws.bedrock", "detail-type": "Batch Inference Job State Change",
+             "account": ACCOUNT, "region": "us-east-1", "time": "2026-01-01T00:00:00Z",
+             "detail": {"batchJobName": "other-stack-0000000000000000-job0", "status": "Completed",
+                        "batchJobArn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:model-invocation-job/abc"}},
+}
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def wait_for_port(what: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"coldstart: {what} did not listen on {HOST}:{port} within {timeout:.0f} s")
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    full_env = dict(os.environ)
+    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.update(env)
+    # Its own session, so that stop() ends it and every child (cargo, the function) by its group id.
+    return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait(timeout=10)
+
+
+def invoke(name: str) -> float:
+    """One invocation's round trip in milliseconds; any answer, error or not, is a handled event."""
+    request = urllib.request.Request(
+        f"http://{HOST}:{WATCH_PORT}/2015-03-31/functions/{name}/invocations",
+        data=json.dumps(EVENTS[name]).encode(), method="POST")
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            reply.read()
+    except urllib.error.HTTPError as e:
+        e.read()
+        if e.code != 500:  # watch answers a function error with 500; anything else is the emulator's trouble
+            raise SystemExit(f"coldstart: invoking {name} answered HTTP {e.code}")
+    return (time.perf_counter() - started) * 1000
+
+
+def manifest(name: str) -> str:
+    return str(ROOT / "functions" / name / "Cargo.toml")
+
+
+def cargo_check_ms(name: str) -> float:
+    """cargo's up-to-date check of the release binary, as watch runs it before starting the function."""
+    started = time.perf_counter()
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--manifest-path", manifest(name),
+                    "--bin", name], cwd=ROOT, check=True)
+    return (time.perf_counter() - started) * 1000
+
+
+def make_buckets() -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=f"http://{HOST}:{MOTO_PORT}", region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="cold starts per function (default 3)")
+    args = parser.parse_args()
+    functions = list(EVENTS)
+    print(f"building the four functions in release mode (not timed) ...", flush=True)
+    for name in functions:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path", manifest(name), "--bin", name],
+                       cwd=ROOT, check=True)
+    with tempfile.TemporaryDirectory(prefix="batchdrop-coldstart-") as work:
+        work_dir = Path(work)
+        env_file = work_dir / "functions.env"
+        env = {
+            "INPUT_BUCKET": INPUT_BUCKET, "OUTPUT_BUCKET": OUTPUT_BUCKET,
+            "STATE_MACHINE_ARN": f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:coldstart",
+            "BEDROCK_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/coldstart",
+            "AWS_ENDPOINT_URL": f"http://{HOST}:{MOTO_PORT}", "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "WORK_DIR": str(work_dir),
+            "RUST_LOG": "warn",
+        }
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        moto = start([str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(MOTO_PORT)], {}, work_dir / "moto.log")
+        try:
+            wait_for_port("moto", MOTO_PORT, 60)
+            make_buckets()
+            rows = []
+            for name in functions:
+                firsts, warms, cargos = [], [], []
+                for _ in range(args.rounds):
+                    cargos.append(cargo_check_ms(name))
+                    watch = start(["cargo", "lambda", "watch", "--release", "--ignore-changes", "--manifest-path",
+                                   manifest(name), "-A", HOST, "-P", str(WATCH_PORT), "--env-file", str(env_file)],
+                                  {}, work_dir / f"watch-{name}.log")
+                    try:
+                        wait_for_port(f"cargo lambda watch ({name})", WATCH_PORT, 120)
+                        firsts.append(invoke(name))
+                        warms.append(statistics.median(invoke(name) for _ in range(WARM_INVOCATIONS)))
+                    finally:
+                        stop(watch)
+                    while port_open(WATCH_PORT):
+                        time.sleep(0.05)
+                first, warm, cargo = (statistics.median(v) for v in (firsts, warms, cargos))
+                rows.append((name, first, warm, cargo, max(first - warm - cargo, 0.0)))
+        finally:
+            stop(moto)
+    print(f"\ncold start, medians of {args.rounds} rounds (ms; module docstring says what each column is)")
+    print(f"  {'function':12} {'first':>8} {'warm':>8} {'cargo':>8} {'init':>8}")
+    for name, first, warm, cargo, init in rows:
+        print(f"  {name:12} {first:8.1f} {warm:8.1f} {cargo:8.1f} {init:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
