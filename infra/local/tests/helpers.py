@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import stack
-from localtools import find_batch, wait_for_event
+from localtools import execution_history, find_batch, wait_for_event
 
 CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"
@@ -161,13 +161,39 @@ def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
     batch_id = find_batch(c, key, put, timeout=timeout)
     if during:
         during(batch_id)
-    event = wait_for_event(c, batch_id, timeout=timeout)
+    try:
+        event = wait_for_event(c, batch_id, timeout=timeout)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; {where_it_stands(c, batch_id)}") from None
     r = check_batch(c, batch_id, input_lines, event)
     execution = c["sfn"].describe_execution(
         executionArn=f"arn:aws:states:{stack.REGION}:{stack.ACCOUNT}:execution:{stack.STATE_MACHINE}:{batch_id}"
     )
     assert execution["status"] == ("FAILED" if r["doc"]["status"] == "failed" else "SUCCEEDED")
     return r
+
+
+def where_it_stands(c, batch_id: str) -> str:
+    """What a batch without its event is doing: its status in batch.json and its execution's last steps, so that
+    a timeout in CI says where the batch stopped without the local stack's logs."""
+    try:
+        doc = json.loads(
+            c["s3"].get_object(Bucket=stack.OUTPUT_BUCKET, Key=f"results/{batch_id}/batch.json")["Body"].read()
+        )
+        status = f"batch.json status {doc.get('status')!r}, jobs {[j.get('status') for j in doc.get('bedrock', {}).get('jobs', [])]}"
+    except Exception as e:  # noqa: BLE001 - a diagnostic: whatever it is, say it
+        status = f"batch.json unreadable ({e})"
+    try:
+        history = execution_history(c, batch_id)
+        steps = [
+            e["type"] + (f" {e['stateEnteredEventDetails']['name']}" if "stateEnteredEventDetails" in e else "")
+            for e in history[-12:]
+        ]
+        last = history[-1]["timestamp"].isoformat() if history else "-"
+        execution = f"{len(history)} history events, the last at {last}: {steps}"
+    except Exception as e:  # noqa: BLE001
+        execution = f"no execution history ({e})"
+    return f"{status}; {execution}"
 
 
 def ids(lines_):
