@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,9 +33,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import stack  # infra/local/stack.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # stack.port_open checks this address
 MOTO_PORT = int(os.environ.get("BATCHDROP_COLDSTART_MOTO_PORT", "5155"))
 WATCH_PORT = int(os.environ.get("BATCHDROP_COLDSTART_WATCH_PORT", "9155"))
 INPUT_BUCKET = "coldstart-input"
@@ -58,19 +58,8 @@ EVENTS = {
 }
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
-
-
 def wait_for_port(what: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_open(port):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"coldstart: {what} did not listen on {HOST}:{port} within {timeout:.0f} s")
+    stack.wait_until(f"{what} on {HOST}:{port}", lambda: stack.port_open(port), timeout)
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -83,15 +72,8 @@ def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        proc.wait(timeout=10)
+    stack.end_group(proc.pid, lambda: proc.poll() is None)
+    proc.wait(timeout=10)
 
 
 def invoke(name: str) -> float:
@@ -170,7 +152,7 @@ def main() -> int:
                         warms.append(statistics.median(invoke(name) for _ in range(WARM_INVOCATIONS)))
                     finally:
                         stop(watch)
-                    while port_open(WATCH_PORT):
+                    while stack.port_open(WATCH_PORT):
                         time.sleep(0.05)
                 first, warm, cargo = (statistics.median(v) for v in (firsts, warms, cargos))
                 rows.append((name, first, warm, cargo, max(first - warm - cargo, 0.0)))

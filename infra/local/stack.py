@@ -233,22 +233,28 @@ def start() -> None:
     )
 
 
+def end_group(pid: int, alive) -> None:
+    """Ends the process group of a process started in its own session: SIGTERM, then SIGKILL if `alive()` still
+    says so after 10 s."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def stop() -> None:
     for name in [f"lambda-{f}" for f in FUNCTIONS] + ["faultproxy", "emulator", "moto"]:
         pid = running(name)
         if pid:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            deadline = time.monotonic() + 10
-            while running(name) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if running(name):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            end_group(pid, lambda: running(name) is not None)
         pid_file(name).unlink(missing_ok=True)
     print("local stack stopped")
 
