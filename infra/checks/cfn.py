@@ -46,7 +46,7 @@ VARIANTS = [
     ("defaults", {}, "BatchdropDefaults"),
     ("kms", {"OutputKmsKeyId": KMS_KEY, "AlarmTopicArn": ALARM_TOPIC}, "BatchdropKms"),
 ]
-# The construct id of BatchdropPipeline in the example stack (infra/cdk/bin/app.ts).
+# The construct id of BatchdropPipeline in the example stack (BatchdropStack, infra/cdk/lib/batchdrop-stack.ts).
 CDK_CONSTRUCT = "Batchdrop"
 
 NOVALUE = object()

@@ -1,72 +1,103 @@
-// The example app: a stack of your own with batchdrop in it, and the SAM template's outputs.
+// The example app: batchdrop in a stack of its own (BatchdropStack), every prop of the construct taken from
+// the CDK context, and the SAM template's outputs. It imports the package by its name, as your app would
+// (tsconfig.json maps the name to lib/ here, so the example runs from source).
 //
 //   cd infra/cdk
 //   npx cdk synth -c account=123456789012 -c region=us-east-1      # offline: the account and Region are explicit
-//   npx cdk deploy                                                  # with credentials: CDK_DEFAULT_ACCOUNT/REGION
+//   npx cdk deploy -c jobTimeoutHours=48 -c alarmTopicArn=arn:aws:sns:…   # with credentials: your profile's
 //
-// Optional context: -c stackName=… -c outputKmsKeyId=arn:aws:kms:… -c alarmTopicArn=arn:aws:sns:…
-// -c defaultModel=… -c bucketNamePrefix=…. The functions must be built first (`make build-functions`).
+// Context keys: stackName (default Batchdrop), account and region (default CDK_DEFAULT_ACCOUNT/REGION, which
+// the CLI sets from your credentials), and each prop of BatchdropPipeline by its name (README.md lists them),
+// -c name=value. Numbers are parsed here and checked by the construct; an unknown key is refused. Without
+// lambdaDir, the synth builds the functions with cargo-lambda.
 
-import { App, CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
-import { Construct } from 'constructs';
+import { App } from 'aws-cdk-lib';
 
-import { BatchdropPipeline, BatchdropPipelineProps } from '../lib/batchdrop-pipeline';
+import { BatchdropPipelineProps, BatchdropStack } from '@batchdrop/cdk';
 
-export interface ExampleStackProps extends StackProps {
-  readonly pipeline?: BatchdropPipelineProps;
-}
+type Kind = 'string' | 'number';
 
-export class ExampleStack extends Stack {
-  public readonly pipeline: BatchdropPipeline;
+/** Every prop of the construct, and what its context value is parsed as (the type checker keeps it complete). */
+const PROPS: { readonly [K in keyof BatchdropPipelineProps]-?: Kind } = {
+  bucketNamePrefix: 'string',
+  defaultModel: 'string',
+  jobTimeoutHours: 'number',
+  minRecordsPerJob: 'number',
+  maxRecordsPerFile: 'number',
+  maxRecordsPerJob: 'number',
+  maxFileBytes: 'number',
+  maxJobBytes: 'number',
+  maxConcurrentJobs: 'number',
+  pollInitialSeconds: 'number',
+  pollFactor: 'number',
+  pollMaxSeconds: 'number',
+  outageBudgetHours: 'number',
+  queueTimeoutHours: 'number',
+  stopWaitMinutes: 'number',
+  outputKmsKeyId: 'string',
+  defaultMaxTokens: 'number',
+  eventBusName: 'string',
+  logLevel: 'string',
+  logRetentionDays: 'number',
+  stagingRetentionDays: 'number',
+  alarmTopicArn: 'string',
+  lambdaDir: 'string',
+};
+const APP_KEYS = ['stackName', 'account', 'region'];
+const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 
-  constructor(scope: Construct, id: string, props: ExampleStackProps = {}) {
-    super(scope, id, props);
-    this.pipeline = new BatchdropPipeline(this, 'Batchdrop', props.pipeline);
-    const p = this.pipeline;
-    new CfnOutput(this, 'InputBucketName', {
-      description: 'Bucket to drop OpenAI batch files into (under inbox/, optionally inbox/<model-id>/).',
-      value: p.inputBucket.bucketName,
-    });
-    new CfnOutput(this, 'OutputBucketName', {
-      description: 'Bucket holding results/<batch-id>/output.jsonl, errors.jsonl and batch.json.',
-      value: p.outputBucket.bucketName,
-    });
-    new CfnOutput(this, 'StateMachineArn', {
-      description: 'The state machine that follows each batch; its executions are named after the batch ids.',
-      value: p.stateMachine.stateMachineArn,
-    });
-    new CfnOutput(this, 'BedrockServiceRoleArn', {
-      description: "Role Bedrock assumes for batchdrop's jobs.",
-      value: p.bedrockServiceRole.roleArn,
-    });
-    new CfnOutput(this, 'SubmitFailureQueueUrl', {
-      description: 'Upload events the submit function failed on after its retries.',
-      value: p.submitFailureQueue.queueUrl,
-    });
-    new CfnOutput(this, 'EventSchemaArn', {
-      description: "The completion event's schema in the EventBridge schema registry.",
-      value: p.eventSchema.ref,
-    });
-    new CfnOutput(this, 'SubmitCommand', {
-      description: 'Submits a batch file (replace FILE).',
-      value: `aws s3 cp FILE s3://${p.inputBucket.bucketName}/inbox/`,
-    });
+/**
+ * The app's keys and the construct's props from the context. The CLI adds keys of its own (aws:cdk:…) and
+ * cdk.context.json holds lookups (availability-zones:account=…); keys with a colon, and feature flags (@…),
+ * are theirs.
+ */
+export function fromContext(context: Record<string, unknown>): {
+  app: Record<string, string>;
+  pipeline: BatchdropPipelineProps;
+} {
+  const problems: string[] = [];
+  const app: Record<string, string> = {};
+  const pipeline: Record<string, string | number> = {};
+  for (const [key, value] of Object.entries(context)) {
+    if (key.includes(':') || key.startsWith('@')) {
+      continue;
+    }
+    const kind = Object.prototype.hasOwnProperty.call(PROPS, key) ? PROPS[key as keyof typeof PROPS] : undefined;
+    if (!APP_KEYS.includes(key) && kind === undefined) {
+      problems.push(`unknown context key "${key}"`);
+    } else if (kind === 'number' && typeof value === 'number') {
+      pipeline[key] = value;
+    } else if (kind === 'number') {
+      if (typeof value !== 'string' || !NUMBER.test(value.trim())) {
+        problems.push(`${key} is ${JSON.stringify(value)}, not a number`);
+      } else {
+        pipeline[key] = Number(value.trim());
+      }
+    } else if (typeof value !== 'string') {
+      problems.push(`${key} is ${JSON.stringify(value)}, not a string`);
+    } else if (kind === 'string') {
+      pipeline[key] = value;
+    } else {
+      app[key] = value;
+    }
   }
+  if (problems.length > 0) {
+    throw new Error(
+      `The example app: ${problems.join('; ')}. Valid context keys: ${APP_KEYS.join(', ')}, and the props ` +
+        `${Object.keys(PROPS).join(', ')}.`,
+    );
+  }
+  return { app, pipeline: pipeline as BatchdropPipelineProps };
 }
 
 if (require.main === module) {
   const app = new App();
-  const context = (key: string): string | undefined => app.node.tryGetContext(key);
-  new ExampleStack(app, context('stackName') ?? 'Batchdrop', {
+  const { app: keys, pipeline } = fromContext(app.node.getAllContext());
+  new BatchdropStack(app, keys.stackName ?? 'Batchdrop', {
     env: {
-      account: context('account') ?? process.env.CDK_DEFAULT_ACCOUNT,
-      region: context('region') ?? process.env.CDK_DEFAULT_REGION,
+      account: keys.account ?? process.env.CDK_DEFAULT_ACCOUNT,
+      region: keys.region ?? process.env.CDK_DEFAULT_REGION,
     },
-    pipeline: {
-      bucketNamePrefix: context('bucketNamePrefix'),
-      defaultModel: context('defaultModel'),
-      outputKmsKeyId: context('outputKmsKeyId'),
-      alarmTopicArn: context('alarmTopicArn'),
-    },
+    pipeline,
   });
 }

@@ -5,10 +5,13 @@
 // allows, with its reason.
 //
 // It reuses the project's artefacts rather than copying them: statemachine/batch.asl.json with the same
-// DefinitionSubstitutions as the SAM template, the arm64 binaries `cargo lambda build` leaves in
-// target/lambda/<name>/bootstrap (`make build-functions`), infra/events/batch-event.schema.json and
-// infra/events/bedrock-job-events.pattern.json.
+// DefinitionSubstitutions as the SAM template, infra/events/batch-event.schema.json and
+// infra/events/bedrock-job-events.pattern.json, and the Cargo workspace, whose four function binaries it
+// builds at synth time with cargo-lambda (cargo-lambda-cdk's RustFunction), or takes prebuilt from lambdaDir.
+// Those files come from the repository around this package (infra/cdk/ of a checkout), else from the copy the
+// package carries in assets/ (scripts/bundle.mjs writes it when the package is built or packed).
 
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -22,20 +25,86 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 
-/** The repository root, from infra/cdk/lib/. */
-const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-const STATE_MACHINE_FILE = path.join(REPO_ROOT, 'statemachine', 'batch.asl.json');
-const EVENT_SCHEMA_FILE = path.join(REPO_ROOT, 'infra', 'events', 'batch-event.schema.json');
-const JOB_EVENTS_PATTERN_FILE = path.join(REPO_ROOT, 'infra', 'events', 'bedrock-job-events.pattern.json');
+const PACKAGE_NAME = '@batchdrop/cdk';
+/** The functions: folder under functions/ = Cargo package = binary = sub-folder of lambdaDir. */
+export const FUNCTION_NAMES = ['submit', 'check-jobs', 'finalize', 'wake'] as const;
+const STATE_MACHINE_FILE = path.join('statemachine', 'batch.asl.json');
+const EVENT_SCHEMA_FILE = path.join('infra', 'events', 'batch-event.schema.json');
+const JOB_EVENTS_PATTERN_FILE = path.join('infra', 'events', 'bedrock-job-events.pattern.json');
+const SOURCE_FILES = ['Cargo.toml', 'Cargo.lock', STATE_MACHINE_FILE, EVENT_SCHEMA_FILE, JOB_EVENTS_PATTERN_FILE];
 
-export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'FATAL';
+/** The folder of this package's package.json: lib/ when run from source, dist/lib/ when compiled. */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).name === PACKAGE_NAME) {
+      return dir;
+    }
+    if (path.dirname(dir) === dir) {
+      throw new Error(`BatchdropPipeline: no package.json of ${PACKAGE_NAME} above ${__dirname}`);
+    }
+  }
+}
 
-/** The values CloudWatch Logs accepts for a log group's retention. */
-export type LogRetentionDays =
-  | 1 | 3 | 5 | 7 | 14 | 30 | 60 | 90 | 120 | 150 | 180 | 365 | 400 | 545 | 731 | 1096 | 1827 | 2192 | 2557
-  | 2922 | 3288 | 3653;
+/**
+ * The folder that holds the Cargo workspace, statemachine/ and infra/events/. The repository comes first when
+ * this package is its infra/cdk/ (in-repository use, or an install that links the folder): a copy in assets/
+ * left by an earlier build could be older than the checkout. Installed from the tarball (or with
+ * --install-links), the package has only its own copy.
+ */
+function batchdropSourceRoot(): string {
+  const pkg = packageRoot();
+  const repo = path.resolve(pkg, '..', '..');
+  const holdsAll = (dir: string) => SOURCE_FILES.every((f) => fs.existsSync(path.join(dir, f)));
+  if (path.join(repo, 'infra', 'cdk') === pkg && holdsAll(repo)) {
+    return repo;
+  }
+  const bundled = path.join(pkg, 'assets');
+  if (holdsAll(bundled)) {
+    return bundled;
+  }
+  throw new Error(
+    `BatchdropPipeline: ${pkg} is neither infra/cdk of a batchdrop repository nor a built package with its ` +
+      'assets/ folder; build it (`npm run build` in infra/cdk, or `make cdk-package`) or install the packed tarball',
+  );
+}
+
+let cargoLambdaFound = false;
+
+/**
+ * cargo-lambda-cdk falls back to a Docker build, quietly, when `cargo lambda` does not run; without Docker that
+ * fails later with a message about Docker. Checked once per process, and only when a stack is bundled.
+ */
+function checkCargoLambda(): void {
+  if (cargoLambdaFound) {
+    return;
+  }
+  const run = spawnSync('cargo', ['lambda', '--version'], { encoding: 'utf8' });
+  if (run.error || run.status !== 0) {
+    const why = run.error ? run.error.message : (run.stderr || run.stdout || `exit status ${run.status}`).trim();
+    throw new Error(
+      `BatchdropPipeline builds its Rust functions with cargo-lambda, and \`cargo lambda --version\` failed: ${why}. ` +
+        'Install Rust (rustup, with `rustup target add aarch64-unknown-linux-gnu`), then cargo-lambda and zig on ' +
+        'PATH (for example `pip install cargo-lambda ziglang` in a virtual environment, or `make tools` in the ' +
+        'batchdrop repository, which puts both in .venv/bin); or build the functions elsewhere and pass their ' +
+        'folder as lambdaDir (<name>/bootstrap for submit, check-jobs, finalize and wake).',
+    );
+  }
+  cargoLambdaFound = true;
+}
+
+/** The functions' application log levels (the SAM parameter LogLevel's AllowedValues). */
+export const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The values CloudWatch Logs accepts for a log group's retention (LogRetentionDays's AllowedValues). */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+] as const;
+export type LogRetentionDays = (typeof LOG_RETENTION_DAYS)[number];
 
 /**
  * The SAM template's parameters, one prop each, with the same defaults and limits (README, "Configuration").
@@ -90,13 +159,16 @@ export interface BatchdropPipelineProps {
   readonly stopWaitMinutes?: number;
   /**
    * ARN of a customer managed KMS key (OUTPUT_KMS_KEY_ID). When set, both buckets use SSE-KMS with it and
-   * Bedrock writes its output with it; when unset, the buckets use SSE-S3.
+   * Bedrock writes its output with it; when unset (or empty), the buckets use SSE-S3.
    * @default - SSE-S3
    */
   readonly outputKmsKeyId?: string;
   /** max_tokens of lines that set none (DEFAULT_MAX_TOKENS). @default 4096 */
   readonly defaultMaxTokens?: number;
-  /** The EventBridge bus of the completion events. @default 'default' */
+  /**
+   * Name (not ARN) of the EventBridge bus of the completion events: 1–256 of letters, digits, `.`, `-`, `_`.
+   * @default 'default'
+   */
   readonly eventBusName?: string;
   /** Application log level of the functions. @default 'INFO' */
   readonly logLevel?: LogLevel;
@@ -109,12 +181,14 @@ export interface BatchdropPipelineProps {
    * @default 30
    */
   readonly stagingRetentionDays?: number;
-  /** SNS topic the alarms notify. @default - the alarms only change state */
+  /** ARN of the SNS topic the alarms notify; empty is unset. @default - the alarms only change state */
   readonly alarmTopicArn?: string;
   /**
-   * Folder of the `cargo lambda build` output: one sub-folder per function (submit, check-jobs, finalize,
-   * wake) holding its `bootstrap`.
-   * @default - target/lambda of the repository
+   * Prebuilt functions, for pipelines that build them elsewhere: a folder of `cargo lambda build` output, one
+   * sub-folder per function (submit, check-jobs, finalize, wake) holding its arm64 `bootstrap`, as
+   * `cargo lambda build --release --arm64 --lambda-dir <folder>` (or `make build-functions`: target/lambda)
+   * leaves it. When set, nothing is built at synth time and cargo-lambda is not needed.
+   * @default - the functions are built at synth time from the Cargo workspace, with cargo-lambda
    */
   readonly lambdaDir?: string;
 }
@@ -142,24 +216,49 @@ const DEFAULTS = {
   stagingRetentionDays: 30,
 };
 
-/** The SAM parameters' AllowedPattern, MinValue and MaxValue, checked at synth time. */
-function checkProps(p: typeof DEFAULTS & BatchdropPipelineProps): void {
+type ResolvedProps = typeof DEFAULTS & BatchdropPipelineProps;
+
+/**
+ * The SAM parameters' AllowedPattern, AllowedValues, MinValue and MaxValue, checked at synth time, and the
+ * types TypeScript checks only for TypeScript callers. Whole numbers where the functions parse an integer
+ * (all but pollFactor), which a SAM Number parameter cannot say. Tokens (a CfnParameter's value, say) are
+ * left to CloudFormation.
+ */
+function checkProps(p: ResolvedProps): void {
   const problems: string[] = [];
-  const pattern = (name: string, value: string | undefined, re: RegExp) => {
-    if (value !== undefined && !Token.isUnresolved(value) && !re.test(value)) {
-      problems.push(`${name} "${value}" does not match ${re}`);
+  const pattern = (name: string, value: unknown, re: RegExp) => {
+    if (value === undefined || (typeof value === 'string' && Token.isUnresolved(value))) {
+      return;
+    }
+    if (typeof value !== 'string' || !re.test(value)) {
+      problems.push(`${name} ${JSON.stringify(value)} does not match ${re}`);
     }
   };
-  const range = (name: string, value: number, min: number, max = Infinity) => {
-    if (!Token.isUnresolved(value) && !(value >= min && value <= max)) {
-      problems.push(`${name} is ${value}; it must be ${max === Infinity ? `at least ${min}` : `${min}-${max}`}`);
+  const range = (name: string, value: unknown, min: number, max = Infinity, whole = true) => {
+    if (typeof value === 'number' && Token.isUnresolved(value)) {
+      return;
+    }
+    const limits = max === Infinity ? `at least ${min}` : `${min}-${max}`;
+    if (typeof value !== 'number' || !(value >= min && value <= max) || (whole && !Number.isInteger(value))) {
+      problems.push(`${name} is ${JSON.stringify(value)}; it must be ${whole ? 'a whole number' : 'a number'}, ${limits}`);
+    }
+  };
+  const oneOf = (name: string, value: unknown, allowed: readonly unknown[]) => {
+    if ((typeof value === 'string' || typeof value === 'number') && Token.isUnresolved(value)) {
+      return;
+    }
+    if (!allowed.includes(value)) {
+      problems.push(`${name} is ${JSON.stringify(value)}; it must be one of ${allowed.join(', ')}`);
     }
   };
   pattern('bucketNamePrefix', p.bucketNamePrefix, /^[a-z0-9][a-z0-9-]{0,23}[a-z0-9]$/);
   pattern('defaultModel', p.defaultModel, /^.+$/);
   pattern('outputKmsKeyId', p.outputKmsKeyId, /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[a-zA-Z0-9-]+$/);
-  pattern('eventBusName', p.eventBusName, /^[/._A-Za-z0-9-]+$/);
+  // A bus name as PutEvents takes it: no ARN, no "/".
+  pattern('eventBusName', p.eventBusName, /^[.\-_A-Za-z0-9]{1,256}$/);
   pattern('alarmTopicArn', p.alarmTopicArn, /^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$/);
+  oneOf('logLevel', p.logLevel, LOG_LEVELS);
+  oneOf('logRetentionDays', p.logRetentionDays, LOG_RETENTION_DAYS);
   range('jobTimeoutHours', p.jobTimeoutHours, 24, 168);
   range('minRecordsPerJob', p.minRecordsPerJob, 1);
   range('maxRecordsPerFile', p.maxRecordsPerFile, 1);
@@ -168,17 +267,21 @@ function checkProps(p: typeof DEFAULTS & BatchdropPipelineProps): void {
   range('maxJobBytes', p.maxJobBytes, 1);
   range('maxConcurrentJobs', p.maxConcurrentJobs, 1);
   range('pollInitialSeconds', p.pollInitialSeconds, 1);
-  range('pollFactor', p.pollFactor, 1);
+  range('pollFactor', p.pollFactor, 1, Infinity, false);
   range('pollMaxSeconds', p.pollMaxSeconds, 1);
   range('defaultMaxTokens', p.defaultMaxTokens, 1);
   range('outageBudgetHours', p.outageBudgetHours, 1, 48);
   range('queueTimeoutHours', p.queueTimeoutHours, 1, 168);
   range('stopWaitMinutes', p.stopWaitMinutes, 5, 1440);
   range('stagingRetentionDays', p.stagingRetentionDays, 14);
+  if (p.lambdaDir !== undefined && typeof p.lambdaDir !== 'string') {
+    problems.push(`lambdaDir is ${JSON.stringify(p.lambdaDir)}; it must be a folder's path`);
+  }
   // The functions' own start-up check (src/pipeline/mod.rs, Config::from_vars), made at synth time so that a
   // stack whose functions would refuse to start is never deployed. A SAM parameter cannot do this arithmetic.
+  // Only on numbers that passed the checks above.
   const times = [p.queueTimeoutHours, p.jobTimeoutHours, p.outageBudgetHours, p.stopWaitMinutes, p.stagingRetentionDays];
-  if (!times.some((v) => Token.isUnresolved(v))) {
+  if (problems.length === 0 && !times.some((v) => Token.isUnresolved(v))) {
     const longestBatchSeconds = (p.queueTimeoutHours + p.jobTimeoutHours + p.outageBudgetHours) * 3600 + p.stopWaitMinutes * 60;
     if (p.stagingRetentionDays * 86400 < longestBatchSeconds + 86400) {
       problems.push(
@@ -210,10 +313,21 @@ export class BatchdropPipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: BatchdropPipelineProps = {}) {
     super(scope, id);
-    const p = { ...DEFAULTS, ...props };
+    // A prop given as undefined keeps its default, and an empty outputKmsKeyId or alarmTopicArn means unset,
+    // as the SAM parameters' "" default.
+    const given = Object.entries(props).filter(([key, value]) => value !== undefined &&
+      !(value === '' && (key === 'outputKmsKeyId' || key === 'alarmTopicArn')));
+    const p: ResolvedProps = { ...DEFAULTS, ...Object.fromEntries(given) };
     checkProps(p);
     const kmsKey = p.outputKmsKeyId;
-    const lambdaDir = p.lambdaDir ?? path.join(REPO_ROOT, 'target', 'lambda');
+    const sourceRoot = batchdropSourceRoot();
+    const code: FunctionCode = p.lambdaDir !== undefined
+      ? { lambdaDir: p.lambdaDir }
+      : { manifestPath: path.join(sourceRoot, 'Cargo.toml') };
+    // `cdk destroy` and `cdk ls`, say, synthesize without bundling: cargo-lambda is needed only to bundle.
+    if ('manifestPath' in code && Stack.of(this).bundlingRequired) {
+      checkCargoLambda();
+    }
 
     // The input bucket triggers submit, and every function reads or writes it. Naming it by a reference to
     // the bucket would close a dependency cycle (bucket -> notification -> function -> role -> bucket), so,
@@ -253,7 +367,8 @@ export class BatchdropPipeline extends Construct {
     const outputBucketArn = this.outputBucket.bucketArn;
 
     // ------------------------------------------------------------ Bedrock service role
-    // Bedrock assumes it to read the staged input files and write the jobs' output (SPEC section 1.2 roleArn).
+    // Bedrock assumes it to read the staged input files and write the jobs' output: the roleArn that
+    // check-jobs passes to CreateModelInvocationJob.
     this.bedrockServiceRole = new iam.Role(this, 'BedrockServiceRole', {
       description: "Role Amazon Bedrock assumes to run batchdrop's batch inference jobs",
       assumedBy: new iam.ServicePrincipal('bedrock.amazonaws.com', {
@@ -327,8 +442,8 @@ export class BatchdropPipeline extends Construct {
       STAGING_RETENTION_DAYS: String(p.stagingRetentionDays),
       WORK_DIR: '/tmp',
     };
-    const fn = (name: string, stem: string, settings: FunctionSettings) =>
-      this.rustFunction(name, stem, lambdaDir, p.logLevel, p.logRetentionDays, environment, settings);
+    const fn = (name: FunctionName, stem: string, settings: FunctionSettings) =>
+      this.rustFunction(name, stem, code, p.logLevel, p.logRetentionDays, environment, settings);
 
     this.submitFailureQueue = new sqs.Queue(this, 'SubmitFailureQueue', {
       retentionPeriod: Duration.seconds(1209600),
@@ -345,9 +460,8 @@ export class BatchdropPipeline extends Construct {
       }),
     );
 
-    // ListModelInvocationJobs takes no resource-level permissions (Service Authorization Reference, Amazon
-    // Bedrock: the action has no resource type), so "*"; it lists job summaries only. Each function finds the
-    // jobs of a batch by name with it.
+    // ListModelInvocationJobs takes no resource-level permissions (IAM knows no resource type for the action),
+    // so "*"; it lists job summaries only. Each function finds the jobs of a batch by name with it.
     const findBatchJobs = () => new iam.PolicyStatement({
       sid: 'FindBatchJobs',
       actions: ['bedrock:ListModelInvocationJobs'],
@@ -451,7 +565,7 @@ export class BatchdropPipeline extends Construct {
     // CfnPermission named as in the SAM template (the LambdaFunction target names its own after the rule's path).
     this.bedrockJobEventsRule = new events.CfnRule(this, 'BedrockJobEventsRule', {
       description: "batchdrop - Bedrock batch inference jobs that ended wake their batch's poll loop",
-      eventPattern: JSON.parse(fs.readFileSync(JOB_EVENTS_PATTERN_FILE, 'utf8')),
+      eventPattern: JSON.parse(fs.readFileSync(path.join(sourceRoot, JOB_EVENTS_PATTERN_FILE), 'utf8')),
       targets: [
         {
           id: 'WakeFunction',
@@ -505,7 +619,7 @@ export class BatchdropPipeline extends Construct {
     // definition the SAM template inlines, with the same substitutions.
     this.stateMachine = new sfn.StateMachine(this, 'BatchStateMachine', {
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromString(fs.readFileSync(STATE_MACHINE_FILE, 'utf8')),
+      definitionBody: sfn.DefinitionBody.fromString(fs.readFileSync(path.join(sourceRoot, STATE_MACHINE_FILE), 'utf8')),
       definitionSubstitutions: {
         CheckJobsFunctionArn: this.checkJobsFunction.functionArn,
         FinalizeFunctionArn: this.finalizeFunction.functionArn,
@@ -716,7 +830,7 @@ export class BatchdropPipeline extends Construct {
       schemaName: 'batchdrop@BatchEvent',
       type: 'JSONSchemaDraft4',
       description: 'Batch Completed and Batch Failed events of batchdrop',
-      content: fs.readFileSync(EVENT_SCHEMA_FILE, 'utf8'),
+      content: fs.readFileSync(path.join(sourceRoot, EVENT_SCHEMA_FILE), 'utf8'),
     });
   }
 
@@ -759,18 +873,11 @@ export class BatchdropPipeline extends Construct {
 
   /**
    * One Rust function: its log group (with retention), its own role (which may write only to that log group,
-   * instead of AWSLambdaBasicExecutionRole's logs permissions on every log group), its code from
-   * `cargo lambda build`.
+   * instead of AWSLambdaBasicExecutionRole's logs permissions on every log group), its code built by
+   * `cargo lambda build` at synth time or taken from lambdaDir. The same function either way.
    */
-  private rustFunction(name: string, stem: string, lambdaDir: string, logLevel: LogLevel,
+  private rustFunction(name: FunctionName, stem: string, code: FunctionCode, logLevel: LogLevel,
     logRetentionDays: LogRetentionDays, environment: Record<string, string>, s: FunctionSettings): lambda.Function {
-    const codeDir = path.join(lambdaDir, name);
-    if (!fs.existsSync(path.join(codeDir, 'bootstrap'))) {
-      throw new Error(
-        `BatchdropPipeline: ${path.join(codeDir, 'bootstrap')} does not exist; build the functions first ` +
-          '(`make build-functions`, or `cargo lambda build --release --arm64`), or set lambdaDir',
-      );
-    }
     const logGroup = new logs.LogGroup(this, `${stem}LogGroup`, {
       logGroupName: `/batchdrop/${Aws.STACK_NAME}/${name}`,
       retention: logRetentionDays as unknown as logs.RetentionDays,
@@ -792,12 +899,8 @@ export class BatchdropPipeline extends Construct {
         }),
       },
     });
-    const fn = new lambda.Function(this, `${stem}Function`, {
+    const options: lambda.FunctionOptions = {
       description: s.description,
-      runtime: lambda.Runtime.PROVIDED_AL2023,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'bootstrap',
-      code: lambda.Code.fromAsset(codeDir),
       role,
       memorySize: s.memorySize,
       timeout: Duration.seconds(s.timeout),
@@ -807,13 +910,50 @@ export class BatchdropPipeline extends Construct {
       systemLogLevelV2: lambda.SystemLogLevel.WARN,
       logGroup,
       environment: { ...environment, ...s.environment },
-    });
+    };
+    let fn: lambda.Function;
+    if ('lambdaDir' in code) {
+      const codeDir = path.join(code.lambdaDir, name);
+      if (!fs.existsSync(path.join(codeDir, 'bootstrap'))) {
+        throw new Error(
+          `BatchdropPipeline: ${path.join(codeDir, 'bootstrap')} does not exist; build the functions first ` +
+            '(`make build-functions`, or `cargo lambda build --release --arm64 --lambda-dir <folder>`), or leave ' +
+            'lambdaDir unset to build them at synth time',
+        );
+      }
+      fn = new lambda.Function(this, `${stem}Function`, {
+        ...options,
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'bootstrap',
+        code: lambda.Code.fromAsset(codeDir),
+      });
+    } else {
+      // `cargo lambda build --release --arm64 --bin <name> --flatten <name>` in the workspace's folder, into
+      // the asset's folder of cdk.out. The function crates are workspace members, not the root package, so
+      // the binary needs its --package; --locked builds what Cargo.lock pins. CARGO_TARGET_DIR, when set,
+      // is where cargo keeps its build cache, else target/ of the workspace. The asset is named after the
+      // binary's hash, and two stacks of one app share each function's build.
+      fn = new RustFunction(this, `${stem}Function`, {
+        ...options,
+        runtime: 'provided.al2023',
+        architecture: lambda.Architecture.ARM_64,
+        manifestPath: code.manifestPath,
+        binaryName: name,
+        bundling: { cargoLambdaFlags: ['--locked', '--package', name] },
+      });
+    }
     // The Function class makes the function depend on its role, which the Role property's GetAtt already does
     // (cfn-lint W3005). The role's policies are inline, so nothing else needs to exist first.
     (fn.node.defaultChild as CfnResource).addDeletionOverride('DependsOn');
     return fn;
   }
 }
+
+type FunctionName = (typeof FUNCTION_NAMES)[number];
+
+/** The functions' code: prebuilt (`<lambdaDir>/<name>/bootstrap`), or built from the workspace's manifest. */
+type FunctionCode = { readonly lambdaDir: string } | { readonly manifestPath: string };
 
 interface FunctionSettings {
   readonly description: string;

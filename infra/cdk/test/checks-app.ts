@@ -1,6 +1,7 @@
 // The app `make validate` synthesizes (offline: the account and Region are explicit) for the template checks
 // in infra/checks/: the example stack with the default props, and with a KMS key and an alarm topic, the two
-// SAM variants that check_parity.py and check_security.py compare it with.
+// SAM variants that check_parity.py and check_security.py compare it with. It never builds the functions
+// (lambdaDir is always set), so that the checks stay quick; test/consumer.sh synthesizes with the build.
 //
 //   npx cdk synth --app "npx tsx test/checks-app.ts" -o ../../target/cdk/cdk.out
 
@@ -9,10 +10,9 @@ import * as path from 'node:path';
 
 import { App } from 'aws-cdk-lib';
 
-import { ExampleStack } from '../bin/app';
+import { BatchdropStack, FUNCTION_NAMES } from '@batchdrop/cdk';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-const FUNCTIONS = ['submit', 'check-jobs', 'finalize', 'wake'];
 export const ENV = { account: '123456789012', region: 'us-east-1' };
 export const KMS_KEY = 'arn:aws:kms:us-east-1:123456789012:key/0b5e2f4c-1d3a-4e5f-8a9b-0c1d2e3f4a5b';
 export const ALARM_TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchdrop-alarms';
@@ -20,15 +20,15 @@ export const ALARM_TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchdrop-alarms'
 /**
  * The `cargo lambda build` output when it is there. On a machine that has not built the functions (a fresh
  * clone, CI before `make build`), a placeholder folder with a dummy `bootstrap` per function instead: the
- * checks read the template, never the code, and a real deploy needs the real binaries (the construct says so).
+ * checks read the template, never the code, and a real deploy needs the real binaries.
  */
 function lambdaDir(): string {
   const built = path.join(REPO_ROOT, 'target', 'lambda');
-  if (FUNCTIONS.every((f) => fs.existsSync(path.join(built, f, 'bootstrap')))) {
+  if (FUNCTION_NAMES.every((f) => fs.existsSync(path.join(built, f, 'bootstrap')))) {
     return built;
   }
   const placeholder = path.join(REPO_ROOT, 'target', 'cdk', 'placeholder-lambda');
-  for (const f of FUNCTIONS) {
+  for (const f of FUNCTION_NAMES) {
     fs.mkdirSync(path.join(placeholder, f), { recursive: true });
     fs.writeFileSync(path.join(placeholder, f, 'bootstrap'), '#!/bin/sh\n# placeholder for the checks; not a function\nexit 1\n', { mode: 0o755 });
   }
@@ -37,8 +37,8 @@ function lambdaDir(): string {
 
 const app = new App();
 const dir = lambdaDir();
-new ExampleStack(app, 'BatchdropDefaults', { env: ENV, pipeline: { lambdaDir: dir } });
-new ExampleStack(app, 'BatchdropKms', {
+new BatchdropStack(app, 'BatchdropDefaults', { env: ENV, pipeline: { lambdaDir: dir } });
+new BatchdropStack(app, 'BatchdropKms', {
   env: ENV,
   pipeline: { lambdaDir: dir, outputKmsKeyId: KMS_KEY, alarmTopicArn: ALARM_TOPIC },
 });
