@@ -41,8 +41,10 @@ FUNCTIONS := submit check-jobs finalize wake
 LAMBDA_DIR := target/lambda
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
+include infra/cdk/cdk.mk
+
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 demo: $(LOCAL_STAMP) ## Run a sample batch end to end on the local stack and show the OpenAI results
 	$(LOCAL_VENV)/bin/python infra/local/demo.py
@@ -72,7 +74,7 @@ cli-demo: ## Validate and translate a sample batch with the CLI alone
 	./target/release/batchdrop translate $(SAMPLE) --model $(DEMO_MODEL) --out $(DEMO_OUT)
 	@head -n 1 $(DEMO_OUT)/bedrock/*.jsonl
 
-test: lint validate sam-build $(LOCAL_STAMP) ## Run every test: lint, template checks, the SAM build, unit and integration tests, end to end
+test: lint validate sam-build cdk-consumer $(LOCAL_STAMP) ## Run every test: lint, template checks, the SAM build, the packed CDK construct in a new app, unit and integration tests, end to end
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(CARGO) test --workspace --all-targets --locked
 	$(MAKE) --no-print-directory e2e
 
@@ -93,6 +95,9 @@ validate: tools $(SAM_OUT) $(CDK_STAMP) $(SCAN_REPORT) ## Check the state machin
 	$(CHECK_PY) infra/checks/check_event_schema.py
 	$(CHECK_PY) infra/checks/scan_templates.py $(SCAN_REPORT)
 	$(CHECK_PY) -m unittest discover -s infra/checks -p 'test_*.py'
+	cd infra/cdk && ../../node_modules/.bin/tsx --test test/props.test.ts > ../../target/checks/cdk-props.tap \
+		|| { cat ../../target/checks/cdk-props.tap; exit 1; }
+	@grep -E '^# (tests|pass|fail)' target/checks/cdk-props.tap | tr '\n' ' '; echo '(infra/cdk/test/props.test.ts)'
 
 # The checks' inputs are files made only when what they are made from changes, so that a second
 # `make validate` skips the CDK synth (about 8 s) and checkov (about 6 s).
@@ -134,7 +139,7 @@ $(CHECKOV_STAMP): infra/checks/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/checks/requirements-checkov.txt
 	touch $@
 
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json infra/cdk/package.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -146,7 +151,7 @@ build: build-functions ## Build the release CLI and the Lambda functions
 
 # cargo-lambda cross-compiles with zig, both from .venv/. The aarch64 standard library comes from rustup,
 # which cargo-lambda would otherwise add by itself; adding it first says so.
-build-functions: $(VENV_STAMP) ## Build the three Lambda functions for arm64 (target/lambda/<name>/bootstrap)
+build-functions: $(VENV_STAMP) ## Build the four Lambda functions for arm64 (target/lambda/<name>/bootstrap)
 	rustup target add $(LAMBDA_TARGET)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --locked \
 		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
