@@ -50,6 +50,25 @@ def elf_problem(data: bytes) -> str | None:
     return None
 
 
+def package_problems(folder: Path) -> list[str]:
+    """What keeps a function's package folder from being what provided.al2023 on arm64 runs: exactly one file,
+    `bootstrap`, an executable aarch64 ELF. Also used on the CDK synth's assets (check_cdk_assets.py)."""
+    bootstrap = folder / "bootstrap"
+    if not bootstrap.is_file():
+        return [f"{bootstrap} is missing"]
+    problems = []
+    others = sorted(p.name for p in folder.iterdir() if p.name != "bootstrap")
+    if others:
+        problems.append(f"the package holds more than bootstrap: {others}")
+    with bootstrap.open("rb") as f:
+        why = elf_problem(f.read(64))
+    if why:
+        problems.append(f"bootstrap {why}")
+    if not bootstrap.stat().st_mode & 0o111:
+        problems.append("bootstrap is not executable")
+    return problems
+
+
 def zipped_size(folder: Path) -> int:
     """The size of the folder as a deflated zip, the way sam deploy packages a function."""
     buffer = io.BytesIO()
@@ -76,15 +95,8 @@ def check(build_dir=BUILD_DIR, sam_path=cfn.SAM_TEMPLATE) -> tuple[list[str], li
         if not bootstrap.is_file():
             problems.append(f"{name}: {bootstrap} is missing (did sam build run?)")
             continue
-        others = sorted(p.name for p in folder.iterdir() if p.name != "bootstrap")
-        if others:
-            problems.append(f"{name}: the package holds more than bootstrap: {others}")
+        problems += [f"{name}: {p}" for p in package_problems(folder)]
         data = bootstrap.read_bytes()
-        why = elf_problem(data[:64])
-        if why:
-            problems.append(f"{name}: bootstrap {why}")
-        if not bootstrap.stat().st_mode & 0o111:
-            problems.append(f"{name}: bootstrap is not executable")
         size = zipped_size(folder)
         budget = BUDGETS.get(name)
         figures.append(

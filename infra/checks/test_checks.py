@@ -17,6 +17,7 @@ from unittest import mock
 import cfn
 import check_asl
 import check_build
+import check_cdk_assets
 import check_event_schema
 import check_operations
 import check_parity
@@ -413,6 +414,58 @@ class BuildCheck(unittest.TestCase):
             root = self.build(Path(d))
             with mock.patch.dict(check_build.BUDGETS, {"OldFunction": 1}):
                 self.assertIn("BUDGETS names", self.problems(root)[0])
+
+
+class CdkAssetsCheck(unittest.TestCase):
+    """check_cdk_assets.py on a made-up synth: the real one is checked by `make cdk-consumer`."""
+
+    FUNCTIONS = ["SubmitFunction", "CheckJobsFunction", "FinalizeFunction", "WakeFunction"]
+
+    def synth(self, out: Path, stacks: list[str], shared: bool = True, machine: int = 0xB7) -> Path:
+        for stack in stacks:
+            resources = {}
+            for name in self.FUNCTIONS:
+                asset = f"asset.{name}" if shared else f"asset.{stack}.{name}"
+                folder = out / asset
+                if not folder.is_dir():
+                    folder.mkdir(parents=True)
+                    (folder / "bootstrap").write_bytes(BuildCheck.elf(machine))
+                    (folder / "bootstrap").chmod(0o755)
+                resources[name] = {"Type": "AWS::Lambda::Function", "Metadata": {"aws:asset:path": asset}}
+            resources["Bucket"] = {"Type": "AWS::S3::Bucket"}
+            (out / f"{stack}.template.json").write_text(json.dumps({"Resources": resources}))
+        return out
+
+    def test_shared_arm64_assets_pass(self):
+        with tempfile.TemporaryDirectory() as d:
+            problems, figures = check_cdk_assets.check(self.synth(Path(d), ["A", "B"]), ["A", "B"])
+            self.assertEqual(problems, [])
+            self.assertEqual(len(figures), 4)
+            self.assertIn("A/SubmitFunction, B/SubmitFunction", "\n".join(figures))
+
+    def test_a_build_per_stack_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            problems, _ = check_cdk_assets.check(self.synth(Path(d), ["A", "B"], shared=False), ["A", "B"])
+            self.assertEqual(len(problems), 1)
+            self.assertIn("8 function assets for 2 stacks", problems[0])
+
+    def test_an_x86_or_extra_file_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = self.synth(Path(d), ["A"], machine=0x3E)
+            (out / "asset.WakeFunction" / "README").write_text("x")
+            problems = "\n".join(check_cdk_assets.check(out, ["A"])[0])
+            self.assertIn("asset.SubmitFunction: bootstrap is built for ELF machine 0x3e", problems)
+            self.assertIn("asset.WakeFunction: the package holds more than bootstrap: ['README']", problems)
+
+    def test_a_missing_stack_or_function_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = self.synth(Path(d), ["A"])
+            template = json.loads((out / "A.template.json").read_text())
+            del template["Resources"]["WakeFunction"]
+            (out / "A.template.json").write_text(json.dumps(template))
+            problems = "\n".join(check_cdk_assets.check(out, ["A", "Gone"])[0])
+            self.assertIn("A: 3 functions, not 4", problems)
+            self.assertIn("Gone: cannot read", problems)
 
 
 class ParityCheck(unittest.TestCase):

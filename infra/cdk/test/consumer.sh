@@ -151,33 +151,8 @@ start=$(date +%s)
 synth_seconds=$(($(date +%s) - start))
 say "cdk synth took ${synth_seconds} s"
 
-"$python" - "$work/cdk.out" BatchdropDefaults BatchdropKms OwnStack <<'EOF' || fail "the function assets"
-"""Each function's asset holds one aarch64 ELF bootstrap; the stacks share one build per function."""
-import json
-import sys
-from pathlib import Path
-
-out = Path(sys.argv[1])
-assets = {}
-for stack in sys.argv[2:]:
-    template = json.loads((out / f"{stack}.template.json").read_text())
-    functions = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
-    if len(functions) != 4:
-        sys.exit(f"{stack}: {len(functions)} functions, not 4")
-    for logical_id, r in functions.items():
-        asset = r["Metadata"]["aws:asset:path"]
-        assets.setdefault(asset, []).append(f"{stack}/{logical_id}")
-if len(assets) != 4:
-    sys.exit(f"{len(assets)} function assets for {len(sys.argv) - 2} stacks, not 4 shared ones: {sorted(assets)}")
-for asset, users in sorted(assets.items()):
-    files = sorted(p.name for p in (out / asset).iterdir())
-    if files != ["bootstrap"]:
-        sys.exit(f"{asset}: holds {files}, not bootstrap alone")
-    data = (out / asset / "bootstrap").read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1 or data[18:20] != b"\xb7\x00":
-        sys.exit(f"{asset}/bootstrap is not a 64-bit little-endian aarch64 ELF (header {data[:20].hex()})")
-    print(f"consumer: {asset}/bootstrap: aarch64 ELF, {len(data)} bytes, for {', '.join(users)}", file=sys.stderr)
-EOF
+"$python" "$repo/infra/checks/check_cdk_assets.py" "$work/cdk.out" BatchdropDefaults BatchdropKms OwnStack \
+  || fail "the function assets"
 
 # ------------------------------------------------------------------ 5. the template checks
 "$cfn_lint" "$work"/cdk.out/{BatchdropDefaults,BatchdropKms,OwnStack}.template.json || fail "cfn-lint"
