@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 
 import { BatchdropStack, FUNCTION_NAMES } from '@batchdrop/cdk';
+import { placeholderLambdaDir } from './placeholder';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const ENV = { account: '123456789012', region: 'us-east-1' };
@@ -27,12 +28,7 @@ function lambdaDir(): string {
   if (FUNCTION_NAMES.every((f) => fs.existsSync(path.join(built, f, 'bootstrap')))) {
     return built;
   }
-  const placeholder = path.join(REPO_ROOT, 'target', 'cdk', 'placeholder-lambda');
-  for (const f of FUNCTION_NAMES) {
-    fs.mkdirSync(path.join(placeholder, f), { recursive: true });
-    fs.writeFileSync(path.join(placeholder, f, 'bootstrap'), '#!/bin/sh\n# placeholder for the checks; not a function\nexit 1\n', { mode: 0o755 });
-  }
-  return placeholder;
+  return placeholderLambdaDir(path.join(REPO_ROOT, 'target', 'cdk', 'placeholder-lambda'));
 }
 
 const app = new App();

@@ -13,8 +13,9 @@ import { describe, it } from 'node:test';
 
 import { App, Stack } from 'aws-cdk-lib';
 
-import { BatchdropPipeline, BatchdropPipelineProps, FUNCTION_NAMES } from '@batchdrop/cdk';
+import { BatchdropPipeline, BatchdropPipelineProps } from '@batchdrop/cdk';
 import { fromContext } from '../bin/app';
+import { placeholderLambdaDir } from './placeholder';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const SAM_TEMPLATE = path.join(REPO_ROOT, 'target', 'sam', 'template.json');
@@ -33,11 +34,7 @@ const parameters: Record<string, Parameter> = JSON.parse(fs.readFileSync(SAM_TEM
 const propName = (parameter: string) => parameter[0].toLowerCase() + parameter.slice(1);
 
 /** Prebuilt placeholder functions, so that no construct here builds anything. */
-const lambdaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'batchdrop-props-'));
-for (const name of FUNCTION_NAMES) {
-  fs.mkdirSync(path.join(lambdaDir, name));
-  fs.writeFileSync(path.join(lambdaDir, name, 'bootstrap'), '');
-}
+const lambdaDir = placeholderLambdaDir(fs.mkdtempSync(path.join(os.tmpdir(), 'batchdrop-props-')));
 
 /** The construct's verdict on props: undefined when it builds, else its error message. */
 function refusal(props: Record<string, unknown>): string | undefined {
@@ -151,9 +148,7 @@ describe('each SAM parameter is a prop with the same constraints', () => {
   });
 
   it('says which function is missing from lambdaDir', () => {
-    const partial = fs.mkdtempSync(path.join(os.tmpdir(), 'batchdrop-props-'));
-    fs.mkdirSync(path.join(partial, 'submit'));
-    fs.writeFileSync(path.join(partial, 'submit', 'bootstrap'), '');
+    const partial = placeholderLambdaDir(fs.mkdtempSync(path.join(os.tmpdir(), 'batchdrop-props-')), ['submit']);
     assert.match(refusal({ lambdaDir: partial }) ?? '', /check-jobs[/\\]bootstrap does not exist/);
   });
 });
