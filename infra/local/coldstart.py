@@ -43,6 +43,7 @@ WATCH_PORT = int(os.environ.get("BATCHDROP_COLDSTART_WATCH_PORT", "9155"))
 INPUT_BUCKET = "coldstart-input"
 OUTPUT_BUCKET = "coldstart-output"
 WARM_INVOCATIONS = 5
+INVOKE_TIMEOUT = 60  # seconds; the binaries are built before, so an answer takes well under one
 ACCOUNT = "123456789012"
 
 # One cheap invocation per function (module docstring).
@@ -76,20 +77,32 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-def invoke(name: str) -> float:
-    """One invocation's round trip in milliseconds; any answer, error or not, is a handled event."""
+def invoke(name: str, log: Path) -> float:
+    """One invocation's round trip in milliseconds; any answer, error or not, is a handled event.
+
+    cargo lambda watch answers nothing when the function's process exits (an init error, a panic): after
+    INVOKE_TIMEOUT seconds the benchmark stops and shows the end of watch's log, which says why."""
     request = urllib.request.Request(
         f"http://{HOST}:{WATCH_PORT}/2015-03-31/functions/{name}/invocations",
         data=json.dumps(EVENTS[name]).encode(), method="POST")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
+        with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT) as reply:
             reply.read()
     except urllib.error.HTTPError as e:
         e.read()
         if e.code != 500:  # watch answers a function error with 500; anything else is the emulator's trouble
-            raise SystemExit(f"coldstart: invoking {name} answered HTTP {e.code}")
+            raise SystemExit(f"coldstart: invoking {name} answered HTTP {e.code}\n{tail(log)}")
+    except OSError as e:  # a timeout or a refused connection
+        raise SystemExit(f"coldstart: invoking {name} got no answer ({e}); the end of {log.name}:\n{tail(log)}")
     return (time.perf_counter() - started) * 1000
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(f"  | {line}" for line in log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"  (cannot read {log}: {e})"
 
 
 def manifest(name: str) -> str:
@@ -124,15 +137,13 @@ def main() -> int:
                        cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory(prefix="batchdrop-coldstart-") as work:
         work_dir = Path(work)
+        moto_url = f"http://{HOST}:{MOTO_PORT}"
         env_file = work_dir / "functions.env"
-        env = {
-            "INPUT_BUCKET": INPUT_BUCKET, "OUTPUT_BUCKET": OUTPUT_BUCKET,
-            "STATE_MACHINE_ARN": f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:coldstart",
-            "BEDROCK_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/coldstart",
-            "AWS_ENDPOINT_URL": f"http://{HOST}:{MOTO_PORT}", "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "WORK_DIR": str(work_dir),
-            "RUST_LOG": "warn",
-        }
+        # The local stack's function settings (every variable a function requires at init), pointed at this
+        # script's moto and buckets.
+        env = dict(stack.FUNCTION_ENV, INPUT_BUCKET=INPUT_BUCKET, OUTPUT_BUCKET=OUTPUT_BUCKET,
+                   AWS_ENDPOINT_URL=moto_url, AWS_ENDPOINT_URL_BEDROCK=moto_url, WORK_DIR=str(work_dir),
+                   RUST_LOG="warn")
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         moto = start([str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(MOTO_PORT)], {}, work_dir / "moto.log")
         try:
@@ -143,13 +154,14 @@ def main() -> int:
                 firsts, warms, cargos = [], [], []
                 for _ in range(args.rounds):
                     cargos.append(cargo_check_ms(name))
+                    log = work_dir / f"watch-{name}.log"
                     watch = start(["cargo", "lambda", "watch", "--release", "--ignore-changes", "--manifest-path",
                                    manifest(name), "-A", HOST, "-P", str(WATCH_PORT), "--env-file", str(env_file)],
-                                  {}, work_dir / f"watch-{name}.log")
+                                  {}, log)
                     try:
                         wait_for_port(f"cargo lambda watch ({name})", WATCH_PORT, 120)
-                        firsts.append(invoke(name))
-                        warms.append(statistics.median(invoke(name) for _ in range(WARM_INVOCATIONS)))
+                        firsts.append(invoke(name, log))
+                        warms.append(statistics.median(invoke(name, log) for _ in range(WARM_INVOCATIONS)))
                     finally:
                         stop(watch)
                     while stack.port_open(WATCH_PORT):
