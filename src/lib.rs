@@ -8,6 +8,7 @@
 //! - [`output`]: OpenAI batch output lines; [`error`]: why a line was rejected.
 
 pub mod bedrock;
+pub mod catalogue;
 pub mod completion;
 pub mod counts;
 pub mod error;

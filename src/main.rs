@@ -22,6 +22,9 @@ use batchdrop::translate::{self, Report, Sink, Translator};
     about = "OpenAI Batch API files on Amazon Bedrock batch inference"
 )]
 struct Cli {
+    /// A model catalogue file of your own, in front of the built-in one (docs/models.md); also BATCHDROP_MODELS.
+    #[arg(long, global = true, value_name = "FILE")]
+    models: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +82,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(why) = batchdrop::catalogue::init(cli.models.as_deref()) {
+        eprintln!("batchdrop: {why}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Validate {
             file,

@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 use regex_lite::Regex;
 
+use crate::catalogue::{self, Accepts, Entry, Invocation};
+
 /// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
@@ -33,20 +35,31 @@ impl fmt::Display for Family {
     }
 }
 
-/// A Bedrock model we can translate for, with the few per-model facts translation needs.
+/// A Bedrock model we can translate for, with its catalogue entry (docs/models.md).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BedrockModel {
     /// The id exactly as given: this is the `modelId` of the job.
     pub id: String,
     pub family: Family,
-    /// Nova Micro takes no images (SPEC §3.2).
-    pub text_only: bool,
-    /// Claude Sonnet/Haiku/Opus 4.5 take `temperature` or `top_p`, not both (SPEC §3.1).
-    pub temperature_or_top_p: bool,
+    /// Every fact about the model: what it accepts, its maximum output, its prices.
+    pub entry: &'static Entry,
+}
+
+impl BedrockModel {
     /// The most output tokens one request may ask of this model: a larger `max_tokens` fails the record inside
-    /// the job, so it is better refused before the job is made. The figures and their sources are in the
-    /// `MAX_OUTPUT_TOKENS` table; a Claude or Nova model missing from it gets a conservative 4,096.
-    pub max_output_tokens: u64,
+    /// the job, so it is better refused before the job is made.
+    pub fn max_output_tokens(&self) -> u64 {
+        self.entry.max_output_tokens.unwrap_or(0)
+    }
+
+    /// Whether the model takes `temperature` or `top_p`, not both.
+    pub fn temperature_or_top_p(&self) -> bool {
+        !self.entry.temperature_with_top_p
+    }
+
+    pub fn accepts(&self) -> Accepts {
+        self.entry.accepts
+    }
 }
 
 /// What a model name turned out to be.
@@ -61,7 +74,7 @@ pub enum ModelName {
 }
 
 /// Cross-Region inference-profile prefixes. `us-gov.` and the country prefixes appear in newer Regions.
-const GEO_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
+pub(crate) const GEO_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
 
 /// Providers whose models Bedrock serves; a name starting `<provider>.` is a Bedrock model id.
 const BEDROCK_PROVIDERS: &[&str] = &[
@@ -79,15 +92,6 @@ const BEDROCK_PROVIDERS: &[&str] = &[
     "stability",
     "twelvelabs",
     "writer",
-];
-
-/// Nova models that are not chat models and so cannot take a `messages-v1` body.
-const NOVA_NOT_CHAT: &[&str] = &[
-    "nova-canvas",
-    "nova-reel",
-    "nova-sonic",
-    "nova-2-sonic",
-    "nova-2-multimodal",
 ];
 
 /// The syntax of a `modelId`, as Bedrock's API model gives it for the `ModelId` shape, which
@@ -110,50 +114,6 @@ fn model_id_regex() -> Option<&'static Regex> {
 /// Whether Bedrock would accept `id` as the `modelId` of a job, by syntax alone (it may still name no model).
 pub fn is_valid_model_id(id: &str) -> bool {
     MODEL_ID_LENGTH.contains(&id.len()) && model_id_regex().is_none_or(|re| re.is_match(id))
-}
-
-/// Most output tokens per request (docs/formats.md, "max_tokens"), by model id prefix after any geo prefix.
-/// Claude figures are the "max output" of Anthropic's model comparison tables and model pages. Nova figures
-/// are Amazon's, and where Amazon's pages disagree the lowest is taken: a request refused here can be fixed
-/// before the job, one the model refuses fails inside it.
-/// - Nova Micro, Lite, Pro and Premier (v1): the Nova user guide's request schema, which covers every v1
-///   understanding model, allows 5K new tokens, and so does Nova Lite's Bedrock model card; other Amazon pages
-///   say 10K for v1, and Premier's model card 25K.
-/// - Nova 2 Lite: its Bedrock model card says 64K (taken as 64,000), a Nova 1 to Nova 2 migration table 65K.
-///
-/// Claude 3.5 Sonnet v1 has 8,192, as Anthropic's table gives for both 3.5 Sonnet versions (its first table,
-/// from before the limit was raised, said 4,096).
-const MAX_OUTPUT_TOKENS: &[(&str, u64)] = &[
-    ("anthropic.claude-3-haiku-20240307", 4_096),
-    ("anthropic.claude-3-sonnet-20240229", 4_096),
-    ("anthropic.claude-3-opus-20240229", 4_096),
-    ("anthropic.claude-3-5-haiku-20241022", 8_192),
-    ("anthropic.claude-3-5-sonnet-20240620", 8_192),
-    ("anthropic.claude-3-5-sonnet-20241022", 8_192),
-    ("anthropic.claude-3-7-sonnet-20250219", 64_000),
-    ("anthropic.claude-sonnet-4-20250514", 64_000),
-    ("anthropic.claude-opus-4-20250514", 32_000),
-    ("anthropic.claude-opus-4-1-20250805", 32_000),
-    ("anthropic.claude-sonnet-4-5-20250929", 64_000),
-    ("anthropic.claude-haiku-4-5-20251001", 64_000),
-    ("anthropic.claude-opus-4-5-20251101", 64_000),
-    ("amazon.nova-micro-v1:", 5_000),
-    ("amazon.nova-lite-v1:", 5_000),
-    ("amazon.nova-pro-v1:", 5_000),
-    ("amazon.nova-premier-v1:", 5_000),
-    ("amazon.nova-2-lite-v1:", 64_000),
-];
-
-/// For a Claude or Nova model missing from [`MAX_OUTPUT_TOKENS`] (a version newer than the table): the least
-/// any of them allows, so that no request is let through that the model might refuse. Add the model to the
-/// table to lift it.
-const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4_096;
-
-fn max_output_tokens(bare: &str) -> u64 {
-    MAX_OUTPUT_TOKENS
-        .iter()
-        .find(|(prefix, _)| bare.starts_with(prefix))
-        .map_or(DEFAULT_MAX_OUTPUT_TOKENS, |&(_, n)| n)
 }
 
 /// The error for a Bedrock-looking name that does not have Bedrock's `modelId` syntax.
@@ -228,33 +188,38 @@ fn classify_id(full: &str, id: &str) -> ModelName {
         return invalid_model_id(full);
     }
     let bare = strip_geo(id);
-    let Some((provider, model)) = bare.split_once('.') else {
+    if !bare.contains('.') {
         return foreign_or_error(full);
-    };
-    let supported = |family, text_only, temperature_or_top_p| {
-        ModelName::Supported(BedrockModel {
-            id: full.to_string(),
-            family,
-            text_only,
-            temperature_or_top_p,
-            max_output_tokens: max_output_tokens(bare),
-        })
-    };
-    match provider {
-        "anthropic" if model.starts_with("claude") => {
-            let exclusive = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5"]
-                .iter()
-                .any(|m| model.starts_with(m));
-            supported(Family::Claude, false, exclusive)
-        }
-        "amazon" if model.starts_with("nova-") && !NOVA_NOT_CHAT.iter().any(|m| model.starts_with(m)) => {
-            supported(Family::Nova, model.starts_with("nova-micro"), false)
-        }
-        _ => ModelName::Unsupported(format!(
-            "'{full}' is a Bedrock model that batchdrop cannot translate for yet (supported: Anthropic \
-             Claude and Amazon Nova chat models)"
-        )),
     }
+    let catalogue = match catalogue::get() {
+        Ok(c) => c,
+        Err(why) => return ModelName::Unsupported(format!("'{full}': the model catalogue cannot be read: {why}")),
+    };
+    let Some(entry) = catalogue.lookup(bare) else {
+        return ModelName::Unsupported(format!(
+            "'{full}' is not in batchdrop's model catalogue ({}); if Bedrock runs batch jobs for it, describe it \
+             in a catalogue file of your own and pass it with --models FILE or {} (docs/models.md, \
+             \"Adding a model\")",
+            catalogue.origin(),
+            catalogue::ENV_VAR
+        ));
+    };
+    let family = match (entry.family, entry.invocation) {
+        (catalogue::Family::Claude, Invocation::InvokeModel) => Family::Claude,
+        (catalogue::Family::Nova, Invocation::InvokeModel) => Family::Nova,
+        (family, invocation) => {
+            return ModelName::Unsupported(format!(
+                "'{full}' is {} ({family}, {invocation} bodies) in the model catalogue, and batchdrop does not \
+                 translate for that yet (supported: Claude and Nova chat models with their InvokeModel bodies)",
+                entry.name
+            ));
+        }
+    };
+    ModelName::Supported(BedrockModel {
+        id: full.to_string(),
+        family,
+        entry,
+    })
 }
 
 fn strip_geo(id: &str) -> &str {
@@ -310,15 +275,15 @@ mod tests {
         let ModelName::Supported(micro) = classify("us.amazon.nova-micro-v1:0") else {
             panic!("nova micro not recognised")
         };
-        assert!(micro.text_only);
+        assert!(!micro.accepts().images);
         let ModelName::Supported(s45) = classify("us.anthropic.claude-sonnet-4-5-20250929-v1:0") else {
             panic!("sonnet 4.5 not recognised")
         };
-        assert!(s45.temperature_or_top_p);
+        assert!(s45.temperature_or_top_p());
         let ModelName::Supported(h3) = classify("anthropic.claude-3-haiku-20240307-v1:0") else {
             panic!("haiku 3 not recognised")
         };
-        assert!(!h3.temperature_or_top_p && !h3.text_only);
+        assert!(!h3.temperature_or_top_p() && h3.accepts().images);
     }
 
     #[test]
@@ -349,7 +314,7 @@ mod tests {
 
     fn max_output(name: &str) -> u64 {
         match classify(name) {
-            ModelName::Supported(m) => m.max_output_tokens,
+            ModelName::Supported(m) => m.max_output_tokens(),
             other => panic!("{name}: expected Supported, got {other:?}"),
         }
     }
@@ -484,10 +449,6 @@ mod tests {
                 "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0",
                 32_000,
             ),
-            // Versions newer than the table get the conservative default.
-            ("anthropic.claude-opus-4-6-v1", DEFAULT_MAX_OUTPUT_TOKENS),
-            ("us.anthropic.claude-sonnet-4-6", DEFAULT_MAX_OUTPUT_TOKENS),
-            ("amazon.nova-2-pro-v1:0", DEFAULT_MAX_OUTPUT_TOKENS),
         ] {
             assert_eq!(max_output(name), expected, "{name}");
         }

@@ -4,8 +4,9 @@
 //!
 //! | OpenAI input | what batchdrop does | why |
 //! |---|---|---|
-//! | `body.model` naming a Bedrock Claude or Nova model | that model runs the line | DESIGN.md "Model choice" |
-//! | `body.model` naming another Bedrock model | line rejected (`unsupported_model`) | no translation for it yet |
+//! | `body.model` naming a Bedrock Claude or Nova model of the catalogue | that model runs the line | docs/models.md |
+//! | `body.model` naming another Bedrock model | line rejected (`unsupported_model`) | not catalogued, or no translation for its family yet |
+//! | a feature the model's catalogue entry does not accept (images, tools, top_k, …) | line rejected | docs/models.md "Fields" |
 //! | `body.model` with any other name (`gpt-4o-mini`) | ignored, counted in the report | LangBatch does the same |
 //! | `n` > 1, `stream: true`, `logprobs: true` | line rejected | no Bedrock batch equivalent (SPEC §4.4) |
 //! | `temperature` outside 0–1, `top_p` outside 0–1 | line rejected, never clamped | Bedrock accepts 0–1 only (SPEC §4.4) |

@@ -81,7 +81,7 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
     check_unit_range("body.temperature", temperature)?;
     check_unit_range("body.top_p", top_p)?;
     if let Some(m) = model {
-        if m.temperature_or_top_p && temperature.is_some() && top_p.is_some() {
+        if m.temperature_or_top_p() && temperature.is_some() && top_p.is_some() {
             return Err(reject(
                 Reason::Sampling,
                 "body.top_p",
@@ -220,7 +220,7 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         ));
     }
 
-    Ok(Request {
+    let request = Request {
         system,
         turns,
         max_tokens,
@@ -230,7 +230,47 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         stop,
         tools,
         tool_choice,
-    })
+    };
+    if let Some(m) = model {
+        check_accepts(&request, json_mode, m)?;
+    }
+    Ok(request)
+}
+
+/// What the model's catalogue entry says it does not accept (docs/models.md, "accepts"). Images are checked
+/// where each part is read, so that the error names the part.
+fn check_accepts(request: &Request<'_>, json_mode: bool, m: &BedrockModel) -> Result<(), Rejection> {
+    let accepts = m.accepts();
+    let refuse = |reason, field: &str, what: &str| {
+        Err(reject(
+            reason,
+            field,
+            format!("{} takes no {what} (its model catalogue entry, docs/models.md)", m.id),
+        ))
+    };
+    // The JSON instruction is a system block of ours: a model without system prompts refuses json_object
+    // as structured output, below, not as a system message.
+    let own_blocks = usize::from(json_mode);
+    if !accepts.system && request.system.len() > own_blocks {
+        return refuse(Reason::Messages, "body.messages", "system or developer messages");
+    }
+    if !accepts.tools && !request.tools.is_empty() {
+        return refuse(Reason::Tool, "body.tools", "tools");
+    }
+    if !accepts.top_k && request.top_k.is_some() {
+        return refuse(Reason::Sampling, "body.top_k", "top_k");
+    }
+    if !accepts.stop_sequences && !request.stop.is_empty() {
+        return refuse(Reason::Stop, "body.stop", "stop sequences");
+    }
+    if !accepts.structured_output && json_mode {
+        return refuse(
+            Reason::ResponseFormat,
+            "body.response_format",
+            "structured output (json_object)",
+        );
+    }
+    Ok(())
 }
 
 /// The one rule for `max_tokens`, whether a line sets it or the batch's default applies: at least 1, and
@@ -241,9 +281,10 @@ pub fn check_max_tokens(n: u64, model: Option<&BedrockModel>) -> Result<(), Stri
         return Err("must be at least 1".into());
     }
     match model {
-        Some(m) if n > m.max_output_tokens => Err(format!(
+        Some(m) if n > m.max_output_tokens() => Err(format!(
             "{n} is above the {} output tokens {} can write",
-            m.max_output_tokens, m.id
+            m.max_output_tokens(),
+            m.id
         )),
         _ => Ok(()),
     }
@@ -606,18 +647,22 @@ fn user_part<'a>(
             Ok((!text.is_empty()).then_some(Block::Text(text)))
         }
         Some("image_url") => {
-            if let Some(m) = model.filter(|m| m.text_only) {
-                return Err(reject(
-                    Reason::Image,
-                    field(""),
-                    format!("{} takes text only, no images", m.id),
-                ));
-            }
             let Some(image) = part.image_url else {
                 return Err(reject(Reason::Image, field(".image_url"), "is missing"));
             };
             let (format, data) =
                 data_url(image.url).map_err(|why| reject(Reason::Image, field(".image_url.url"), why))?;
+            // After the image's own checks, so that a bad image is named as such whatever the model.
+            if let Some(m) = model.filter(|m| !m.accepts().images) {
+                return Err(reject(
+                    Reason::Image,
+                    field(""),
+                    format!(
+                        "{} takes text only, no images (its model catalogue entry, docs/models.md)",
+                        m.id
+                    ),
+                ));
+            }
             Ok(Some(Block::Image { format, data }))
         }
         Some(kind @ ("input_audio" | "file")) => Err(reject(

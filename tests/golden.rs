@@ -18,7 +18,8 @@ mod support {
     use batchdrop::model::{self, BedrockModel, ModelName};
     use serde_json::Value;
 
-    pub const CLAUDE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+    /// A Claude model that takes images (Claude 3.5 Haiku on Bedrock takes text only).
+    pub const CLAUDE: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
     pub const NOVA: &str = "us.amazon.nova-lite-v1:0";
 
     pub fn fixture_dir(kind: &str) -> PathBuf {

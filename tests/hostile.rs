@@ -49,7 +49,21 @@ fn model_ids_that_sanitize_alike_get_their_own_files() {
         .collect();
     fs::write(&file, lines.join("\n")).expect("write");
     let out_dir = dir.path().join("out");
-    let out = batchdrop(&["translate", path(&file), "--model", a, "--out", path(&out_dir)]);
+    // Neither id is a real model: a catalogue file of the test's own describes them.
+    let models = dir.path().join("models.json");
+    let entry = r#"{"id": "anthropic.claude-v2", "name": "Claude 2", "family": "claude", "invocation": "InvokeModel",
+        "max_output_tokens": 4096, "accepts": ["system"], "temperature_with_top_p": true, "prices": null}"#;
+    fs::write(&models, format!(r#"{{"models": [{entry}]}}"#)).expect("write");
+    let out = batchdrop(&[
+        "translate",
+        path(&file),
+        "--model",
+        a,
+        "--out",
+        path(&out_dir),
+        "--models",
+        path(&models),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut files: Vec<String> = fs::read_dir(out_dir.join("bedrock"))
         .expect("bedrock folder")
@@ -263,7 +277,8 @@ fn max_tokens_is_one_rule_for_lines_and_the_default() {
 #[test]
 fn base64_images_are_checked_strictly() {
     let image = |data: &str| {
-        json!({"messages": [{"role": "user", "content": [
+        // A model that takes images (Claude 3.5 Haiku on Bedrock does not).
+        json!({"model": "us.anthropic.claude-3-haiku-20240307-v1:0", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}}
         ]}]})
     };
@@ -479,7 +494,8 @@ mod library {
             .map(|i| {
                 chat(
                     json!(format!("r{i}")),
-                    json!({"model": format!("us.anthropic.claude-3-5-haiku-2024{i:04}-v1:0")}),
+                    // Distinct ids, none the batch model, that the catalogue's Claude 3.5 Haiku entry covers.
+                    json!({"model": format!("us.anthropic.claude-3-5-haiku-20241022-v{}:0", i + 100)}),
                 )
             })
             .collect();

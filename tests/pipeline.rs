@@ -1073,7 +1073,7 @@ async fn a_folder_naming_an_unusable_model_rejects_each_line_and_says_why() {
     assert_eq!(doc.model, None);
     assert!(doc.errors.expect("errors").data[0]
         .message
-        .contains("cannot translate for yet"));
+        .contains("does not translate for that yet"));
     w.check(&batch_id).await;
     let detail = w.finalize(&batch_id, None).await;
     assert_eq!(detail.status, BatchStatus::Failed);
