@@ -28,6 +28,8 @@
 //! | `tools` | translated (InvokeModel jobs only) | SPEC §2.3 |
 //! | a conversation that does not start with a user turn | line rejected | Claude and Nova require it (SPEC §3.2) |
 //! | consecutive turns of one role (tool results count as user) | merged | SPEC §4.4 |
+//! | a final assistant message (prefill) ending in whitespace | trailing whitespace trimmed; dropped if nothing is left | Claude refuses it; docs/formats.md "Prefill" |
+//! | a tool-call id outside `[a-zA-Z0-9_-]` (`functions.get_weather:0`) | rewritten the same way in the call and its result | Claude and Nova refuse it; docs/formats.md "Tool ids" |
 //!
 //! Output side (SPEC §6): `model` in each `chat.completion` is the Bedrock model id that answered; Nova
 //! `malformed_model_output` / `malformed_tool_use` become error lines (status 500), not half answers.

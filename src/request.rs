@@ -485,7 +485,11 @@ impl<'a> Conversation<'a> {
                     }
                     self.pending.push((id.clone(), i));
                     self.has_tool_blocks = true;
-                    blocks.push(Block::ToolUse { id, name, input });
+                    blocks.push(Block::ToolUse {
+                        id: bedrock_tool_id(id),
+                        name,
+                        input,
+                    });
                 }
                 if blocks.is_empty() {
                     return Err(reject(
@@ -509,7 +513,13 @@ impl<'a> Conversation<'a> {
                 };
                 self.pending.swap_remove(at);
                 let text = plain_text(message.content, &field)?;
-                self.append(Role::User, vec![Block::ToolResult { id, text }]);
+                self.append(
+                    Role::User,
+                    vec![Block::ToolResult {
+                        id: bedrock_tool_id(id),
+                        text,
+                    }],
+                );
             }
             "function" => {
                 return Err(reject(
@@ -561,9 +571,54 @@ impl<'a> Conversation<'a> {
                 "body.messages",
                 "the first message after the system messages must be a user message (Claude and Nova require it)",
             )),
-            Some(_) => Ok(self),
+            Some(_) => {
+                self.trim_prefill();
+                Ok(self)
+            }
         }
     }
+
+    /// A conversation that ends with an assistant message asks the model to continue it (a prefill), and Claude
+    /// refuses a prefill that ends with whitespace: its trailing whitespace is trimmed, and a prefill of
+    /// whitespace alone is dropped (docs/formats.md, "Prefill").
+    fn trim_prefill(&mut self) {
+        let Some(last) = self.turns.last_mut().filter(|t| t.role == Role::Assistant) else {
+            return;
+        };
+        if let Some(Block::Text(text)) = last.blocks.last_mut() {
+            match text {
+                Cow::Borrowed(s) => *s = s.trim_end(),
+                Cow::Owned(s) => s.truncate(s.trim_end().len()),
+            }
+            if text.is_empty() {
+                last.blocks.pop();
+            }
+        }
+        if last.blocks.is_empty() {
+            self.turns.pop();
+        }
+    }
+}
+
+/// The longest part of an id kept when it is rewritten by [`bedrock_tool_id`].
+const TOOL_ID_KEPT: usize = 40;
+
+/// Claude and Nova take tool-use ids of `[a-zA-Z0-9_-]+` only, and other tools write ids such as
+/// `functions.get_weather:0`. Such an id becomes its allowed characters (others as `_`, at most
+/// [`TOOL_ID_KEPT`]) and a hash of the whole id: the same id always maps to the same one, so a tool result still
+/// answers its call, and two ids that differ only in what was replaced stay apart (docs/formats.md, "Tool ids").
+pub fn bedrock_tool_id(id: Cow<'_, str>) -> Cow<'_, str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if id.chars().all(allowed) {
+        return id;
+    }
+    let mut out: String = id
+        .chars()
+        .take(TOOL_ID_KEPT)
+        .map(|c| if allowed(c) { c } else { '_' })
+        .collect();
+    out.push_str(&format!("-{:016x}", xxhash_rust::xxh3::xxh3_64(id.as_bytes())));
+    Cow::Owned(out)
 }
 
 /// Text of a system, assistant or tool message: a string, or text (and refusal) parts joined.
@@ -764,5 +819,39 @@ mod tests {
         ] {
             assert_eq!(base64_len(bad), None, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn tool_ids_are_kept_when_valid_and_mapped_apart_otherwise() {
+        let map = |id: &str| bedrock_tool_id(Cow::Borrowed(id)).into_owned();
+        assert_eq!(map("call_1-A"), "call_1-A");
+        let (dot, colon) = (map("a.b"), map("a:b"));
+        assert!(dot.starts_with("a_b-") && colon.starts_with("a_b-"), "{dot} {colon}");
+        assert_ne!(dot, colon);
+        assert_eq!(map("a.b"), dot, "the same id maps the same way");
+        let long = map(&format!("{}é", "x".repeat(100)));
+        assert_eq!(long.len(), TOOL_ID_KEPT + 17, "{long}");
+        for id in [dot, colon, long, map("é"), map("functions.get_weather:0")] {
+            assert!(
+                id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_whitespace_prefill_is_dropped() {
+        let body: Body<'_> = match serde_json::from_str(
+            r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " \n "}]}"#,
+        ) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        let request = match build(body, &Policy::default(), None) {
+            Ok(r) => r,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(request.turns.len(), 1);
+        assert_eq!(request.turns[0].role, Role::User);
     }
 }

@@ -109,6 +109,10 @@ mod translation {
         "same_role_turns_merged",
         // assistant tool_calls and tool messages
         "tool_calls_and_results",
+        // tool ids other tools write, rewritten consistently in calls and results
+        "tool_ids_rewritten",
+        // a final assistant message (prefill) loses its trailing whitespace
+        "prefill_trimmed",
         // max_completion_tokens > max_tokens > policy default
         "max_tokens_default",
         "max_tokens_deprecated",

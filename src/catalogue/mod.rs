@@ -494,7 +494,10 @@ mod tests {
             });
             let row = format!("| `{}` | {} | {} | {} |", e.id, e.name, e.family, e.invocation);
             let line = doc.lines().find(|l| l.starts_with(&row));
-            assert!(line.is_some_and(|l| l.contains(&format!("| {max} |"))), "docs/models.md has no row {row} … {max}");
+            assert!(
+                line.is_some_and(|l| l.contains(&format!("| {max} |"))),
+                "docs/models.md has no row {row} … {max}"
+            );
         }
     }
 

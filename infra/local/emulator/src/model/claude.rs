@@ -316,6 +316,12 @@ fn check_messages(messages: &[Value]) -> Checked<MessagesSummary> {
         let is_last = i + 1 == messages.len();
         let content = required(mm, "content", &p)?;
         let turn = check_content(content, role, i, is_last)?;
+        // Anthropic refuses a prefill that ends with whitespace.
+        if is_last && role == "assistant" && turn.text.ends_with(char::is_whitespace) {
+            return Err(rule(
+                "messages: final assistant content cannot end with trailing whitespace",
+            ));
+        }
         s.chars += turn.chars;
         s.images += turn.images;
         s.uses_tools |= !turn.tool_uses.is_empty() || !turn.tool_results.is_empty();
@@ -713,6 +719,14 @@ mod tests {
             MODEL
         )
         .is_ok());
+        let prefill = |text: &str| {
+            with(
+                &["messages"],
+                json!([{"role": "user", "content": "a"}, {"role": "assistant", "content": text}]),
+            )
+        };
+        assert!(reject(prefill("{\"a\": ")).contains("cannot end with trailing whitespace"));
+        assert!(validate(&prefill(" {\"a\":"), MODEL).is_ok());
     }
 
     #[test]
