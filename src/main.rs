@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use batchdrop::error::{escape_controls, LineError};
 use batchdrop::jsonl::Line;
 use batchdrop::model::{self, BedrockModel, ModelName};
-use batchdrop::policy::Policy;
+use batchdrop::policy::{Policy, TemperaturePolicy};
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
 use batchdrop::translate::{self, Report, Sink, Translator};
 
@@ -29,6 +29,19 @@ struct Cli {
     command: Command,
 }
 
+/// The translation settings a deployment sets as stack parameters (DefaultMaxTokens, TemperaturePolicy).
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// max_tokens for lines that set neither max_completion_tokens nor max_tokens (at least 1, and at
+    /// most the model's maximum, the same rule as a line's own max_tokens).
+    #[arg(long, default_value_t = Policy::default().default_max_tokens, value_parser = max_tokens_arg)]
+    default_max_tokens: u64,
+    /// A temperature above the model's maximum (OpenAI allows up to 2, Claude and Nova 1): reject the line,
+    /// clamp it to the maximum, or scale every temperature by half (docs/formats.md, "Temperature").
+    #[arg(long, value_enum, default_value_t = TemperaturePolicy::Reject)]
+    temperature: TemperaturePolicy,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check every line of an OpenAI batch file; exits 1 when any line is rejected.
@@ -37,10 +50,8 @@ enum Command {
         /// The batch model (a Bedrock model id, inference profile or ARN); lines may name their own.
         #[arg(long)]
         model: Option<String>,
-        /// max_tokens for lines that set neither max_completion_tokens nor max_tokens (at least 1, and at
-        /// most the model's maximum, the same rule as a line's own max_tokens).
-        #[arg(long, default_value_t = Policy::default().default_max_tokens, value_parser = max_tokens_arg)]
-        default_max_tokens: u64,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -55,9 +66,8 @@ enum Command {
         /// Seeds the ids of output lines; defaults to the input file's name.
         #[arg(long)]
         batch_id: Option<String>,
-        /// max_tokens for lines that set neither max_completion_tokens nor max_tokens (see validate).
-        #[arg(long, default_value_t = Policy::default().default_max_tokens, value_parser = max_tokens_arg)]
-        default_max_tokens: u64,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl. Exits 1
     /// when some Bedrock output lines could not be read (their records get error lines), 2 when nothing
@@ -90,16 +100,16 @@ fn main() -> ExitCode {
         Command::Validate {
             file,
             model,
-            default_max_tokens,
+            policy,
             json,
-        } => validate(&file, model.as_deref(), default_max_tokens, json),
+        } => validate(&file, model.as_deref(), &policy, json),
         Command::Translate {
             file,
             model,
             out,
             batch_id,
-            default_max_tokens,
-        } => translate_cmd(&file, &model, &out, batch_id, default_max_tokens),
+            policy,
+        } => translate_cmd(&file, &model, &out, batch_id, &policy),
         Command::Results {
             map,
             out,
@@ -269,15 +279,16 @@ fn batch_model(name: Option<&str>) -> Result<Option<BedrockModel>, String> {
     }
 }
 
-fn policy(default_max_tokens: u64) -> Policy {
+fn policy(args: &PolicyArgs) -> Policy {
     Policy {
-        default_max_tokens,
+        default_max_tokens: args.default_max_tokens,
+        temperature: args.temperature,
         ..Policy::default()
     }
 }
 
-fn validate(file: &Path, model: Option<&str>, default_max_tokens: u64, json: bool) -> CliResult {
-    let policy = policy(default_max_tokens);
+fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
+    let policy = policy(args);
     let mut translator = Translator::new(policy.clone(), batch_model(model)?);
     translate::scan_duplicates(open(file)?, &mut translator, None, translate::SCAN_BUDGET)?;
     // With --json, stdout holds the JSON report alone; the rejections go to stderr.
@@ -344,6 +355,12 @@ fn print_report(r: &Report, no_model: bool) {
         r.ignored_model_names.iter(),
     );
     print_counts("fields dropped (no Bedrock meaning)", r.dropped_fields.iter());
+    if r.temperature_changed > 0 {
+        eprintln!(
+            "temperature changed by the temperature policy (--temperature): {} lines",
+            r.temperature_changed
+        );
+    }
 }
 
 /// Files of the `translate` command: one Bedrock input file per model.
@@ -393,7 +410,7 @@ fn file_stem(model: &str) -> String {
     stem
 }
 
-fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>, default_max_tokens: u64) -> CliResult {
+fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>, args: &PolicyArgs) -> CliResult {
     let batch = batch_model(Some(model))?;
     let outputs = ["bedrock", "record-map.jsonl", "errors.jsonl", "report.json"];
     refuse_overwrite(file, &outputs.map(|o| out.join(o)), "input file")?;
@@ -405,7 +422,7 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "batch".into())
     });
-    let mut translator = Translator::new(policy(default_max_tokens), batch);
+    let mut translator = Translator::new(policy(args), batch);
     translate::scan_duplicates(
         &mut input,
         &mut translator,

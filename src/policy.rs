@@ -9,7 +9,8 @@
 //! | a feature the model's catalogue entry does not accept (images, tools, top_k, …) | line rejected | docs/models.md "Fields" |
 //! | `body.model` with any other name (`gpt-4o-mini`) | ignored, counted in the report | LangBatch does the same |
 //! | `n` > 1, `stream: true`, `logprobs: true` | line rejected | no Bedrock batch equivalent (SPEC §4.4) |
-//! | `temperature` outside 0–1, `top_p` outside 0–1 | line rejected, never clamped | Bedrock accepts 0–1 only (SPEC §4.4) |
+//! | `temperature` above the model's maximum (1), up to OpenAI's 2 | [`TemperaturePolicy`]: rejected (default), clamped, or every temperature halved | docs/formats.md "Temperature" |
+//! | `temperature` below 0 or above 2, `top_p` outside 0–1 | line rejected | outside what OpenAI and Bedrock accept |
 //! | `temperature` and `top_p` both, on Claude 4.5 models | line rejected | those models take one or the other (SPEC §3.1) |
 //! | neither `max_completion_tokens` nor `max_tokens` | [`Policy::default_max_tokens`] | Claude requires `max_tokens` (SPEC §3.1) |
 //! | `max_tokens` (given or default) 0, or above the model's maximum output | line rejected | [`crate::request::check_max_tokens`], docs/formats.md "max_tokens" |
@@ -73,9 +74,48 @@ pub const MAX_IMAGE_BYTES: usize = 3_750_000;
 /// OpenAI's tool name rule, which Bedrock shares (SPEC §4.4): `[a-zA-Z0-9_-]{1,64}`.
 pub const MAX_TOOL_NAME_LEN: usize = 64;
 
+/// What to do with an OpenAI `temperature` above what the model takes: OpenAI accepts 0–2, Claude, Nova and
+/// most Bedrock models 0–1 (docs/formats.md, "Temperature").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TemperaturePolicy {
+    /// Reject the line: the safe default, since no mapping keeps what a temperature above 1 meant to OpenAI.
+    #[default]
+    Reject,
+    /// Send the model's maximum instead.
+    Clamp,
+    /// Halve every temperature, mapping OpenAI's 0–2 onto 0–1.
+    Scale,
+}
+
+impl TemperaturePolicy {
+    pub const NAMES: &'static [&'static str] = &["reject", "clamp", "scale"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemperaturePolicy::Reject => "reject",
+            TemperaturePolicy::Clamp => "clamp",
+            TemperaturePolicy::Scale => "scale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TemperaturePolicy> {
+        match s {
+            "reject" => Some(TemperaturePolicy::Reject),
+            "clamp" => Some(TemperaturePolicy::Clamp),
+            "scale" => Some(TemperaturePolicy::Scale),
+            _ => None,
+        }
+    }
+}
+
+/// OpenAI's temperature range.
+pub const OPENAI_MAX_TEMPERATURE: f64 = 2.0;
+
 /// Settings of the translation that a deployment may change.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// A `temperature` above the model's maximum: rejected, clamped or scaled.
+    pub temperature: TemperaturePolicy,
     /// `max_tokens` sent when a line gives neither `max_completion_tokens` nor `max_tokens`.
     pub default_max_tokens: u64,
     /// The longest `custom_id` accepted. OpenAI documents none (SPEC §8.9); ours keeps map lines small.
@@ -91,6 +131,7 @@ pub const MAX_MODELS_PER_BATCH: usize = 100;
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            temperature: TemperaturePolicy::Reject,
             default_max_tokens: 4096,
             max_custom_id_len: 512,
             max_line_bytes: 64 << 20,

@@ -8,7 +8,10 @@ use serde_json::value::RawValue;
 use crate::error::{Reason, Rejection};
 use crate::model::BedrockModel;
 use crate::openai::{Body, Content, Message, Part, Stop, ToolChoice};
-use crate::policy::{Policy, IMAGE_TYPES, JSON_OBJECT_INSTRUCTION, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN};
+use crate::policy::{
+    Policy, TemperaturePolicy, IMAGE_TYPES, JSON_OBJECT_INSTRUCTION, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN,
+    OPENAI_MAX_TEMPERATURE,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -62,6 +65,8 @@ pub struct Request<'a> {
     pub turns: Vec<Turn<'a>>,
     pub max_tokens: u64,
     pub temperature: Option<f64>,
+    /// Whether the temperature policy changed the line's temperature (counted in the report).
+    pub temperature_changed: bool,
     pub top_p: Option<f64>,
     pub top_k: Option<u64>,
     pub stop: Vec<Cow<'a, str>>,
@@ -77,8 +82,8 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
 /// that depend on the model (images on Nova Micro, Claude 4.5 sampling) are then skipped.
 pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) -> Result<Request<'a>, Rejection> {
     check_unsupported(&body)?;
-    let (temperature, top_p) = (body.temperature, body.top_p);
-    check_unit_range("body.temperature", temperature)?;
+    let (temperature, temperature_changed) = apply_temperature(body.temperature, policy.temperature)?;
+    let top_p = body.top_p;
     check_unit_range("body.top_p", top_p)?;
     if let Some(m) = model {
         if m.temperature_or_top_p() && temperature.is_some() && top_p.is_some() {
@@ -225,6 +230,7 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         turns,
         max_tokens,
         temperature,
+        temperature_changed,
         top_p,
         top_k: body.top_k,
         stop,
@@ -320,6 +326,45 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
 
 /// Claude and Nova take `temperature` and `top_p` in 0–1 (SPEC §4.4): never clamped, since that would
 /// silently change the sampling the user asked for.
+/// The highest temperature Claude and Nova take.
+const MAX_TEMPERATURE: f64 = 1.0;
+
+/// A line's temperature after the policy (docs/formats.md, "Temperature"), and whether it changed. Outside
+/// OpenAI's own 0–2 a line is always rejected.
+fn apply_temperature(value: Option<f64>, policy: TemperaturePolicy) -> Result<(Option<f64>, bool), Rejection> {
+    let Some(t) = value else {
+        return Ok((None, false));
+    };
+    let field = "body.temperature";
+    if t < 0.0 {
+        return Err(reject(
+            Reason::Sampling,
+            field,
+            format!("{t} is below 0, the lowest OpenAI and Bedrock accept"),
+        ));
+    }
+    if t > OPENAI_MAX_TEMPERATURE {
+        return Err(reject(
+            Reason::Sampling,
+            field,
+            format!("{t} is above 2, the highest OpenAI accepts"),
+        ));
+    }
+    match policy {
+        TemperaturePolicy::Scale => Ok((Some(t / 2.0), t != 0.0)),
+        _ if t <= MAX_TEMPERATURE => Ok((Some(t), false)),
+        TemperaturePolicy::Clamp => Ok((Some(MAX_TEMPERATURE), true)),
+        TemperaturePolicy::Reject => Err(reject(
+            Reason::Sampling,
+            field,
+            format!(
+                "{t} is above 1, the highest Claude and Nova accept; the temperature policy (TemperaturePolicy, \
+                 --temperature) can clamp it to 1 or halve every temperature instead"
+            ),
+        )),
+    }
+}
+
 fn check_unit_range(field: &str, value: Option<f64>) -> Result<(), Rejection> {
     match value {
         Some(v) if !(0.0..=1.0).contains(&v) => {

@@ -44,6 +44,8 @@ pub struct Report {
     pub ignored_model_names: Counts,
     /// Body fields with no Bedrock meaning that were dropped, per field, counted on accepted lines.
     pub dropped_fields: Counts,
+    /// Accepted lines whose temperature the temperature policy clamped or scaled.
+    pub temperature_changed: u64,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
@@ -369,6 +371,7 @@ impl Translator {
         for name in &dropped {
             self.report.dropped_fields.bump(name);
         }
+        self.report.temperature_changed += u64::from(request.temperature_changed);
         Ok(Accepted {
             custom_id,
             group,

@@ -59,7 +59,9 @@ fn validate_names_line_custom_id_and_field_and_exits_1() {
     assert_eq!(
         printed,
         [
-            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Claude and Nova accept",
+            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Claude and Nova accept; the \
+             temperature policy (TemperaturePolicy, --temperature) can clamp it to 1 or halve every temperature \
+             instead",
             "line 4: not valid JSON: key must be a string at column 2",
             "line 5, custom_id \"a\": custom_id: is used twice: first on line 1",
         ]
@@ -69,6 +71,73 @@ fn validate_names_line_custom_id_and_field_and_exits_1() {
         stderr.contains("4 lines: 1 accepted, 3 rejected (1 blank lines skipped)"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_temperature_policy_rejects_clamps_or_scales_and_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    let temperatures = [
+        json!(0),
+        json!(0.6),
+        json!(1),
+        json!(1.5),
+        json!(2),
+        json!(2.5),
+        json!(-0.1),
+    ];
+    let lines: Vec<String> = temperatures
+        .iter()
+        .enumerate()
+        .map(|(i, t)| chat(&format!("t{i}"), json!({"temperature": t})))
+        .collect();
+    fs::write(&file, lines.join("\n")).expect("write");
+    // (policy, temperatures sent for the accepted lines in order, lines changed)
+    for (policy, sent, changed) in [
+        ("reject", vec![0.0, 0.6, 1.0], 0),
+        ("clamp", vec![0.0, 0.6, 1.0, 1.0, 1.0], 2),
+        ("scale", vec![0.0, 0.3, 0.5, 0.75, 1.0], 4),
+    ] {
+        let out_dir = dir.path().join(policy);
+        let out = batchdrop(&[
+            "translate",
+            file.to_str().expect("utf-8 path"),
+            "--model",
+            NOVA,
+            "--out",
+            out_dir.to_str().expect("utf-8 path"),
+            "--temperature",
+            policy,
+        ]);
+        assert!(
+            out.status.success(),
+            "{policy}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bodies = jsonl(&out_dir.join("bedrock/us.amazon.nova-lite-v1_3a0.jsonl"));
+        let got: Vec<f64> = bodies
+            .iter()
+            .map(|r| {
+                r["modelInput"]["inferenceConfig"]["temperature"]
+                    .as_f64()
+                    .expect("temperature")
+            })
+            .collect();
+        assert_eq!(got, sent, "{policy}");
+        let report: Value =
+            serde_json::from_str(&fs::read_to_string(out_dir.join("report.json")).expect("report")).expect("JSON");
+        assert_eq!(report["temperature_changed"], changed, "{policy}");
+        assert_eq!(report["rejected"], (temperatures.len() - sent.len()) as u64, "{policy}");
+        let errors = fs::read_to_string(out_dir.join("errors.jsonl")).expect("errors");
+        assert!(
+            errors.contains("above 2, the highest OpenAI accepts"),
+            "{policy}: {errors}"
+        );
+        assert!(errors.contains("below 0"), "{policy}: {errors}");
+    }
+    let bad = batchdrop(&["validate", file.to_str().expect("utf-8 path"), "--temperature", "round"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: reject, clamp, scale]"));
 }
 
 #[test]

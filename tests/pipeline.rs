@@ -1187,6 +1187,13 @@ fn config_rejects_bad_values_and_names_them() {
         base(("OUTAGE_BUDGET_HOURS", "0")).err().as_deref(),
         Some("configuration: OUTAGE_BUDGET_HOURS=0 is outside 1-48")
     );
+    let policy = |v| base(("TEMPERATURE_POLICY", v)).map(|c| c.policy.temperature);
+    assert_eq!(policy(""), Ok(batchdrop::policy::TemperaturePolicy::Reject));
+    assert_eq!(policy("scale"), Ok(batchdrop::policy::TemperaturePolicy::Scale));
+    assert_eq!(
+        policy("halve").err().as_deref(),
+        Some("configuration: TEMPERATURE_POLICY is 'halve', not one of reject, clamp, scale")
+    );
 }
 
 #[test]

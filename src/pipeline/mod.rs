@@ -18,7 +18,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use crate::layout;
 use crate::model::{self, BedrockModel, ModelName};
 use crate::plan::Limits;
-use crate::policy::Policy;
+use crate::policy::{Policy, TemperaturePolicy};
 use crate::status::{Backoff, BatchDoc};
 
 /// What a step failed on. The variant's name is the Lambda error type, which the state machine's Retry
@@ -222,6 +222,15 @@ impl Config {
         let default_max_tokens = number(var_ref, "DEFAULT_MAX_TOKENS", Policy::default().default_max_tokens)?;
         crate::request::check_max_tokens(default_max_tokens, None)
             .map_err(|why| ConfigError(format!("DEFAULT_MAX_TOKENS {why}")))?;
+        let temperature = match var("TEMPERATURE_POLICY").filter(|v| !v.is_empty()) {
+            None => TemperaturePolicy::default(),
+            Some(v) => TemperaturePolicy::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "TEMPERATURE_POLICY is '{v}', not one of {}",
+                    TemperaturePolicy::NAMES.join(", ")
+                ))
+            })?,
+        };
         let config = Config {
             input_bucket: required("INPUT_BUCKET")?,
             output_bucket: required("OUTPUT_BUCKET")?,
@@ -235,6 +244,7 @@ impl Config {
             output_kms_key: var("OUTPUT_KMS_KEY_ID").filter(|v| !v.is_empty()),
             policy: Policy {
                 default_max_tokens,
+                temperature,
                 ..Policy::default()
             },
             work_dir: PathBuf::from(

@@ -36,6 +36,7 @@ const PROPS: { readonly [K in keyof BatchdropPipelineProps]-?: Kind } = {
   stopWaitMinutes: 'number',
   outputKmsKeyId: 'string',
   defaultMaxTokens: 'number',
+  temperaturePolicy: 'string',
   eventBusName: 'string',
   logLevel: 'string',
   logRetentionDays: 'number',

@@ -100,6 +100,10 @@ function checkCargoLambda(): void {
 export const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** What a temperature above 1 becomes (the SAM parameter TemperaturePolicy's AllowedValues). */
+export const TEMPERATURE_POLICIES = ['reject', 'clamp', 'scale'] as const;
+export type TemperaturePolicy = (typeof TEMPERATURE_POLICIES)[number];
+
 /** The values CloudWatch Logs accepts for a log group's retention (LogRetentionDays's AllowedValues). */
 export const LOG_RETENTION_DAYS = [
   1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -166,6 +170,12 @@ export interface BatchdropPipelineProps {
   /** max_tokens of lines that set none (DEFAULT_MAX_TOKENS). @default 4096 */
   readonly defaultMaxTokens?: number;
   /**
+   * A request temperature above 1, which OpenAI allows and Claude and Nova do not (TEMPERATURE_POLICY): reject
+   * the line, clamp it to 1, or scale every temperature by half (docs/formats.md, "Temperature").
+   * @default 'reject'
+   */
+  readonly temperaturePolicy?: TemperaturePolicy;
+  /**
    * Name (not ARN) of the EventBridge bus of the completion events: 1–256 of letters, digits, `.`, `-`, `_`.
    * @default 'default'
    */
@@ -210,6 +220,7 @@ const DEFAULTS = {
   queueTimeoutHours: 24,
   stopWaitMinutes: 120,
   defaultMaxTokens: 4096,
+  temperaturePolicy: 'reject' as TemperaturePolicy,
   eventBusName: 'default',
   logLevel: 'INFO' as LogLevel,
   logRetentionDays: 30 as LogRetentionDays,
@@ -258,6 +269,7 @@ function checkProps(p: ResolvedProps): void {
   pattern('eventBusName', p.eventBusName, /^[.\-_A-Za-z0-9]{1,256}$/);
   pattern('alarmTopicArn', p.alarmTopicArn, /^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$/);
   oneOf('logLevel', p.logLevel, LOG_LEVELS);
+  oneOf('temperaturePolicy', p.temperaturePolicy, TEMPERATURE_POLICIES);
   oneOf('logRetentionDays', p.logRetentionDays, LOG_RETENTION_DAYS);
   range('jobTimeoutHours', p.jobTimeoutHours, 24, 168);
   range('minRecordsPerJob', p.minRecordsPerJob, 1);
@@ -436,6 +448,7 @@ export class BatchdropPipeline extends Construct {
       POLL_MAX_SECONDS: String(p.pollMaxSeconds),
       OUTPUT_KMS_KEY_ID: kmsKey ?? '',
       DEFAULT_MAX_TOKENS: String(p.defaultMaxTokens),
+      TEMPERATURE_POLICY: p.temperaturePolicy,
       OUTAGE_BUDGET_HOURS: String(p.outageBudgetHours),
       QUEUE_TIMEOUT_HOURS: String(p.queueTimeoutHours),
       STOP_WAIT_MINUTES: String(p.stopWaitMinutes),
