@@ -47,6 +47,35 @@ pub struct Completion<'a> {
     pub unknown_stop_reason: Option<String>,
 }
 
+impl<'a> Completion<'a> {
+    /// The answer of a line that asked for structured output (docs/formats.md, "Structured output"): the
+    /// input of the model's call to `tool` becomes the message content, a JSON string, and the call itself is
+    /// not shown; a call that ended the turn is `finish_reason: stop`. An answer cut by max_tokens before the
+    /// call keeps its text and `length`. An answer that ended without the call is unusable.
+    pub fn into_structured(mut self, tool: &str) -> Result<Completion<'a>, Unusable> {
+        match self.tool_calls.iter().position(|c| c.name == tool) {
+            Some(at) => {
+                let call = self.tool_calls.swap_remove(at);
+                self.text = Some(call.arguments.get().trim().to_string());
+                self.tool_calls.clear();
+                if self.finish_reason == "tool_calls" {
+                    self.finish_reason = "stop";
+                }
+                Ok(self)
+            }
+            None if self.finish_reason == "length" => Ok(self),
+            None => Err(Unusable {
+                code: MALFORMED_MODEL_OUTPUT,
+                message: format!(
+                    "the model ended its answer without calling the structured-output tool '{tool}', so there is \
+                     no JSON answer (finish_reason {})",
+                    self.finish_reason
+                ),
+            }),
+        }
+    }
+}
+
 /// Why a `modelOutput` gives no usable answer: it becomes an error line with status 500, `code` and
 /// `message`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -150,6 +150,19 @@ pub struct FunctionName<'a> {
 pub struct ResponseFormat<'a> {
     #[serde(rename = "type", borrow, default)]
     pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub json_schema: Option<JsonSchemaFormat<'a>>,
+}
+
+/// `response_format.json_schema`: OpenAI's structured output.
+#[derive(Deserialize)]
+pub struct JsonSchemaFormat<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub schema: Option<&'a RawValue>,
 }
 
 /// `stop`: one string or a list of them.

@@ -24,8 +24,8 @@
 //! | `tool_choice: "none"` | tools omitted; rejected when the history holds tool calls | Bedrock has no "none" (SPEC §4.4) |
 //! | `parallel_tool_calls` | dropped | SPEC §4.4 |
 //! | `response_format: text` | no-op | |
-//! | `response_format: json_object` | [`JSON_OBJECT_INSTRUCTION`] added as a last system block | no native field (SPEC §4.4) |
-//! | `response_format: json_schema` | line rejected | batch structured output is not reliable yet (SPEC §2.3) |
+//! | `response_format: json_object` / `json_schema` | a tool the model must call ([`JSON_OBJECT_TOOL`] with any object, or the schema's name and schema); its input is returned as the message content | docs/formats.md "Structured output" |
+//! | `response_format` with `tools` or `tool_choice` | line rejected | the forced tool would replace them |
 //! | `tools` | translated (InvokeModel jobs only) | SPEC §2.3 |
 //! | a conversation that does not start with a user turn | line rejected | Claude and Nova require it (SPEC §3.2) |
 //! | consecutive turns of one role (tool results count as user) | merged | SPEC §4.4 |
@@ -58,9 +58,13 @@ pub const DROPPED_FIELDS: &[&str] = &[
     "web_search_options",
 ];
 
-/// The system instruction that stands in for `response_format: {"type": "json_object"}`.
-pub const JSON_OBJECT_INSTRUCTION: &str =
-    "Respond with one valid JSON object and nothing else: no prose, no code fences.";
+/// The name of the tool that stands in for `response_format: {"type": "json_object"}`, whose input schema is
+/// any object (docs/formats.md, "Structured output").
+pub const JSON_OBJECT_TOOL: &str = "json_object";
+
+/// The description of a structured-output tool whose `json_schema` gives none.
+pub const STRUCTURED_TOOL_DESCRIPTION: &str =
+    "Give your whole answer by calling this tool: its input is the answer, as one JSON object.";
 
 /// The only endpoint whose lines batchdrop translates (SPEC §4.1).
 pub const CHAT_COMPLETIONS_URL: &str = "/v1/chat/completions";

@@ -9,8 +9,8 @@ use crate::error::{Reason, Rejection};
 use crate::model::BedrockModel;
 use crate::openai::{Body, Content, Message, Part, Stop, ToolChoice};
 use crate::policy::{
-    Policy, TemperaturePolicy, IMAGE_TYPES, JSON_OBJECT_INSTRUCTION, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN,
-    OPENAI_MAX_TEMPERATURE,
+    Policy, TemperaturePolicy, IMAGE_TYPES, JSON_OBJECT_TOOL, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN,
+    OPENAI_MAX_TEMPERATURE, STRUCTURED_TOOL_DESCRIPTION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,9 @@ pub struct Request<'a> {
     pub stop: Vec<Cow<'a, str>>,
     pub tools: Vec<ToolSpec<'a>>,
     pub tool_choice: Option<ToolMode<'a>>,
+    /// For `response_format` json_object or json_schema: the name of the tool the model is made to call,
+    /// whose input is the answer (docs/formats.md, "Structured output").
+    pub structured: Option<Cow<'a, str>>,
 }
 
 fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Rejection {
@@ -119,25 +122,7 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
             "an empty stop sequence can never match",
         ));
     }
-    let json_mode = match body.response_format.as_ref().and_then(|r| r.kind.as_deref()) {
-        None | Some("text") => false,
-        Some("json_object") => true,
-        Some("json_schema") => {
-            return Err(reject(
-                Reason::ResponseFormat,
-                "body.response_format",
-                "json_schema is not supported: Bedrock batch structured output is not reliable yet; use \
-                 json_object or describe the schema in the prompt",
-            ))
-        }
-        Some(other) => {
-            return Err(reject(
-                Reason::ResponseFormat,
-                "body.response_format.type",
-                format!("unknown type '{other}' (expected text, json_object or json_schema)"),
-            ))
-        }
-    };
+    let structured = structured_output(body.response_format)?;
 
     let messages = match body.messages {
         None => return Err(reject(Reason::Messages, "body.messages", "is missing")),
@@ -149,14 +134,11 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         conv.push(i, message, model)?;
     }
     let Conversation {
-        mut system,
+        system,
         turns,
         has_tool_blocks,
         ..
     } = conv.finish()?;
-    if json_mode {
-        system.push(Cow::Borrowed(JSON_OBJECT_INSTRUCTION));
-    }
 
     let mut tools = build_tools(body.tools)?;
     let tool_choice = match body.tool_choice {
@@ -225,6 +207,24 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         ));
     }
 
+    let (mut tools, mut tool_choice) = (tools, tool_choice);
+    let structured_name = match structured {
+        None => None,
+        Some(spec) => {
+            if !tools.is_empty() || tool_choice.is_some() {
+                return Err(reject(
+                    Reason::ResponseFormat,
+                    "body.response_format",
+                    "structured output runs as a tool the model must call, so it cannot be combined with tools or \
+                     tool_choice; drop one (docs/formats.md, \"Structured output\")",
+                ));
+            }
+            let name = spec.name.clone();
+            tool_choice = Some(ToolMode::Tool(name.clone()));
+            tools = vec![spec];
+            Some(name)
+        }
+    };
     let request = Request {
         system,
         turns,
@@ -236,16 +236,17 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         stop,
         tools,
         tool_choice,
+        structured: structured_name,
     };
     if let Some(m) = model {
-        check_accepts(&request, json_mode, m)?;
+        check_accepts(&request, m)?;
     }
     Ok(request)
 }
 
 /// What the model's catalogue entry says it does not accept (docs/models.md, "accepts"). Images are checked
 /// where each part is read, so that the error names the part.
-fn check_accepts(request: &Request<'_>, json_mode: bool, m: &BedrockModel) -> Result<(), Rejection> {
+fn check_accepts(request: &Request<'_>, m: &BedrockModel) -> Result<(), Rejection> {
     let accepts = m.accepts();
     let refuse = |reason, field: &str, what: &str| {
         Err(reject(
@@ -254,13 +255,11 @@ fn check_accepts(request: &Request<'_>, json_mode: bool, m: &BedrockModel) -> Re
             format!("{} takes no {what} (its model catalogue entry, docs/models.md)", m.id),
         ))
     };
-    // The JSON instruction is a system block of ours: a model without system prompts refuses json_object
-    // as structured output, below, not as a system message.
-    let own_blocks = usize::from(json_mode);
-    if !accepts.system && request.system.len() > own_blocks {
+    if !accepts.system && !request.system.is_empty() {
         return refuse(Reason::Messages, "body.messages", "system or developer messages");
     }
-    if !accepts.tools && !request.tools.is_empty() {
+    // The tool of structured output is ours: it is checked as structured output, below.
+    if !accepts.tools && !request.tools.is_empty() && request.structured.is_none() {
         return refuse(Reason::Tool, "body.tools", "tools");
     }
     if !accepts.top_k && request.top_k.is_some() {
@@ -269,12 +268,8 @@ fn check_accepts(request: &Request<'_>, json_mode: bool, m: &BedrockModel) -> Re
     if !accepts.stop_sequences && !request.stop.is_empty() {
         return refuse(Reason::Stop, "body.stop", "stop sequences");
     }
-    if !accepts.structured_output && json_mode {
-        return refuse(
-            Reason::ResponseFormat,
-            "body.response_format",
-            "structured output (json_object)",
-        );
+    if !accepts.structured_output && request.structured.is_some() {
+        return refuse(Reason::ResponseFormat, "body.response_format", "structured output");
     }
     Ok(())
 }
@@ -326,6 +321,53 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
 
 /// Claude and Nova take `temperature` and `top_p` in 0–1 (SPEC §4.4): never clamped, since that would
 /// silently change the sampling the user asked for.
+/// `response_format` as the tool the model must call, or `None` for text.
+fn structured_output(format: Option<crate::openai::ResponseFormat<'_>>) -> Result<Option<ToolSpec<'_>>, Rejection> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    match format.kind.as_deref() {
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ToolSpec {
+            name: Cow::Borrowed(JSON_OBJECT_TOOL),
+            description: Some(Cow::Borrowed(STRUCTURED_TOOL_DESCRIPTION)),
+            schema: None,
+        })),
+        Some("json_schema") => {
+            let field = "body.response_format.json_schema";
+            let Some(spec) = format.json_schema else {
+                return Err(reject(Reason::ResponseFormat, field, "is missing"));
+            };
+            let Some(name) = spec.name else {
+                return Err(reject(Reason::ResponseFormat, format!("{field}.name"), "is missing"));
+            };
+            check_tool_name(&name, || format!("{field}.name")).map_err(|r| Rejection {
+                reason: Reason::ResponseFormat,
+                ..r
+            })?;
+            if let Some(schema) = spec.schema {
+                if !schema.get().trim_start().starts_with('{') {
+                    return Err(reject(
+                        Reason::ResponseFormat,
+                        format!("{field}.schema"),
+                        "must be a JSON Schema object",
+                    ));
+                }
+            }
+            Ok(Some(ToolSpec {
+                name,
+                description: Some(spec.description.unwrap_or(Cow::Borrowed(STRUCTURED_TOOL_DESCRIPTION))),
+                schema: spec.schema,
+            }))
+        }
+        Some(other) => Err(reject(
+            Reason::ResponseFormat,
+            "body.response_format.type",
+            format!("unknown type '{other}' (expected text, json_object or json_schema)"),
+        )),
+    }
+}
+
 /// The highest temperature Claude and Nova take.
 const MAX_TEMPERATURE: f64 = 1.0;
 

@@ -564,6 +564,8 @@ struct Accepted<'e> {
     family: Family,
     /// The fingerprint of the `modelInput` sent, when the map has it.
     sent: Option<Fingerprint>,
+    /// The structured-output tool whose input is the answer.
+    structured: Option<&'e str>,
 }
 
 fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) -> io::Result<Accepted<'e>> {
@@ -596,6 +598,7 @@ fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) 
         custom_id,
         family: families.of(map_line, model)?,
         sent,
+        structured: entry.structured.as_deref(),
     })
 }
 
@@ -742,7 +745,11 @@ impl Ctx<'_> {
             let (status, message) = record_error(result.text);
             return self.fail(errors, report, status, None, &message);
         }
-        match completion::read(self.accepted.family, result.text) {
+        let read = completion::read(self.accepted.family, result.text);
+        match read.and_then(|c| match self.accepted.structured {
+            Some(tool) => c.into_structured(tool),
+            None => Ok(c),
+        }) {
             Err(unusable) => self.fail(errors, report, 500, Some(unusable.code), &unusable.message),
             Ok(c) => {
                 if let Some(stop) = &c.unknown_stop_reason {

@@ -179,6 +179,8 @@ pub struct Accepted<'l> {
     pub group: Option<usize>,
     /// The fingerprint of the body written to `body_out`, when one was.
     pub fingerprint: Option<Fingerprint>,
+    /// The structured-output tool the line's answer comes in ([`crate::request::Request::structured`]).
+    pub structured: Option<String>,
 }
 
 /// Decides lines one by one. Holds what must be known across lines: the custom_ids seen so far, the
@@ -376,6 +378,7 @@ impl Translator {
             custom_id,
             group,
             fingerprint,
+            structured: request.structured.map(Cow::into_owned),
         })
     }
 
@@ -647,6 +650,10 @@ pub struct MapLine<'a> {
     /// the results step can check that an answer belongs to this record.
     #[serde(rename = "fp", borrow, default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Cow<'a, str>>,
+    /// The tool whose input is the answer, for a line that asked for structured output (docs/formats.md,
+    /// "Structured output").
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<Cow<'a, str>>,
 }
 
 /// Why a line was rejected before Bedrock: the code, field and message of its error line.
@@ -670,6 +677,7 @@ impl<'a> MapLine<'a> {
             model: None,
             job: None,
             fingerprint: None,
+            structured: None,
             rejected: Some(MapRejection {
                 code: Cow::Borrowed(error.rejection.reason.as_str()),
                 param: Some(Cow::Borrowed(error.rejection.field.as_str())).filter(|f| !f.is_empty()),
@@ -769,6 +777,7 @@ pub fn translate<R: BufRead, S: Sink>(
                         job: None,
                         rejected: None,
                         fingerprint: accepted.fingerprint.map(|f| Cow::Owned(f.to_hex())),
+                        structured: accepted.structured.as_deref().map(Cow::Borrowed),
                     },
                 )?;
                 scratch.push(b'\n');

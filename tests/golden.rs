@@ -132,6 +132,7 @@ mod translation {
         // response_format
         "response_format_text",
         "response_format_json_object",
+        "response_format_json_schema",
         // seed, user, metadata, … dropped
         "dropped_fields",
     ];
@@ -381,10 +382,25 @@ mod rejections {
                 "body.tool_choice",
             ),
             case(
-                "response_format json_schema",
-                with_messages(r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}"#),
+                "response_format json_schema with tools",
+                with_messages(
+                    r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}},
+                    "tools":[{"type":"function","function":{"name":"get_weather"}}]"#,
+                ),
                 Reason::ResponseFormat,
                 "body.response_format",
+            ),
+            case(
+                "response_format json_schema without a name",
+                with_messages(r#","response_format":{"type":"json_schema","json_schema":{"schema":{}}}"#),
+                Reason::ResponseFormat,
+                "body.response_format.json_schema.name",
+            ),
+            case(
+                "response_format json_schema whose schema is not an object",
+                with_messages(r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":[]}}"#),
+                Reason::ResponseFormat,
+                "body.response_format.json_schema.schema",
             ),
             // Models (DESIGN.md "Model choice", SPEC §3.1, §3.2).
             case(
@@ -506,6 +522,9 @@ mod results {
     #[derive(Deserialize)]
     struct Fixture {
         model: String,
+        /// The line's `response_format`, for the structured-output cases.
+        #[serde(default)]
+        response_format: Option<Value>,
         /// What Bedrock wrote after `recordId` and `modelInput`: `{"modelOutput": …}` or `{"error": …}`.
         bedrock: serde_json::Map<String, Value>,
         expected: Expected,
@@ -686,7 +705,11 @@ mod results {
             .zip(&fixtures)
             .map(|(name, f)| {
                 let messages = json!([{"role": "user", "content": format!("Question {name}")}]);
-                chat_line(name, json!({"model": f.model, "messages": messages, "max_tokens": 100}))
+                let mut body = json!({"model": f.model, "messages": messages, "max_tokens": 100});
+                if let Some(format) = &f.response_format {
+                    body["response_format"] = format.clone();
+                }
+                chat_line(name, body)
             })
             .collect();
         let (sink, record_ids) = translate(&input, None);

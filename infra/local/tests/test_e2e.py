@@ -155,3 +155,23 @@ def test_large_file_two_balanced_jobs_beyond_the_concurrency_limit(local_stack):
     assert [j["records"] for j in jobs] == [25_001, 25_000]
     assert r["doc"]["status"] == "completed"
     assert len(r["output"]) == 50_001
+
+
+def test_structured_output_answers_are_the_json_of_the_forced_tool(local_stack):
+    """docs/formats.md "Structured output": json_schema (Claude) and json_object (Nova) lines run as a tool the
+    model must call; each answer's content is that call's input as a JSON string, with no tool call shown."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+    place = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
+    file = lines(100, "s", response_format=place, max_tokens=200)
+    file += lines(100, "o", model=NOVA, response_format={"type": "json_object"}, max_tokens=200)
+    r = run_batch(local_stack, "structured-output", file)
+    assert r["doc"]["status"] == "completed" and not r["errors"], r["errors"][:2]
+    for line in r["output"]:
+        message = line["response"]["body"]["choices"][0]["message"]
+        assert "tool_calls" not in message or not message["tool_calls"], message
+        assert line["response"]["body"]["choices"][0]["finish_reason"] == "stop"
+        answer = json.loads(message["content"])
+        assert isinstance(answer, dict), message
+        if line["custom_id"].startswith("s"):
+            assert isinstance(answer["city"], str) and isinstance(answer["population"], int), answer
