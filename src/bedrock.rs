@@ -22,6 +22,7 @@ pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> s
     match family {
         Family::Claude => serde_json::to_writer(out, &Claude(request)),
         Family::Nova => serde_json::to_writer(out, &Nova(request)),
+        Family::Converse => serde_json::to_writer(out, &Converse(request)),
     }
 }
 
@@ -31,6 +32,7 @@ pub fn body_fingerprint(family: Family, request: &Request<'_>) -> Option<Fingerp
     match family {
         Family::Claude => fingerprint::of_value(&Claude(request)),
         Family::Nova => fingerprint::of_value(&Nova(request)),
+        Family::Converse => fingerprint::of_value(&Converse(request)),
     }
 }
 
@@ -230,6 +232,38 @@ impl Serialize for ClaudeToolChoice<'_, '_> {
     }
 }
 
+/// A Converse request without `modelId` (docs/formats.md, "Converse"): Nova's content blocks, `system` and
+/// `inferenceConfig` without `topK`, which goes in `additionalModelRequestFields` as `top_k`. The catalogue's
+/// Converse models take no tools: Bedrock fails Converse-type batch records with a `toolConfig`.
+struct Converse<'r, 'a>(&'r Request<'a>);
+
+impl Serialize for Converse<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        if !r.system.is_empty() {
+            m.serialize_entry("system", &Seq(|| r.system.iter().map(|t| One("text", t))))?;
+        }
+        m.serialize_entry(
+            "messages",
+            &Seq(|| {
+                r.turns.iter().map(|t| NovaMessage {
+                    role: role(t.role),
+                    content: &t.blocks,
+                })
+            }),
+        )?;
+        m.serialize_entry("inferenceConfig", &NovaInference(r, false))?;
+        if let Some(k) = r.top_k {
+            m.serialize_entry("additionalModelRequestFields", &One("top_k", k))?;
+        }
+        if !r.tools.is_empty() {
+            m.serialize_entry("toolConfig", &NovaToolConfig(r))?;
+        }
+        m.end()
+    }
+}
+
 struct Nova<'r, 'a>(&'r Request<'a>);
 
 impl Serialize for Nova<'_, '_> {
@@ -249,7 +283,7 @@ impl Serialize for Nova<'_, '_> {
                 })
             }),
         )?;
-        m.serialize_entry("inferenceConfig", &NovaInference(r))?;
+        m.serialize_entry("inferenceConfig", &NovaInference(r, true))?;
         if !r.tools.is_empty() {
             m.serialize_entry("toolConfig", &NovaToolConfig(r))?;
         }
@@ -326,7 +360,8 @@ impl Serialize for NovaToolResult<'_> {
     }
 }
 
-struct NovaInference<'r, 'a>(&'r Request<'a>);
+/// `inferenceConfig`; the flag says whether `topK` belongs in it (Nova's body) or not (Converse's).
+struct NovaInference<'r, 'a>(&'r Request<'a>, bool);
 
 impl Serialize for NovaInference<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -339,7 +374,7 @@ impl Serialize for NovaInference<'_, '_> {
         if let Some(p) = r.top_p {
             m.serialize_entry("topP", &p)?;
         }
-        if let Some(k) = r.top_k {
+        if let Some(k) = r.top_k.filter(|_| self.1) {
             m.serialize_entry("topK", &k)?;
         }
         if !r.stop.is_empty() {

@@ -210,7 +210,9 @@ struct NovaUsage {
 pub fn read(family: Family, model_output: &str) -> Result<Completion<'_>, Unusable> {
     match family {
         Family::Claude => read_claude(model_output),
-        Family::Nova => read_nova(model_output),
+        Family::Nova => read_nova(model_output, "Nova"),
+        // A Converse response has the shape of Nova's: output.message, stopReason, usage.
+        Family::Converse => read_nova(model_output, "Converse"),
     }
 }
 
@@ -344,11 +346,12 @@ fn nova_shape<'a>(r: &mut NovaResponse<'a>) -> Result<(Vec<NovaBlock<'a>>, NovaU
     Ok((content, usage))
 }
 
-fn read_nova(json: &str) -> Result<Completion<'_>, Unusable> {
+/// Nova's response, or a Converse response (`shape` names which, for messages).
+fn read_nova<'j>(json: &'j str, shape: &'static str) -> Result<Completion<'j>, Unusable> {
     if let Some(why) = not_an_object(json) {
-        return Err(not_shaped("Nova", why));
+        return Err(not_shaped(shape, why));
     }
-    let mut r: NovaResponse = serde_json::from_str(json).map_err(|e| unreadable("Nova", e))?;
+    let mut r: NovaResponse = serde_json::from_str(json).map_err(|e| unreadable(shape, e))?;
     let stop = r.stop_reason.as_deref().unwrap_or("end_turn");
     // SPEC §6.1, Nova rows; malformed output is unusable, so it is an error line (the recommended choice).
     let (finish_reason, unknown) = match stop {
@@ -363,7 +366,7 @@ fn read_nova(json: &str) -> Result<Completion<'_>, Unusable> {
         }
         other => ("stop", Some(other.to_string())),
     };
-    let (content, u) = nova_shape(&mut r).map_err(|why| not_shaped("Nova", why))?;
+    let (content, u) = nova_shape(&mut r).map_err(|why| not_shaped(shape, why))?;
     let mut texts = Vec::new();
     let mut tool_calls = Vec::new();
     for block in content {

@@ -1,9 +1,10 @@
 //! batchdrop: OpenAI Batch API files run as Amazon Bedrock batch inference.
 //!
-//! - [`model`]: which Bedrock model a name means, and its family (Claude or Nova).
+//! - [`catalogue`]: every per-model fact, in one data table; [`model`]: which Bedrock model a name means, and
+//!   its request format (Claude, Nova or Converse).
 //! - [`policy`]: every choice made where OpenAI and Bedrock differ, in one table.
 //! - [`openai`]: the OpenAI input line and chat body as read; [`request`]: the validated request.
-//! - [`bedrock`]: Claude and Nova request bodies; [`translate`]: a whole file, line by line.
+//! - [`bedrock`]: Claude, Nova and Converse request bodies; [`translate`]: a whole file, line by line.
 //! - [`results`]: Bedrock output back to OpenAI output and error lines, in input order.
 //! - [`output`]: OpenAI batch output lines; [`error`]: why a line was rejected.
 

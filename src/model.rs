@@ -24,6 +24,9 @@ pub enum Family {
     Claude,
     /// Amazon Nova `messages-v1` (SPEC §3.2).
     Nova,
+    /// A Converse request and response, in a job of `modelInvocationType: Converse` (docs/formats.md,
+    /// "Converse"): Llama, Mistral, DeepSeek, Qwen, gpt-oss, and any model the catalogue runs so.
+    Converse,
 }
 
 impl fmt::Display for Family {
@@ -31,6 +34,7 @@ impl fmt::Display for Family {
         f.write_str(match self {
             Family::Claude => "claude",
             Family::Nova => "nova",
+            Family::Converse => "converse",
         })
     }
 }
@@ -207,10 +211,12 @@ fn classify_id(full: &str, id: &str) -> ModelName {
     let family = match (entry.family, entry.invocation) {
         (catalogue::Family::Claude, Invocation::InvokeModel) => Family::Claude,
         (catalogue::Family::Nova, Invocation::InvokeModel) => Family::Nova,
+        (f, Invocation::Converse) if f != catalogue::Family::TitanEmbed => Family::Converse,
         (family, invocation) => {
             return ModelName::Unsupported(format!(
                 "'{full}' is {} ({family}, {invocation} bodies) in the model catalogue, and batchdrop does not \
-                 translate for that yet (supported: Claude and Nova chat models with their InvokeModel bodies)",
+                 translate for that yet (supported: Claude and Nova chat models with their InvokeModel bodies, and chat models \
+                 through Converse)",
                 entry.name
             ));
         }
@@ -291,12 +297,13 @@ mod tests {
         assert_eq!(classify("gpt-4o-mini"), ModelName::Foreign);
         assert_eq!(classify("claude-3-5-sonnet-latest"), ModelName::Foreign);
         assert_eq!(classify(""), ModelName::Foreign);
+        assert_eq!(family("meta.llama3-1-70b-instruct-v1:0"), Some(Family::Converse));
+        assert_eq!(family("us.openai.gpt-oss-120b-1:0"), Some(Family::Converse));
         for name in [
-            "meta.llama3-1-70b-instruct-v1:0",
+            // Not in the catalogue, and an embeddings model (catalogued, not translated yet).
             "us.meta.llama4-scout-17b-instruct-v1:0",
             "amazon.titan-embed-text-v2:0",
             "amazon.nova-canvas-v1:0",
-            "openai.gpt-oss-120b-1:0",
             "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
             "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123",
             "arn:aws:s3:::bucket/key",

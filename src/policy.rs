@@ -4,7 +4,7 @@
 //!
 //! | OpenAI input | what batchdrop does | why |
 //! |---|---|---|
-//! | `body.model` naming a Bedrock Claude or Nova model of the catalogue | that model runs the line | docs/models.md |
+//! | `body.model` naming a Bedrock chat model of the catalogue | that model runs the line (Claude and Nova bodies, or Converse) | docs/models.md |
 //! | `body.model` naming another Bedrock model | line rejected (`unsupported_model`) | not catalogued, or no translation for its family yet |
 //! | a feature the model's catalogue entry does not accept (images, tools, top_k, …) | line rejected | docs/models.md "Fields" |
 //! | `body.model` with any other name (`gpt-4o-mini`) | ignored, counted in the report | LangBatch does the same |

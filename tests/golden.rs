@@ -21,6 +21,8 @@ mod support {
     /// A Claude model that takes images (Claude 3.5 Haiku on Bedrock takes text only).
     pub const CLAUDE: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
     pub const NOVA: &str = "us.amazon.nova-lite-v1:0";
+    /// A model the catalogue runs through Converse, and that takes images.
+    pub const CONVERSE: &str = "us.meta.llama4-maverick-17b-instruct-v1:0";
 
     pub fn fixture_dir(kind: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,6 +145,9 @@ mod translation {
         input: Box<RawValue>,
         claude: Value,
         nova: Value,
+        /// The Converse request (docs/formats.md, "Converse"), for the fixtures a Converse model can run.
+        #[serde(default)]
+        converse: Option<Value>,
         /// Body fields the translator must report as dropped.
         #[serde(default)]
         dropped_fields: Option<BTreeSet<String>>,
@@ -158,9 +163,19 @@ mod translation {
     }
 
     fn check(model_id: &str, pick: fn(&Fixture) -> &Value) {
+        check_some(model_id, |f| Some(pick(f)));
+    }
+
+    /// [`check`] on the fixtures for which `pick` gives a body.
+    fn check_some(model_id: &str, pick: impl Fn(&Fixture) -> Option<&Value>) {
         let mut failures = Vec::new();
+        let mut checked = 0;
         for name in CASES {
             let fixture = load(name);
+            let Some(expected) = pick(&fixture) else {
+                continue;
+            };
+            checked += 1;
             let mut translator = Translator::new(Policy::default(), Some(support::bedrock_model(model_id)));
             let mut body = Vec::new();
             if let Err(e) = translator.line(1, &input_line(&fixture), Some(&mut body)) {
@@ -168,7 +183,7 @@ mod translation {
                 continue;
             }
             let actual: Value = serde_json::from_slice(&body).unwrap();
-            failures.extend(support::diff(&format!("{name} ({model_id})"), &actual, pick(&fixture)));
+            failures.extend(support::diff(&format!("{name} ({model_id})"), &actual, expected));
             if let Some(expected) = &fixture.dropped_fields {
                 let dropped: BTreeSet<String> = translator.report().dropped_fields.keys().cloned().collect();
                 if &dropped != expected {
@@ -178,6 +193,7 @@ mod translation {
                 }
             }
         }
+        assert!(checked > 0, "no fixture has a body for {model_id}");
         support::report(failures);
     }
 
@@ -195,6 +211,11 @@ mod translation {
     #[test]
     fn nova_bodies() {
         check(NOVA, |f| &f.nova);
+    }
+
+    #[test]
+    fn converse_bodies() {
+        check_some(support::CONVERSE, |f| f.converse.as_ref());
     }
 }
 
@@ -405,7 +426,7 @@ mod rejections {
             // Models (DESIGN.md "Model choice", SPEC §3.1, §3.2).
             case(
                 "a Bedrock model of another family",
-                chat(&format!(r#"{{"model":"meta.llama3-1-70b-instruct-v1:0","messages":{HI}}}"#)),
+                chat(&format!(r#"{{"model":"amazon.titan-embed-text-v2:0","messages":{HI}}}"#)),
                 Reason::UnsupportedModel,
                 "body.model",
             ),

@@ -1066,7 +1066,7 @@ async fn folder_names_the_batch_model() {
 #[tokio::test]
 async fn a_folder_naming_an_unusable_model_rejects_each_line_and_says_why() {
     let w = world();
-    let key = "inbox/meta.llama3-1-70b-instruct-v1:0/f.jsonl";
+    let key = "inbox/amazon.titan-embed-text-v2:0/f.jsonl";
     let (batch_id, jobs) = started(&w.upload_and_submit(key, &lines(100, "r", json!({}))).await);
     assert_eq!(jobs, 0);
     let doc = w.doc(&batch_id);

@@ -84,6 +84,11 @@ fn build_create(deps: &Deps, batch_id: &str, job: &Job) -> Result<CreateRequest,
         .build()
         .map_err(invalid)?;
     let tag = Tag::builder().key(BATCH_TAG).value(batch_id).build().map_err(invalid)?;
+    // The record bodies are Converse requests for a model the catalogue runs through Converse.
+    let converse = matches!(
+        crate::model::classify(&job.model),
+        crate::model::ModelName::Supported(m) if m.family == crate::model::Family::Converse
+    );
     Ok(deps
         .bedrock
         .create_model_invocation_job()
@@ -94,6 +99,7 @@ fn build_create(deps: &Deps, batch_id: &str, job: &Job) -> Result<CreateRequest,
         .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(input))
         .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(output))
         .timeout_duration_in_hours(i32::try_from(config.job_timeout_hours).unwrap_or(24))
+        .set_model_invocation_type(converse.then_some(aws_sdk_bedrock::types::ModelInvocationType::Converse))
         .tags(tag))
 }
 

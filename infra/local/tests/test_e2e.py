@@ -175,3 +175,26 @@ def test_structured_output_answers_are_the_json_of_the_forced_tool(local_stack):
         assert isinstance(answer, dict), message
         if line["custom_id"].startswith("s"):
             assert isinstance(answer["city"], str) and isinstance(answer["population"], int), answer
+
+
+def test_llama_and_mistral_run_as_converse_jobs(local_stack):
+    """docs/formats.md "Converse": models the catalogue runs through Converse get Converse request bodies, in
+    jobs of modelInvocationType Converse (the emulator refuses any other body for them); a line with tools for
+    such a model is rejected before the job, since Bedrock fails Converse-type records with a toolConfig."""
+    llama, mistral = "us.meta.llama3-3-70b-instruct-v1:0", "us.mistral.mistral-large-2407-v1:0"
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    file = lines(100, "l", model=llama, messages=system, max_tokens=40, stop=["END"])
+    file += lines(100, "m", model=mistral, max_tokens=40, temperature=0.2)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    file.append(chat("with-tools", model=llama, tools=[tool]))
+    r = run_batch(local_stack, "converse-models", file)
+    assert r["doc"]["status"] == "completed"
+    assert sorted(j["model"] for j in r["doc"]["bedrock"]["jobs"]) == sorted([llama, mistral])
+    for job in r["jobs"]:
+        described = local_stack["bedrock"].get_model_invocation_job(jobIdentifier=job["jobArn"])
+        assert described.get("modelInvocationType") == "Converse", described
+    assert {l["response"]["body"]["model"] for l in r["output"]} == {llama, mistral}
+    assert len(r["output"]) == 200
+    [rejected] = r["errors"]
+    assert rejected["custom_id"] == "with-tools"
+    assert "takes no tools" in rejected["response"]["body"]["error"]["message"]
