@@ -21,8 +21,7 @@ const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match family {
         Family::Claude => serde_json::to_writer(out, &Claude(request)),
-        Family::Nova => serde_json::to_writer(out, &Nova(request)),
-        Family::Converse => serde_json::to_writer(out, &Converse(request)),
+        Family::Nova | Family::Converse => serde_json::to_writer(out, &nova(family, request)),
     }
 }
 
@@ -31,8 +30,14 @@ pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> s
 pub fn body_fingerprint(family: Family, request: &Request<'_>) -> Option<Fingerprint> {
     match family {
         Family::Claude => fingerprint::of_value(&Claude(request)),
-        Family::Nova => fingerprint::of_value(&Nova(request)),
-        Family::Converse => fingerprint::of_value(&Converse(request)),
+        Family::Nova | Family::Converse => fingerprint::of_value(&nova(family, request)),
+    }
+}
+
+fn nova<'r, 'a>(family: Family, request: &'r Request<'a>) -> Nova<'r, 'a> {
+    Nova {
+        request,
+        converse: family == Family::Converse,
     }
 }
 
@@ -232,45 +237,22 @@ impl Serialize for ClaudeToolChoice<'_, '_> {
     }
 }
 
-/// A Converse request without `modelId` (docs/formats.md, "Converse"): Nova's content blocks, `system` and
-/// `inferenceConfig` without `topK`, which goes in `additionalModelRequestFields` as `top_k`. The catalogue's
-/// Converse models take no tools: Bedrock fails Converse-type batch records with a `toolConfig`.
-struct Converse<'r, 'a>(&'r Request<'a>);
-
-impl Serialize for Converse<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        if !r.system.is_empty() {
-            m.serialize_entry("system", &Seq(|| r.system.iter().map(|t| One("text", t))))?;
-        }
-        m.serialize_entry(
-            "messages",
-            &Seq(|| {
-                r.turns.iter().map(|t| NovaMessage {
-                    role: role(t.role),
-                    content: &t.blocks,
-                })
-            }),
-        )?;
-        m.serialize_entry("inferenceConfig", &NovaInference(r, false))?;
-        if let Some(k) = r.top_k {
-            m.serialize_entry("additionalModelRequestFields", &One("top_k", k))?;
-        }
-        if !r.tools.is_empty() {
-            m.serialize_entry("toolConfig", &NovaToolConfig(r))?;
-        }
-        m.end()
-    }
+/// Nova's `messages-v1` body, or with `converse` a Converse request without `modelId` (docs/formats.md,
+/// "Converse"), which shares its content blocks, `system` and `inferenceConfig`. A Converse request has no
+/// `schemaVersion`, and `topK` goes in `additionalModelRequestFields` as `top_k`. The catalogue's Converse
+/// models take no tools: Bedrock fails Converse-type batch records with a `toolConfig`.
+struct Nova<'r, 'a> {
+    request: &'r Request<'a>,
+    converse: bool,
 }
-
-struct Nova<'r, 'a>(&'r Request<'a>);
 
 impl Serialize for Nova<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
+        let r = self.request;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("schemaVersion", NOVA_SCHEMA_VERSION)?;
+        if !self.converse {
+            m.serialize_entry("schemaVersion", NOVA_SCHEMA_VERSION)?;
+        }
         if !r.system.is_empty() {
             m.serialize_entry("system", &Seq(|| r.system.iter().map(|t| One("text", t))))?;
         }
@@ -283,7 +265,10 @@ impl Serialize for Nova<'_, '_> {
                 })
             }),
         )?;
-        m.serialize_entry("inferenceConfig", &NovaInference(r, true))?;
+        m.serialize_entry("inferenceConfig", &NovaInference(r, !self.converse))?;
+        if let Some(k) = r.top_k.filter(|_| self.converse) {
+            m.serialize_entry("additionalModelRequestFields", &One("top_k", k))?;
+        }
         if !r.tools.is_empty() {
             m.serialize_entry("toolConfig", &NovaToolConfig(r))?;
         }
