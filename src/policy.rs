@@ -25,7 +25,7 @@
 //! | `parallel_tool_calls` | dropped | SPEC §4.4 |
 //! | `response_format: text` | no-op | |
 //! | `response_format: json_object` / `json_schema` | a tool the model must call ([`JSON_OBJECT_TOOL`] with any object, or the schema's name and schema); its input is returned as the message content | docs/formats.md "Structured output" |
-//! | `response_format` with `tools` or `tool_choice` | line rejected | the forced tool would replace them |
+//! | `response_format` json_object / json_schema with tools, or a tool_choice that calls a tool | line rejected | the forced tool would replace them |
 //! | `tools` | translated (InvokeModel jobs only) | SPEC §2.3 |
 //! | a conversation that does not start with a user turn | line rejected | Claude and Nova require it (SPEC §3.2) |
 //! | consecutive turns of one role (tool results count as user) | merged | SPEC §4.4 |

@@ -319,8 +319,6 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Claude and Nova take `temperature` and `top_p` in 0–1 (SPEC §4.4): never clamped, since that would
-/// silently change the sampling the user asked for.
 /// `response_format` as the tool the model must call, or `None` for text.
 fn structured_output(format: Option<crate::openai::ResponseFormat<'_>>) -> Result<Option<ToolSpec<'_>>, Rejection> {
     let Some(format) = format else {
@@ -400,13 +398,14 @@ fn apply_temperature(value: Option<f64>, policy: TemperaturePolicy) -> Result<(O
             Reason::Sampling,
             field,
             format!(
-                "{t} is above 1, the highest Claude and Nova accept; the temperature policy (TemperaturePolicy, \
-                 --temperature) can clamp it to 1 or halve every temperature instead"
+                "{t} is above 1, the highest Bedrock's chat models accept; the temperature policy \
+                 (TemperaturePolicy, --temperature) can clamp it to 1 or halve every temperature instead"
             ),
         )),
     }
 }
 
+/// `top_p` in 0–1, which OpenAI and Bedrock's chat models share: never clamped.
 fn check_unit_range(field: &str, value: Option<f64>) -> Result<(), Rejection> {
     match value {
         Some(v) if !(0.0..=1.0).contains(&v) => {
@@ -672,14 +671,16 @@ impl<'a> Conversation<'a> {
         let Some(last) = self.turns.last_mut().filter(|t| t.role == Role::Assistant) else {
             return;
         };
-        if let Some(Block::Text(text)) = last.blocks.last_mut() {
+        // Merged assistant messages give several text blocks: trim until the last one ends in a character.
+        while let Some(Block::Text(text)) = last.blocks.last_mut() {
             match text {
                 Cow::Borrowed(s) => *s = s.trim_end(),
                 Cow::Owned(s) => s.truncate(s.trim_end().len()),
             }
-            if text.is_empty() {
-                last.blocks.pop();
+            if !text.is_empty() {
+                break;
             }
+            last.blocks.pop();
         }
         if last.blocks.is_empty() {
             self.turns.pop();
@@ -940,5 +941,22 @@ mod tests {
         };
         assert_eq!(request.turns.len(), 1);
         assert_eq!(request.turns[0].role, Role::User);
+    }
+
+    #[test]
+    fn merged_prefills_are_trimmed_to_their_last_character() {
+        let body: Body<'_> = match serde_json::from_str(
+            r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure, "},
+                {"role": "assistant", "content": "  "}]}"#,
+        ) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        let request = match build(body, &Policy::default(), None) {
+            Ok(r) => r,
+            Err(e) => panic!("{e:?}"),
+        };
+        let last = &request.turns[1].blocks;
+        assert!(matches!(last.as_slice(), [Block::Text(t)] if t == "Sure,"), "{last:?}");
     }
 }

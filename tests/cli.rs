@@ -59,9 +59,9 @@ fn validate_names_line_custom_id_and_field_and_exits_1() {
     assert_eq!(
         printed,
         [
-            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Claude and Nova accept; the \
-             temperature policy (TemperaturePolicy, --temperature) can clamp it to 1 or halve every temperature \
-             instead",
+            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Bedrock's chat models accept; \
+             the temperature policy (TemperaturePolicy, --temperature) can clamp it to 1 or halve every \
+             temperature instead",
             "line 4: not valid JSON: key must be a string at column 2",
             "line 5, custom_id \"a\": custom_id: is used twice: first on line 1",
         ]
@@ -138,6 +138,28 @@ fn the_temperature_policy_rejects_clamps_or_scales_and_counts() {
     let bad = batchdrop(&["validate", file.to_str().expect("utf-8 path"), "--temperature", "round"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: reject, clamp, scale]"));
+}
+
+#[test]
+fn a_catalogue_file_can_add_a_provider() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, models) = (dir.path().join("in.jsonl"), dir.path().join("models.json"));
+    fs::write(&file, chat("g", json!({"model": "google.gemma-3-27b-it-v1:0"}))).expect("write");
+    let entry = r#"{"id": "google.gemma-3-27b", "name": "Gemma 3 27B", "family": "llama", "invocation": "Converse",
+        "max_output_tokens": 8192, "accepts": ["system"], "temperature_with_top_p": true, "prices": null}"#;
+    fs::write(&models, format!(r#"{{"models": [{entry}]}}"#)).expect("write");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let out = batchdrop(&["validate", &path(&file), "--models", &path(&models), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["accepted_by_model"]["google.gemma-3-27b-it-v1:0"], 1, "{report}");
+    // Without the file the provider is not one of Bedrock's: like an OpenAI name, it is ignored and counted.
+    let out = batchdrop(&["validate", &path(&file), "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        report["ignored_model_names"]["google.gemma-3-27b-it-v1:0"], 1,
+        "{report}"
+    );
 }
 
 #[test]

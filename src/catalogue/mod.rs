@@ -1,7 +1,8 @@
 //! The model catalogue: every per-model fact batchdrop uses, in one data table (docs/models.md).
 //!
 //! The built-in table is `models.json` beside this file, compiled in and read once. A user extends it with a
-//! file of the same shape (`--models FILE` on the CLI, `BATCHDROP_MODELS=FILE` anywhere): its entries come first,
+//! file of the same shape (`--models FILE` on the CLI, or `BATCHDROP_MODELS=FILE`; a deployed stack's functions
+//! have no such file and use the built-in table): its entries come first,
 //! so an entry with the id of a built-in one replaces it, and a new id adds a model.
 //!
 //! An entry's `id` is the start of a Bedrock foundation-model id (`anthropic.claude-3-haiku-20240307`); it
@@ -297,6 +298,15 @@ impl Catalogue {
             }
             (_, Some(_)) => {}
         }
+        if w.invocation == Invocation::Converse
+            && (w.accepts.contains(&Feature::Tools) || w.accepts.contains(&Feature::StructuredOutput))
+        {
+            return Err(format!(
+                "'{}': a Converse model cannot accept tools or structured_output: Bedrock fails Converse-type batch \
+                 records that carry a toolConfig",
+                w.id
+            ));
+        }
         let min_records = w.min_records.unwrap_or(default_min);
         if min_records == 0 {
             return Err(format!("'{}': min_records must be at least 1", w.id));
@@ -553,6 +563,7 @@ mod tests {
             (&NEW_CLAUDE.replace("anthropic.claude-opus-4-6", "us.anthropic.claude-opus-4-6"), "inference-profile prefix"),
             (&NEW_CLAUDE.replace("anthropic.claude-opus-4-6", "Anthropic.Claude"), "not the start of a foundation-model id"),
             (&NEW_CLAUDE.replace("128000", "0"), "max_output_tokens must be"),
+            (&NEW_CLAUDE.replace("\"InvokeModel\"", "\"Converse\""), "a Converse model cannot accept tools"),
             (&NEW_CLAUDE.replace("anthropic-models", "my-notes"), "'my-notes' is not one of the catalogue's sources"),
             (&NEW_CLAUDE.replace("\"prices\": null", "\"prices\": null, \"colour\": 1"), "unknown field `colour`"),
             (
