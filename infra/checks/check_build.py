@@ -111,20 +111,30 @@ def check(build_dir=BUILD_DIR, sam_path=cfn.SAM_TEMPLATE) -> tuple[list[str], li
     return problems, figures
 
 
+def report(problems: list[str], figures: list[str], failed: str, passed: str) -> int:
+    """Prints a check's figures, then its problems under `failed` (exit code 1) or `passed` (0)."""
+    for line in figures:
+        print(f"  {line}")
+    if problems:
+        print(failed, file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(passed)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 3:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     problems, figures = check(*argv[1:])
-    for line in figures:
-        print(f"  {line}")
-    if problems:
-        print("check_build: what sam build made would not deploy as it should:", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 1
-    print(f"check_build: {len(figures)} arm64 functions, each under its size budget")
-    return 0
+    return report(
+        problems,
+        figures,
+        "check_build: what sam build made would not deploy as it should:",
+        f"check_build: {len(figures)} arm64 functions, each under its size budget",
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from check_build import package_problems
+from check_build import package_problems, report
 
 FUNCTIONS_PER_STACK = 4
 
@@ -59,15 +59,12 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     problems, figures = check(Path(argv[1]), argv[2:])
-    for line in figures:
-        print(f"  {line}")
-    if problems:
-        print("check_cdk_assets: the synth's function assets would not deploy as they should:", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 1
-    print(f"check_cdk_assets: {len(figures)} shared arm64 function assets for {len(argv) - 2} stacks")
-    return 0
+    return report(
+        problems,
+        figures,
+        "check_cdk_assets: the synth's function assets would not deploy as they should:",
+        f"check_cdk_assets: {len(figures)} shared arm64 function assets for {len(argv) - 2} stacks",
+    )
 
 
 if __name__ == "__main__":

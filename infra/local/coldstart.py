@@ -44,7 +44,7 @@ INPUT_BUCKET = "coldstart-input"
 OUTPUT_BUCKET = "coldstart-output"
 WARM_INVOCATIONS = 5
 INVOKE_TIMEOUT = 60  # seconds; the binaries are built before, so an answer takes well under one
-ACCOUNT = "123456789012"
+ACCOUNT = stack.ACCOUNT
 
 # One cheap invocation per function (module docstring).
 EVENTS = {
