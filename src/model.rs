@@ -185,14 +185,7 @@ fn classify_id(full: &str, id: &str) -> ModelName {
         return foreign_or_error(full);
     };
     // A provider is Bedrock's if it is one we know or one a catalogue entry names (a user's file may add one).
-    let catalogued = || {
-        catalogue::get().is_ok_and(|c| {
-            c.entries()
-                .iter()
-                .any(|e| e.id.split_once('.').is_some_and(|(p, _)| p == provider))
-        })
-    };
-    if !BEDROCK_PROVIDERS.contains(&provider) && !catalogued() {
+    if !BEDROCK_PROVIDERS.contains(&provider) && !catalogue::get().is_ok_and(|c| c.names_provider(provider)) {
         return foreign_or_error(full);
     }
     // An inference-profile ARN allows capitals in its id; the model id inside it does not.

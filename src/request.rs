@@ -141,7 +141,7 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
     } = conv.finish()?;
 
     let mut tools = build_tools(body.tools)?;
-    let tool_choice = match body.tool_choice {
+    let mut tool_choice = match body.tool_choice {
         None => (!tools.is_empty()).then_some(ToolMode::Auto),
         Some(ToolChoice::Mode(mode)) => match mode.as_ref() {
             "auto" => (!tools.is_empty()).then_some(ToolMode::Auto),
@@ -207,7 +207,6 @@ pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) 
         ));
     }
 
-    let (mut tools, mut tool_choice) = (tools, tool_choice);
     let structured_name = match structured {
         None => None,
         Some(spec) => {

@@ -378,6 +378,13 @@ impl Catalogue {
             .max_by_key(|e| e.id.len())
     }
 
+    /// Whether an entry names `provider` (the part of its id before the first dot).
+    pub fn names_provider(&self, provider: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.id.split_once('.').is_some_and(|(p, _)| p == provider))
+    }
+
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
