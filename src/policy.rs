@@ -92,23 +92,16 @@ pub enum TemperaturePolicy {
 }
 
 impl TemperaturePolicy {
-    pub const NAMES: &'static [&'static str] = &["reject", "clamp", "scale"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TemperaturePolicy::Reject => "reject",
-            TemperaturePolicy::Clamp => "clamp",
-            TemperaturePolicy::Scale => "scale",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TemperaturePolicy> {
-        match s {
-            "reject" => Some(TemperaturePolicy::Reject),
-            "clamp" => Some(TemperaturePolicy::Clamp),
-            "scale" => Some(TemperaturePolicy::Scale),
-            _ => None,
-        }
+    /// The policy a setting names (`reject`, `clamp`, `scale`, as the CLI's `--temperature` takes them), or
+    /// why not.
+    pub fn parse(s: &str) -> Result<TemperaturePolicy, String> {
+        <TemperaturePolicy as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+            let names: Vec<String> = <TemperaturePolicy as clap::ValueEnum>::value_variants()
+                .iter()
+                .filter_map(|v| clap::ValueEnum::to_possible_value(v).map(|p| p.get_name().to_string()))
+                .collect();
+            format!("'{s}', not one of {}", names.join(", "))
+        })
     }
 }
 

@@ -224,12 +224,9 @@ impl Config {
             .map_err(|why| ConfigError(format!("DEFAULT_MAX_TOKENS {why}")))?;
         let temperature = match var("TEMPERATURE_POLICY").filter(|v| !v.is_empty()) {
             None => TemperaturePolicy::default(),
-            Some(v) => TemperaturePolicy::parse(&v).ok_or_else(|| {
-                ConfigError(format!(
-                    "TEMPERATURE_POLICY is '{v}', not one of {}",
-                    TemperaturePolicy::NAMES.join(", ")
-                ))
-            })?,
+            Some(v) => {
+                TemperaturePolicy::parse(&v).map_err(|why| ConfigError(format!("TEMPERATURE_POLICY is {why}")))?
+            }
         };
         let config = Config {
             input_bucket: required("INPUT_BUCKET")?,
