@@ -22,6 +22,9 @@ pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> s
     match family {
         Family::Claude => serde_json::to_writer(out, &Claude(request)),
         Family::Nova | Family::Converse => serde_json::to_writer(out, &nova(family, request)),
+        Family::TitanEmbed => Err(<serde_json::Error as serde::ser::Error>::custom(
+            "an embeddings model takes no chat request",
+        )),
     }
 }
 
@@ -31,6 +34,7 @@ pub fn body_fingerprint(family: Family, request: &Request<'_>) -> Option<Fingerp
     match family {
         Family::Claude => fingerprint::of_value(&Claude(request)),
         Family::Nova | Family::Converse => fingerprint::of_value(&nova(family, request)),
+        Family::TitanEmbed => None,
     }
 }
 

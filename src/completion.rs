@@ -213,6 +213,10 @@ pub fn read(family: Family, model_output: &str) -> Result<Completion<'_>, Unusab
         Family::Nova => read_nova(model_output, "Nova"),
         // A Converse response has the shape of Nova's: output.message, stopReason, usage.
         Family::Converse => read_nova(model_output, "Converse"),
+        // The results step reads an embeddings model's answers as embeddings (crate::embeddings::read).
+        Family::TitanEmbed => Err(Unusable::malformed(
+            "an embeddings model's answer is not a chat completion",
+        )),
     }
 }
 

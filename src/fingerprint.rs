@@ -25,7 +25,8 @@ const ARRAY: u64 = 3;
 const OBJECT: u64 = 4;
 const KEY: u64 = 5;
 
-fn mix(a: u64, b: u64) -> u64 {
+/// Two hashes mixed into one; order matters.
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&a.to_le_bytes());
     bytes[8..].copy_from_slice(&b.to_le_bytes());

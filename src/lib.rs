@@ -5,6 +5,7 @@
 //! - [`policy`]: every choice made where OpenAI and Bedrock differ, in one table.
 //! - [`openai`]: the OpenAI input line and chat body as read; [`request`]: the validated request.
 //! - [`bedrock`]: Claude, Nova and Converse request bodies; [`translate`]: a whole file, line by line.
+//! - [`embeddings`]: OpenAI embeddings lines on Titan, both ways.
 //! - [`results`]: Bedrock output back to OpenAI output and error lines, in input order.
 //! - [`output`]: OpenAI batch output lines; [`error`]: why a line was rejected.
 
@@ -12,6 +13,7 @@ pub mod bedrock;
 pub mod catalogue;
 pub mod completion;
 pub mod counts;
+pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
 pub mod jsonl;

@@ -372,7 +372,7 @@ struct FileSink {
 }
 
 impl Sink for FileSink {
-    fn record(&mut self, group: usize, model: &BedrockModel, record: &[u8]) -> io::Result<()> {
+    fn record(&mut self, group: usize, model: &BedrockModel, record: &[u8], _continues_line: bool) -> io::Result<()> {
         if self.records.len() <= group {
             self.records.resize_with(group + 1, || None);
         }

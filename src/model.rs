@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use regex_lite::Regex;
 
-use crate::catalogue::{self, Accepts, Entry, Invocation};
+use crate::catalogue::{self, Accepts, Embedding, Entry, Invocation};
 
 /// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,6 +27,8 @@ pub enum Family {
     /// A Converse request and response, in a job of `modelInvocationType: Converse` (docs/formats.md,
     /// "Converse"): Llama, Mistral, DeepSeek, Qwen, gpt-oss, and any model the catalogue runs so.
     Converse,
+    /// Amazon Titan Text Embeddings: one text in, one vector out (docs/formats.md, "Embeddings").
+    TitanEmbed,
 }
 
 impl fmt::Display for Family {
@@ -35,6 +37,7 @@ impl fmt::Display for Family {
             Family::Claude => "claude",
             Family::Nova => "nova",
             Family::Converse => "converse",
+            Family::TitanEmbed => "titan-embed",
         })
     }
 }
@@ -63,6 +66,11 @@ impl BedrockModel {
 
     pub fn accepts(&self) -> Accepts {
         self.entry.accepts
+    }
+
+    /// What the model takes, when it is an embeddings model; `None` for a chat model.
+    pub fn embedding(&self) -> Option<&'static Embedding> {
+        self.entry.embedding.as_ref()
     }
 }
 
@@ -212,12 +220,13 @@ fn classify_id(full: &str, id: &str) -> ModelName {
     let family = match (entry.family, entry.invocation) {
         (catalogue::Family::Claude, Invocation::InvokeModel) => Family::Claude,
         (catalogue::Family::Nova, Invocation::InvokeModel) => Family::Nova,
+        (catalogue::Family::TitanEmbed, Invocation::InvokeModel) => Family::TitanEmbed,
         (f, Invocation::Converse) if f != catalogue::Family::TitanEmbed => Family::Converse,
         (family, invocation) => {
             return ModelName::Unsupported(format!(
                 "'{full}' is {} ({family}, {invocation} bodies) in the model catalogue, and batchdrop does not \
                  translate for that yet (supported: Claude and Nova chat models with their InvokeModel bodies, and chat models \
-                 through Converse)",
+                 through Converse, and Titan embeddings models)",
                 entry.name
             ));
         }
@@ -300,10 +309,11 @@ mod tests {
         assert_eq!(classify(""), ModelName::Foreign);
         assert_eq!(family("meta.llama3-1-70b-instruct-v1:0"), Some(Family::Converse));
         assert_eq!(family("us.openai.gpt-oss-120b-1:0"), Some(Family::Converse));
+        assert_eq!(family("amazon.titan-embed-text-v2:0"), Some(Family::TitanEmbed));
         for name in [
-            // Not in the catalogue, and an embeddings model (catalogued, not translated yet).
+            // Not in the catalogue: a model Bedrock has, but not batch, and an image model.
             "us.meta.llama4-scout-17b-instruct-v1:0",
-            "amazon.titan-embed-text-v2:0",
+            "amazon.titan-embed-text-v1",
             "amazon.nova-canvas-v1:0",
             "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
             "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123",

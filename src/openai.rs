@@ -50,6 +50,11 @@ pub struct Body<'a> {
     pub response_format: Option<ResponseFormat<'a>>,
     /// `functions` or `function_call`, the deprecated forerunners of `tools`.
     pub legacy_functions: Option<&'static str>,
+    /// The fields of an embeddings request (`/v1/embeddings`), kept raw: only an embeddings line reads them
+    /// ([`crate::embeddings::build`]), so on a chat line they are dropped whatever their type.
+    pub input: Option<&'a RawValue>,
+    pub encoding_format: Option<&'a RawValue>,
+    pub dimensions: Option<&'a RawValue>,
     /// Fields present in the body that have no Bedrock meaning, in the order met.
     pub dropped: Vec<Cow<'a, str>>,
 }
@@ -163,6 +168,112 @@ pub struct JsonSchemaFormat<'a> {
     pub description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub schema: Option<&'a RawValue>,
+}
+
+/// An embeddings `input`: one text, or a list whose items are texts (`Some`) or token ids (`None`: a number or
+/// a list of numbers, which Titan cannot take).
+pub enum EmbeddingInput<'a> {
+    Text(Cow<'a, str>),
+    List(Vec<Option<Cow<'a, str>>>),
+}
+
+impl<'a> Body<'a> {
+    /// The chat fields the body holds, by name: an embeddings line has no use for them.
+    pub fn chat_fields(&self) -> Vec<&'static str> {
+        let mut present = Vec::new();
+        let mut note = |set: bool, name: &'static str| {
+            if set {
+                present.push(name);
+            }
+        };
+        note(self.messages.is_some(), "messages");
+        note(self.max_tokens.is_some(), "max_tokens");
+        note(self.max_completion_tokens.is_some(), "max_completion_tokens");
+        note(self.temperature.is_some(), "temperature");
+        note(self.top_p.is_some(), "top_p");
+        note(self.top_k.is_some(), "top_k");
+        note(self.stop.is_some(), "stop");
+        note(self.n.is_some(), "n");
+        note(self.stream.is_some(), "stream");
+        note(self.logprobs.is_some(), "logprobs");
+        note(self.tools.is_some(), "tools");
+        note(self.tool_choice.is_some(), "tool_choice");
+        note(self.response_format.is_some(), "response_format");
+        if let Some(name) = self.legacy_functions {
+            present.push(name);
+        }
+        present
+    }
+
+    /// The embeddings fields the body holds, by name: a chat line has no use for them.
+    pub fn embedding_fields(&self) -> Vec<&'static str> {
+        [
+            (self.input.is_some(), "input"),
+            (self.encoding_format.is_some(), "encoding_format"),
+            (self.dimensions.is_some(), "dimensions"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// One item of an `input` list: a text, or anything else (a token id, a list of them).
+struct InputItem<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for InputItem<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = InputItem<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(InputItem(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(InputItem(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(InputItem(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(InputItem(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(InputItem(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = EmbeddingInput<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(EmbeddingInput::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EmbeddingInput::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                while let Some(InputItem(item)) = seq.next_element()? {
+                    all.push(item);
+                }
+                Ok(EmbeddingInput::List(all))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// `stop`: one string or a list of them.
@@ -311,6 +422,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
                         "tools" => set_once!(map, b.tools, "tools"),
                         "tool_choice" => set_once!(map, b.tool_choice, "tool_choice"),
                         "response_format" => set_once!(map, b.response_format, "response_format"),
+                        "input" => set_once!(map, b.input, "input"),
+                        "encoding_format" => set_once!(map, b.encoding_format, "encoding_format"),
+                        "dimensions" => set_once!(map, b.dimensions, "dimensions"),
                         "functions" | "function_call" => {
                             map.next_value::<IgnoredAny>()?;
                             b.legacy_functions = Some(if key == "functions" {

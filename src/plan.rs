@@ -56,8 +56,10 @@ pub enum PlanError {
 }
 
 /// Cuts a group, given each record's size in bytes (in order), into the fewest jobs that respect every
-/// limit, with record counts as even as possible so that none falls below the minimum.
-pub fn plan_group(model: &str, sizes: &[u64], limits: &Limits) -> Result<Vec<Chunk>, PlanError> {
+/// limit, with record counts as even as possible so that none falls below the minimum. `continues_line` is
+/// empty or says, per record, whether it belongs to the input line of the record before (an embeddings line
+/// has one record per text): a cut never falls between two records of one line.
+pub fn plan_group(model: &str, sizes: &[u64], continues_line: &[bool], limits: &Limits) -> Result<Vec<Chunk>, PlanError> {
     let n = sizes.len();
     let min = limits.min_records;
     if (n as u64) < min {
@@ -79,7 +81,7 @@ pub fn plan_group(model: &str, sizes: &[u64], limits: &Limits) -> Result<Vec<Chu
         if ((n / k) as u64) < min {
             break;
         }
-        if let Some(chunks) = even_split(sizes, k, max_bytes) {
+        if let Some(chunks) = even_split(sizes, continues_line, k, (min, max_records, max_bytes)) {
             return Ok(chunks);
         }
         k += 1;
@@ -92,20 +94,28 @@ pub fn plan_group(model: &str, sizes: &[u64], limits: &Limits) -> Result<Vec<Chu
     })
 }
 
-/// `k` contiguous chunks whose record counts differ by at most one, if each fits in `max_bytes`.
-fn even_split(sizes: &[u64], k: usize, max_bytes: u64) -> Option<Vec<Chunk>> {
+/// `k` contiguous chunks whose record counts differ by at most one (a cut inside a line moves on to the line's
+/// end), if each holds `min..=max_records` records in at most `max_bytes`.
+fn even_split(sizes: &[u64], continues_line: &[bool], k: usize, (min, max_records, max_bytes): (u64, u64, u64)) -> Option<Vec<Chunk>> {
     let n = sizes.len();
     let (base, extra) = (n / k, n % k);
+    let continues = |i: usize| continues_line.get(i).copied().unwrap_or(false);
     let mut chunks = Vec::with_capacity(k);
     let mut start = 0;
+    let mut even_end = 0;
     for i in 0..k {
-        let records = base + usize::from(i < extra);
-        let bytes: u64 = sizes[start..start + records].iter().sum();
-        if bytes > max_bytes {
+        even_end += base + usize::from(i < extra);
+        let mut end = even_end.max(start);
+        while end < n && continues(end) {
+            end += 1;
+        }
+        let records = end - start;
+        let bytes: u64 = sizes[start..end].iter().sum();
+        if records == 0 || (records as u64) < min || records as u64 > max_records || bytes > max_bytes {
             return None;
         }
         chunks.push(Chunk { start, records, bytes });
-        start += records;
+        start = end;
     }
     Some(chunks)
 }
@@ -120,7 +130,7 @@ mod tests {
 
     #[test]
     fn one_job_when_it_fits() {
-        let chunks = plan_group("m", &vec![100; 500], &Limits::default()).expect("plan");
+        let chunks = plan_group("m", &vec![100; 500], &[], &Limits::default()).expect("plan");
         assert_eq!(
             chunks,
             vec![Chunk {
@@ -134,7 +144,7 @@ mod tests {
     #[test]
     fn balanced_jobs_never_below_the_minimum() {
         // 50,001 records: two jobs of 25,001 and 25,000, not 50,000 + 1.
-        let chunks = plan_group("m", &vec![10; 50_001], &Limits::default()).expect("plan");
+        let chunks = plan_group("m", &vec![10; 50_001], &[], &Limits::default()).expect("plan");
         assert_eq!(counts(&chunks), vec![25_001, 25_000]);
         assert_eq!(chunks[1].start, 25_001);
     }
@@ -145,7 +155,7 @@ mod tests {
             max_file_bytes: 1_250,
             ..Limits::default()
         };
-        let chunks = plan_group("m", &vec![10; 250], &limits).expect("plan");
+        let chunks = plan_group("m", &vec![10; 250], &[], &limits).expect("plan");
         assert_eq!(counts(&chunks), vec![125, 125]);
         assert!(chunks.iter().all(|c| c.bytes <= 1_250));
         // Uneven sizes: the first half is heavier, so three jobs are needed.
@@ -155,13 +165,13 @@ mod tests {
             max_file_bytes: 700,
             ..Limits::default()
         };
-        let chunks = plan_group("m", &sizes, &limits).expect("plan");
+        let chunks = plan_group("m", &sizes, &[], &limits).expect("plan");
         assert_eq!(counts(&chunks), vec![100, 100, 100]);
     }
 
     #[test]
     fn below_minimum_says_model_count_and_minimum() {
-        let err = plan_group("us.amazon.nova-lite-v1:0", &[1; 99], &Limits::default()).expect_err("too few");
+        let err = plan_group("us.amazon.nova-lite-v1:0", &[1; 99], &[], &Limits::default()).expect_err("too few");
         assert_eq!(
             err.to_string(),
             "us.amazon.nova-lite-v1:0 needs at least 100 records per Bedrock batch job, and this file has 99 for it"
@@ -175,8 +185,32 @@ mod tests {
             ..Limits::default()
         };
         assert!(matches!(
-            plan_group("m", &vec![9; 150], &limits),
+            plan_group("m", &vec![9; 150], &[], &limits),
             Err(PlanError::CannotSplit { .. })
         ));
+    }
+
+    #[test]
+    fn a_line_of_several_records_stays_in_one_job() {
+        // 300 records in lines of three. Three jobs of at most 110: the even cuts at 100 and 200 fall inside
+        // lines (records 99-101 and 198-200, counted from 0), so each moves on to its line's end.
+        let continues: Vec<bool> = (0..300).map(|i| i % 3 != 0).collect();
+        let limits = Limits {
+            min_records: 10,
+            max_records_per_job: 110,
+            ..Limits::default()
+        };
+        let chunks = plan_group("m", &vec![1; 300], &continues, &limits).expect("plan");
+        assert_eq!(counts(&chunks), vec![102, 99, 99]);
+        assert!(chunks.iter().all(|c| !continues[c.start]), "{chunks:?}");
+        // A cut that cannot move on without breaking a limit means one more job.
+        let limits = Limits {
+            min_records: 10,
+            max_records_per_job: 100,
+            ..Limits::default()
+        };
+        let chunks = plan_group("m", &vec![1; 300], &continues, &limits).expect("plan");
+        assert!(chunks.len() > 3 && chunks.iter().all(|c| c.records <= 100 && !continues[c.start]), "{chunks:?}");
+        assert_eq!(chunks.iter().map(|c| c.records).sum::<usize>(), 300);
     }
 }

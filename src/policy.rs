@@ -66,8 +66,15 @@ pub const JSON_OBJECT_TOOL: &str = "json_object";
 pub const STRUCTURED_TOOL_DESCRIPTION: &str =
     "Give your whole answer by calling this tool: its input is the answer, as one JSON object.";
 
-/// The only endpoint whose lines batchdrop translates (SPEC §4.1).
+/// The chat endpoint (SPEC §4.1).
 pub const CHAT_COMPLETIONS_URL: &str = "/v1/chat/completions";
+
+/// The embeddings endpoint: its lines run on an embeddings model (docs/formats.md, "Embeddings").
+pub const EMBEDDINGS_URL: &str = "/v1/embeddings";
+
+/// The embeddings model of lines on [`EMBEDDINGS_URL`] that name no Bedrock model, unless the batch's own model
+/// is an embeddings model.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "amazon.titan-embed-text-v2:0";
 
 /// Image media types Claude and Nova both accept (SPEC §3.1, §3.2).
 pub const IMAGE_TYPES: &[&str] = &["jpeg", "png", "gif", "webp"];

@@ -32,7 +32,8 @@ use crate::model::{self, Family, ModelName};
 use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
 use crate::spill::{Sorted, Sorter};
-use crate::translate::{MapCounts, MapEnd, MapHeader, MapLine, MAP_VERSION};
+use crate::embeddings::{self, EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage, Written};
+use crate::translate::{MapCounts, MapEmbedding, MapEnd, MapHeader, MapLine, MAP_VERSION, OLDEST_MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,7 +447,7 @@ fn read_header<M: BufRead>(lines: &mut Lines<M>) -> io::Result<MapHeader> {
     };
     let header: MapHeader = serde_json::from_slice(header)
         .map_err(|e| bad_map(1, format!("not a record map header: {}", serde_text(&e))))?;
-    if header.batchdrop_record_map != MAP_VERSION {
+    if !(OLDEST_MAP_VERSION..=MAP_VERSION).contains(&header.batchdrop_record_map) {
         return Err(bad_map(
             1,
             format!(
@@ -489,18 +490,26 @@ impl MapWalk {
         Ok(())
     }
 
-    fn record(&mut self, map_line: u64, record: u64) -> io::Result<()> {
-        if record <= self.last_record {
+    /// An entry's records: `count` of them from `first` on.
+    fn records(&mut self, map_line: u64, first: u64, count: u64) -> io::Result<()> {
+        if first <= self.last_record {
             return Err(bad_map(
                 map_line,
                 format!(
                     "recordId {} appears twice (or out of order)",
-                    RecordId::new(record).as_str()
+                    RecordId::new(first).as_str()
                 ),
             ));
         }
-        self.last_record = record;
-        self.records += 1;
+        let last = first.saturating_add(count.saturating_sub(1));
+        if count == 0 || last > RecordId::MAX {
+            return Err(bad_map(
+                map_line,
+                format!("an entry of {count} records from recordId {}", RecordId::new(first).as_str()),
+            ));
+        }
+        self.last_record = last;
+        self.records += count;
         Ok(())
     }
 
@@ -566,6 +575,8 @@ struct Accepted<'e> {
     sent: Option<Fingerprint>,
     /// The structured-output tool whose input is the answer.
     structured: Option<&'e str>,
+    /// An embeddings line: its records and the answer's shape.
+    embedding: Option<MapEmbedding>,
 }
 
 fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) -> io::Result<Accepted<'e>> {
@@ -592,13 +603,26 @@ fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) 
                 .ok_or_else(|| bad_map(map_line, format!("fp {} is not 16 hex digits", shown(&quoted(hex), 60))))?,
         ),
     };
+    let family = families.of(map_line, model)?;
+    if (family == Family::TitanEmbed) != entry.embedding.is_some() {
+        return Err(bad_map(
+            map_line,
+            format!(
+                "{} {} an embeddings model, but the entry {} embedding",
+                shown(&quoted(model), SAMPLE_BYTES),
+                if family == Family::TitanEmbed { "is" } else { "is not" },
+                if entry.embedding.is_some() { "has an" } else { "has no" }
+            ),
+        ));
+    }
     Ok(Accepted {
         record,
         model,
         custom_id,
-        family: families.of(map_line, model)?,
+        family,
         sent,
         structured: entry.structured.as_deref(),
+        embedding: entry.embedding,
     })
 }
 
@@ -659,7 +683,8 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             continue;
         }
         let accepted = accepted(map_line, &entry, &mut families)?;
-        walk.record(map_line, accepted.record.number())?;
+        let count = accepted.embedding.map_or(1, |e| u64::from(e.parts));
+        walk.records(map_line, accepted.record.number(), count)?;
         let ctx = Ctx {
             ids: &ids,
             line: entry.line,
@@ -697,28 +722,123 @@ impl Ctx<'_> {
         errors: &mut E,
         report: &mut ResultsReport,
     ) -> io::Result<()> {
-        let record = self.accepted.record.number();
-        while results.peek_key().is_some_and(|k| record_of(k) < record) {
-            results.next()?;
-            report.unexpected_results += 1;
+        if let Some(embedding) = self.accepted.embedding {
+            return self.join_embedding(embedding, results, options, output, errors, report);
         }
+        let record = self.accepted.record.number();
+        skip_before(results, record, report)?;
         match results.peek_key() {
             Some(k) if record_of(k) == record => {
                 if let Some((_, payload)) = results.next()? {
                     self.write(decode(payload)?, output, errors, report)?;
                 }
             }
-            _ => {
-                let (code, message) = (options.status)(self.job, self.accepted.model).missing();
-                *report.missing.entry(code).or_default() += 1;
-                write_batch_error(errors, self.ids, self.line, self.accepted.custom_id, code, message)?;
+            _ => self.missing(options, errors, report)?,
+        }
+        skip_duplicates(results, record, report)
+    }
+
+    fn missing<E: Write>(&self, options: &JoinOptions<'_>, errors: &mut E, report: &mut ResultsReport) -> io::Result<()> {
+        let (code, message) = (options.status)(self.job, self.accepted.model).missing();
+        *report.missing.entry(code).or_default() += 1;
+        write_batch_error(errors, self.ids, self.line, self.accepted.custom_id, code, message)
+    }
+
+    /// An embeddings line: the results of its records, one per text, joined into one answer. The line fails
+    /// as a whole when any of them is missing, an error, or unusable, and says which text.
+    fn join_embedding<O: Write, E: Write>(
+        &self,
+        embedding: MapEmbedding,
+        results: &mut Sorted,
+        options: &JoinOptions<'_>,
+        output: &mut O,
+        errors: &mut E,
+        report: &mut ResultsReport,
+    ) -> io::Result<()> {
+        let first = self.accepted.record.number();
+        // Each part's payload, copied: the sorter lends one payload at a time.
+        let mut payloads: Vec<Option<Vec<u8>>> = Vec::with_capacity(embedding.parts as usize);
+        for i in 0..u64::from(embedding.parts) {
+            let record = first + i;
+            skip_before(results, record, report)?;
+            let mut payload = None;
+            if results.peek_key().is_some_and(|k| record_of(k) == record) {
+                payload = results.next()?.map(|(_, p)| p.to_vec());
+            }
+            skip_duplicates(results, record, report)?;
+            payloads.push(payload);
+        }
+        if payloads.iter().any(Option::is_none) {
+            return self.missing(options, errors, report);
+        }
+        let mut parts = Vec::with_capacity(payloads.len());
+        for payload in payloads.iter().flatten() {
+            parts.push(decode(payload)?);
+        }
+        let which = |i: usize| {
+            if embedding.parts > 1 {
+                format!("input[{i}]: ")
+            } else {
+                String::new()
+            }
+        };
+        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Unreadable) {
+            report.unreadable += 1;
+            let message = format!("{}{}", which(i), part.text);
+            return self.fail(errors, report, 500, Some("unreadable_result"), &message);
+        }
+        let echoed: Option<Vec<Fingerprint>> = parts.iter().map(|p| p.echoed).collect();
+        match (self.accepted.sent, echoed.map(embeddings::combined)) {
+            (Some(sent), Some(echoed)) if sent != echoed => {
+                report.mismatched += 1;
+                return self.fail(errors, report, 500, Some("mismatched_result"), &self.mismatch());
+            }
+            (Some(_), Some(_)) => {}
+            _ => report.unverified += 1,
+        }
+        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Error) {
+            let (status, message) = record_error(part.text);
+            return self.fail(errors, report, status, None, &format!("{}{message}", which(i)));
+        }
+        let mut data = Vec::with_capacity(parts.len());
+        let mut tokens: u64 = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let written = embeddings::read(part.text, embedding.dimensions).and_then(|v| {
+                tokens = tokens.saturating_add(v.tokens);
+                if embedding.base64 {
+                    embeddings::to_base64(v.raw).map(Written::Base64)
+                } else {
+                    Ok(Written::Float(v.raw))
+                }
+            });
+            match written {
+                Ok(w) => data.push(EmbeddingOut {
+                    object: "embedding",
+                    index: i,
+                    embedding: w,
+                }),
+                Err(unusable) => {
+                    let message = format!("{}{}", which(i), unusable.message);
+                    return self.fail(errors, report, 500, Some(unusable.code), &message);
+                }
             }
         }
-        while results.peek_key().is_some_and(|k| record_of(k) == record) {
-            results.next()?;
-            report.duplicate_results += 1;
-        }
-        Ok(())
+        report.succeeded += 1;
+        report.usage.add(&Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+            ..Usage::default()
+        });
+        let body = EmbeddingsResponse {
+            object: "list",
+            data,
+            model: self.accepted.model,
+            usage: EmbeddingsUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        };
+        write_success(output, self.ids, self.line, self.accepted.custom_id, body)
     }
 
     /// Writes the record's line from its result: the answer, or an error line saying why not.
@@ -801,6 +921,24 @@ impl Ctx<'_> {
             },
         )
     }
+}
+
+/// Passes over results of records before `record`: not in the map.
+fn skip_before(results: &mut Sorted, record: u64, report: &mut ResultsReport) -> io::Result<()> {
+    while results.peek_key().is_some_and(|k| record_of(k) < record) {
+        results.next()?;
+        report.unexpected_results += 1;
+    }
+    Ok(())
+}
+
+/// Passes over further results of `record`, once its first was taken.
+fn skip_duplicates(results: &mut Sorted, record: u64, report: &mut ResultsReport) -> io::Result<()> {
+    while results.peek_key().is_some_and(|k| record_of(k) == record) {
+        results.next()?;
+        report.duplicate_results += 1;
+    }
+    Ok(())
 }
 
 /// The status and message of a Bedrock record error. SPEC §6.4: errorCode may be a number or a string;

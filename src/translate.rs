@@ -20,10 +20,11 @@ use crate::counts::Counts;
 use crate::error::{cut, LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Line, Lines};
-use crate::model::{self, BedrockModel, ModelName};
+use crate::embeddings::{self, Encoding};
+use crate::model::{self, BedrockModel, Family, ModelName};
 use crate::openai::{CowStr, InputLine, LineHead};
 use crate::output::{write_http_error, HttpError, Ids};
-use crate::policy::{Policy, CHAT_COMPLETIONS_URL, MAX_MODELS_PER_BATCH};
+use crate::policy::{Policy, CHAT_COMPLETIONS_URL, DEFAULT_EMBEDDING_MODEL, EMBEDDINGS_URL, MAX_MODELS_PER_BATCH};
 use crate::record_id::RecordId;
 use crate::request;
 use crate::spill::{Sorted, Sorter};
@@ -46,6 +47,8 @@ pub struct Report {
     pub dropped_fields: Counts,
     /// Accepted lines whose temperature the temperature policy clamped or scaled.
     pub temperature_changed: u64,
+    /// Bedrock records written: one per accepted chat line, one per text of an accepted embeddings line.
+    pub records: u64,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
@@ -181,13 +184,28 @@ pub struct Accepted<'l> {
     pub fingerprint: Option<Fingerprint>,
     /// The structured-output tool the line's answer comes in ([`crate::request::Request::structured`]).
     pub structured: Option<String>,
+    /// For an embeddings line run on a model: how its records and answer are shaped.
+    pub embedding: Option<MapEmbedding>,
+    /// For an embeddings line whose bodies were written: where each text's body ends, counted from where
+    /// `body_out` was when the line began (empty for a chat line, whose one body is all that was written).
+    pub part_ends: Vec<usize>,
+}
+
+/// The endpoint a line posts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Embeddings,
 }
 
 /// Decides lines one by one. Holds what must be known across lines: the custom_ids seen so far, the
 /// model groups, and the report.
 pub struct Translator {
     policy: Policy,
+    /// The group of chat lines that name no Bedrock model.
     batch_model: Option<usize>,
+    /// The group of embeddings lines that name no Bedrock model, once one has come.
+    embedding_model: Option<usize>,
     models: Vec<BedrockModel>,
     /// The last `body.model` string met and what it resolved to: files repeat one name on every line.
     last_model: Option<(String, Resolution)>,
@@ -196,12 +214,17 @@ pub struct Translator {
 }
 
 impl Translator {
-    /// `batch_model` is the batch's model (DESIGN.md "Model choice"), used by lines that name none.
+    /// `batch_model` is the batch's model (DESIGN.md "Model choice"), used by lines that name none: chat lines
+    /// when it is a chat model, embeddings lines when it is an embeddings model (the others then use
+    /// [`DEFAULT_EMBEDDING_MODEL`], or have none).
     pub fn new(policy: Policy, batch_model: Option<BedrockModel>) -> Self {
+        let embeds = batch_model.as_ref().is_some_and(|m| m.family == Family::TitanEmbed);
         let models: Vec<BedrockModel> = batch_model.into_iter().collect();
+        let first = if models.is_empty() { None } else { Some(0) };
         Translator {
             policy,
-            batch_model: if models.is_empty() { None } else { Some(0) },
+            batch_model: if embeds { None } else { first },
+            embedding_model: if embeds { first } else { None },
             models,
             last_model: None,
             duplicates: Duplicates::Live(HashMap::default()),
@@ -304,15 +327,16 @@ impl Translator {
                 ))
             }
         }
-        match parsed.url.as_deref() {
-            Some(CHAT_COMPLETIONS_URL) => {}
+        let endpoint = match parsed.url.as_deref() {
+            Some(CHAT_COMPLETIONS_URL) => Endpoint::Chat,
+            Some(EMBEDDINGS_URL) => Endpoint::Embeddings,
             None => {
                 return Err(fail(
                     id,
                     Rejection::new(
                         Reason::Url,
                         "url",
-                        format!("is missing (must be {CHAT_COMPLETIONS_URL})"),
+                        format!("is missing (must be {CHAT_COMPLETIONS_URL} or {EMBEDDINGS_URL})"),
                     ),
                 ))
             }
@@ -322,21 +346,21 @@ impl Translator {
                     Rejection::new(
                         Reason::Url,
                         "url",
-                        format!("'{u}' is not supported; only {CHAT_COMPLETIONS_URL} is"),
+                        format!("'{u}' is not supported; only {CHAT_COMPLETIONS_URL} and {EMBEDDINGS_URL} are"),
                     ),
                 ))
             }
-        }
+        };
         let Some(mut body) = parsed.body else {
             return Err(fail(id, Rejection::new(Reason::MissingBody, "body", "is missing")));
         };
         let group = match body.model.as_deref() {
-            None => self.batch_model,
+            None => self.default_group(endpoint),
             Some(name) => match self.resolve(name) {
                 Resolution::Group(g) => Some(*g),
                 Resolution::Foreign => {
                     self.report.ignored_model_names.bump(name);
-                    self.batch_model
+                    self.default_group(endpoint)
                 }
                 Resolution::Unsupported(why) => {
                     return Err(fail(
@@ -357,10 +381,67 @@ impl Translator {
             ));
         }
         let model = group.map(|g| &self.models[g]);
+        if let Some(m) = model {
+            let embeds = m.family == Family::TitanEmbed;
+            let why = match endpoint {
+                Endpoint::Chat if embeds => Some(format!(
+                    "'{}' is an embeddings model; a {CHAT_COMPLETIONS_URL} line needs a chat model",
+                    m.id
+                )),
+                Endpoint::Embeddings if !embeds => Some(format!(
+                    "'{}' is a chat model; a {EMBEDDINGS_URL} line needs an embeddings model, such as \
+                     {DEFAULT_EMBEDDING_MODEL}",
+                    m.id
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(fail(id, Rejection::new(Reason::UnsupportedModel, "body.model", why)));
+            }
+        }
         let dropped = std::mem::take(&mut body.dropped);
+        if endpoint == Endpoint::Embeddings {
+            let (request, chat_fields) = embeddings::build(body, model).map_err(|r| fail(id, r))?;
+            let mut accepted = Accepted {
+                custom_id,
+                group,
+                fingerprint: None,
+                structured: None,
+                embedding: None,
+                part_ends: Vec::new(),
+            };
+            if let (Some(out), Some(_), Some(dimensions)) = (body_out, model, request.dimensions) {
+                let start = out.len();
+                let written = request.write_bodies(out).map_err(|e| {
+                    fail(
+                        Some(&accepted.custom_id),
+                        Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
+                    )
+                })?;
+                if let Some((ends, fingerprint)) = written {
+                    accepted.part_ends = ends.into_iter().map(|e| e - start).collect();
+                    accepted.fingerprint = Some(fingerprint);
+                    self.report.records += accepted.part_ends.len() as u64;
+                }
+                accepted.embedding = Some(MapEmbedding {
+                    parts: request.inputs.len() as u32,
+                    dimensions,
+                    base64: request.encoding == Encoding::Base64,
+                });
+            }
+            for name in &dropped {
+                self.report.dropped_fields.bump(name);
+            }
+            for name in chat_fields {
+                self.report.dropped_fields.bump(name);
+            }
+            return Ok(accepted);
+        }
+        let embedding_fields = body.embedding_fields();
         let request = request::build(body, &self.policy, model).map_err(|r| fail(id, r))?;
         let mut fingerprint = None;
         if let (Some(out), Some(m)) = (body_out, model) {
+            self.report.records += 1;
             fingerprint = bedrock::body_fingerprint(m.family, &request);
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
             bedrock::write_body(m.family, &request, out).map_err(|e| {
@@ -373,13 +454,35 @@ impl Translator {
         for name in &dropped {
             self.report.dropped_fields.bump(name);
         }
+        for name in embedding_fields {
+            self.report.dropped_fields.bump(name);
+        }
         self.report.temperature_changed += u64::from(request.temperature_changed);
         Ok(Accepted {
             custom_id,
             group,
             fingerprint,
             structured: request.structured.map(Cow::into_owned),
+            embedding: None,
+            part_ends: Vec::new(),
         })
+    }
+
+    /// The group of a line that names no Bedrock model: the batch's chat model for a chat line; for an
+    /// embeddings line the batch's model when it embeds, else [`DEFAULT_EMBEDDING_MODEL`], added as a group
+    /// when first needed.
+    fn default_group(&mut self, endpoint: Endpoint) -> Option<usize> {
+        match endpoint {
+            Endpoint::Chat => self.batch_model,
+            Endpoint::Embeddings => {
+                if self.embedding_model.is_none() {
+                    if let Resolution::Group(g) = self.resolve(DEFAULT_EMBEDDING_MODEL) {
+                        self.embedding_model = Some(*g);
+                    }
+                }
+                self.embedding_model
+            }
+        }
     }
 
     /// SPEC §4.1: a custom_id is unique in the file. The first line to claim one owns it, whether that
@@ -623,8 +726,9 @@ fn strip_position(message: &str) -> String {
 /// Where the outcome of each line goes.
 pub trait Sink {
     /// A Bedrock input record (one JSONL line, newline included) for model group `group`, whose
-    /// Bedrock model is `model`.
-    fn record(&mut self, group: usize, model: &BedrockModel, record: &[u8]) -> io::Result<()>;
+    /// Bedrock model is `model`. `continues_line` when it is not the first record of its input line (an
+    /// embeddings line has one record per text): a job must hold all of a line's records.
+    fn record(&mut self, group: usize, model: &BedrockModel, record: &[u8], continues_line: bool) -> io::Result<()>;
     /// One line of the record map (newline included); one per non-blank input line, in input order.
     fn map_entry(&mut self, entry: &[u8]) -> io::Result<()>;
     /// A rejected line: its OpenAI error line (newline included) and the error itself.
@@ -654,6 +758,21 @@ pub struct MapLine<'a> {
     /// "Structured output").
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub structured: Option<Cow<'a, str>>,
+    /// For an embeddings line: its records (from `recordId` on, one per text) and the answer's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<MapEmbedding>,
+}
+
+/// What the record map keeps of an embeddings line (docs/formats.md, "Embeddings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEmbedding {
+    /// How many records (texts) the line has; they are numbered one after another from its `recordId`.
+    pub parts: u32,
+    /// The length of every vector asked for.
+    pub dimensions: u32,
+    /// The answer's vectors in base64 rather than as numbers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub base64: bool,
 }
 
 /// Why a line was rejected before Bedrock: the code, field and message of its error line.
@@ -678,6 +797,7 @@ impl<'a> MapLine<'a> {
             job: None,
             fingerprint: None,
             structured: None,
+            embedding: None,
             rejected: Some(MapRejection {
                 code: Cow::Borrowed(error.rejection.reason.as_str()),
                 param: Some(Cow::Borrowed(error.rejection.field.as_str())).filter(|f| !f.is_empty()),
@@ -715,8 +835,12 @@ impl MapEnd {
     }
 }
 
-/// The record map format this code writes and reads. Version 2 added the trailer and the fingerprints.
-pub const MAP_VERSION: u32 = 2;
+/// The record map format this code writes. Version 2 added the trailer and the fingerprints, version 3 the
+/// embeddings lines of several records.
+pub const MAP_VERSION: u32 = 3;
+
+/// The oldest record map format this code still reads: a version 2 map is a version 3 map without embeddings.
+pub const OLDEST_MAP_VERSION: u32 = 2;
 
 /// Translates a whole file. `batch_id` seeds the ids of error lines (see [`Ids`]). Returns the report.
 pub fn translate<R: BufRead, S: Sink>(
@@ -735,6 +859,7 @@ pub fn translate<R: BufRead, S: Sink>(
 
     let mut lines = Lines::with_limit(input, translator.policy().max_line_bytes);
     let mut record = Vec::with_capacity(64 * 1024);
+    let mut bodies = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
     let mut next_record = RecordId::FIRST;
     while let Some((line_no, line)) = lines.next_any()? {
@@ -763,26 +888,46 @@ pub fn translate<R: BufRead, S: Sink>(
                     return Err(io::Error::other("a line was accepted without a model"));
                 };
                 debug_assert!(record.len() > body_start);
-                record.extend_from_slice(b"}\n");
                 let model = &translator.models()[group];
-                sink.record(group, model, &record)?;
+                let first_record = next_record;
+                if accepted.part_ends.is_empty() {
+                    record.extend_from_slice(b"}\n");
+                    sink.record(group, model, &record, false)?;
+                    next_record = next_record.next();
+                } else {
+                    // One record per text, numbered one after another, each with its own body.
+                    bodies.clear();
+                    bodies.extend_from_slice(&record[body_start..]);
+                    let mut from = 0;
+                    for (i, &end) in accepted.part_ends.iter().enumerate() {
+                        record.clear();
+                        record.extend_from_slice(b"{\"recordId\":\"");
+                        record.extend_from_slice(next_record.as_bytes());
+                        record.extend_from_slice(b"\",\"modelInput\":");
+                        record.extend_from_slice(&bodies[from..end]);
+                        record.extend_from_slice(b"}\n");
+                        sink.record(group, model, &record, i > 0)?;
+                        from = end;
+                        next_record = next_record.next();
+                    }
+                }
                 let model = &model.id;
                 serde_json::to_writer(
                     &mut scratch,
                     &MapLine {
                         line: line_no,
                         custom_id: Some(Cow::Borrowed(&accepted.custom_id)),
-                        record_id: Some(Cow::Borrowed(next_record.as_str())),
+                        record_id: Some(Cow::Borrowed(first_record.as_str())),
                         model: Some(Cow::Borrowed(model)),
                         job: None,
                         rejected: None,
                         fingerprint: accepted.fingerprint.map(|f| Cow::Owned(f.to_hex())),
                         structured: accepted.structured.as_deref().map(Cow::Borrowed),
+                        embedding: accepted.embedding,
                     },
                 )?;
                 scratch.push(b'\n');
                 sink.map_entry(&scratch)?;
-                next_record = next_record.next();
             }
             Err(error) => write_rejected(&mut scratch, &ids, &error, sink)?,
         }
@@ -791,7 +936,7 @@ pub fn translate<R: BufRead, S: Sink>(
     let mut end = serde_json::to_vec(&MapEnd {
         batchdrop_record_map_end: MapCounts {
             entries: report.lines,
-            records: report.accepted,
+            records: report.records,
         },
     })?;
     end.push(b'\n');

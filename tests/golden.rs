@@ -9,7 +9,10 @@
 //! - `results`: `fixtures/golden/results/*.json`, one per Bedrock outcome: a `modelOutput` (every stop reason
 //!   of §6.1, tool use, usage with cache counters) or a record `error`, and the OpenAI output or error line it
 //!   must become (§4.2, §4.3, §6), driven through `translate`, `results::Collector` and `results::join`.
-//! - `support`: fixture loading and JSON comparison shared by the three.
+//! - `results::embeddings_both_ways`: `fixtures/golden/embeddings/*.json`, one per rule of docs/formats.md
+//!   "Embeddings": an OpenAI embeddings line, the Titan records it must become, and, where given, Bedrock's
+//!   answers to them and the OpenAI line they must become.
+//! - `support`: fixture loading and JSON comparison shared by them.
 
 mod support {
     use std::collections::BTreeSet;
@@ -244,6 +247,11 @@ mod rejections {
         format!(r#"{{"custom_id":"c1","method":"POST","url":"/v1/chat/completions","body":{body}}}"#)
     }
 
+    /// An embeddings line with custom_id `c1` around `body`.
+    fn embed(body: &str) -> String {
+        format!(r#"{{"custom_id":"c1","method":"POST","url":"/v1/embeddings","body":{body}}}"#)
+    }
+
     const HI: &str = r#"[{"role":"user","content":"Hi"}]"#;
 
     fn with_messages(extra: &str) -> String {
@@ -323,10 +331,50 @@ mod rejections {
                 "method",
             ),
             case(
-                "embeddings url",
-                with_messages("").replace("/v1/chat/completions", "/v1/embeddings"),
+                "completions url",
+                with_messages("").replace("/v1/chat/completions", "/v1/completions"),
                 Reason::Url,
                 "url",
+            ),
+            // Embeddings lines (docs/formats.md, "Embeddings").
+            case("embeddings without input", embed(r#"{"model":"text-embedding-3-small"}"#), Reason::Input, "body.input"),
+            case("embeddings of tokens", embed(r#"{"input":[[1,2,3]]}"#), Reason::Input, "body.input[0]"),
+            case("embeddings of a token list", embed(r#"{"input":[5,6]}"#), Reason::Input, "body.input[0]"),
+            case("embeddings of no text", embed(r#"{"input":""}"#), Reason::Input, "body.input"),
+            case("embeddings of an empty list", embed(r#"{"input":[]}"#), Reason::Input, "body.input"),
+            case("an empty text in a list", embed(r#"{"input":["a",""]}"#), Reason::Input, "body.input[1]"),
+            case("embeddings input an object", embed(r#"{"input":{"text":"a"}}"#), Reason::Input, "body.input"),
+            case(
+                "a text over Titan's length",
+                embed(&format!(r#"{{"input":["ok","{}"]}}"#, "é".repeat(50_001))),
+                Reason::Input,
+                "body.input[1]",
+            ),
+            case(
+                "too many texts",
+                embed(&format!(r#"{{"input":[{}"last"]}}"#, r#""t","#.repeat(2048))),
+                Reason::Input,
+                "body.input",
+            ),
+            case(
+                "encoding_format",
+                embed(r#"{"input":"a","encoding_format":"int8"}"#),
+                Reason::EncodingFormat,
+                "body.encoding_format",
+            ),
+            case("dimensions Titan lacks", embed(r#"{"input":"a","dimensions":768}"#), Reason::Dimensions, "body.dimensions"),
+            case("dimensions a string", embed(r#"{"input":"a","dimensions":"256"}"#), Reason::Dimensions, "body.dimensions"),
+            case(
+                "a chat model on an embeddings line",
+                embed(&format!(r#"{{"input":"a","model":"{CLAUDE}"}}"#)),
+                Reason::UnsupportedModel,
+                "body.model",
+            ),
+            case(
+                "an embeddings model on a chat line",
+                with_messages(r#","model":"amazon.titan-embed-text-v2:0""#),
+                Reason::UnsupportedModel,
+                "body.model",
             ),
             case(
                 "no body",
@@ -572,7 +620,7 @@ mod results {
     }
 
     impl Sink for Memory {
-        fn record(&mut self, _group: usize, _model: &BedrockModel, record: &[u8]) -> io::Result<()> {
+        fn record(&mut self, _group: usize, _model: &BedrockModel, record: &[u8], _continues_line: bool) -> io::Result<()> {
             self.records.push(record.to_vec());
             Ok(())
         }
@@ -690,7 +738,7 @@ mod results {
         }
         let mut body = line["response"]["body"].clone();
         let mut want = expected.body.clone();
-        if expected.file == "output" {
+        if expected.file == "output" && want["object"] == "chat.completion" {
             match body.as_object_mut().and_then(|b| b.remove("id")) {
                 Some(Value::String(id)) if id.starts_with("chatcmpl-") => {}
                 other => fail(format!("chat.completion id {other:?} does not start with chatcmpl-")),
@@ -861,5 +909,111 @@ mod results {
                 (1, 1, Some(&1))
             );
         }
+    }
+
+    #[derive(Deserialize)]
+    struct EmbeddingFixture {
+        input: Value,
+        /// The Bedrock model the line must run on.
+        model: String,
+        /// The `modelInput` of each record, in record order.
+        records: Vec<Value>,
+        #[serde(default)]
+        dropped_fields: Option<Vec<String>>,
+        /// Per record, what Bedrock wrote after `recordId` and `modelInput`; `null` for a record it never
+        /// returned. Absent for a fixture of the translation only.
+        #[serde(default)]
+        bedrock: Option<Vec<Option<serde_json::Map<String, Value>>>>,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        expected: Option<EmbeddingExpected>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum EmbeddingExpected {
+        /// A line that never ran: its error code.
+        Missing { file: String, batch_error: String },
+        Line(Expected),
+    }
+
+    /// docs/formats.md "Embeddings", both ways: each fixture's line is translated in a batch whose own model
+    /// is a chat model, its records checked, and Bedrock's answers (in reverse order) joined back.
+    #[test]
+    fn embeddings_both_ways() {
+        let mut failures = Vec::new();
+        let names = support::fixture_names("embeddings");
+        assert!(names.len() >= 6, "{names:?}");
+        for name in &names {
+            let f: EmbeddingFixture = serde_json::from_str(&support::read_fixture("embeddings", name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut translator = Translator::new(Policy::default(), Some(support::bedrock_model(support::CLAUDE)));
+            let mut sink = Memory::default();
+            let input = format!("{}\n", f.input);
+            translate::translate(input.as_bytes(), &mut translator, "golden-batch", &mut sink).unwrap();
+            if !sink.rejected.is_empty() {
+                failures.push(format!("{name}: rejected: {}", sink.rejected[0]));
+                continue;
+            }
+            let records: Vec<Value> = sink.records.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+            let bodies = Value::Array(records.iter().map(|r| r["modelInput"].clone()).collect());
+            failures.extend(support::diff(&format!("{name}: records"), &bodies, &Value::Array(f.records.clone())));
+            let ids: Vec<String> = records.iter().map(|r| r["recordId"].as_str().unwrap().to_string()).collect();
+            let numbered: Vec<String> = (1..=ids.len()).map(|n| format!("R{n:010}")).collect();
+            if ids != numbered {
+                failures.push(format!("{name}: recordIds {ids:?}, expected {numbered:?}"));
+            }
+            let used: Vec<&String> = translator.report().accepted_by_model.keys().collect();
+            if used != [&f.model] {
+                failures.push(format!("{name}: ran on {used:?}, expected {}", f.model));
+            }
+            if let Some(expected) = &f.dropped_fields {
+                let dropped: Vec<String> = translator.report().dropped_fields.keys().cloned().collect();
+                if &dropped != expected {
+                    failures.push(format!("{name}: dropped {dropped:?}, expected {expected:?}"));
+                }
+            }
+            let (Some(answers), Some(expected)) = (&f.bedrock, &f.expected) else {
+                continue;
+            };
+            let mut lines: Vec<String> = records
+                .iter()
+                .zip(answers)
+                .filter_map(|(record, answer)| {
+                    let mut line = serde_json::Map::new();
+                    line.insert("recordId".into(), record["recordId"].clone());
+                    line.insert("modelInput".into(), record["modelInput"].clone());
+                    line.extend(answer.clone()?);
+                    Some(format!("{}\n", Value::Object(line)))
+                })
+                .collect();
+            lines.reverse();
+            let status = f.status.as_deref().map_or(JobStatus::Completed, |s| JobStatus::parse(s).unwrap());
+            let (output, errors, report) = run(&sink, &[lines], 1 << 20, status);
+            let (file, line) = match (&output[..], &errors[..]) {
+                ([line], []) => ("output", line),
+                ([], [line]) => ("errors", line),
+                _ => {
+                    failures.push(format!("{name}: one line expected, got {output:?} and {errors:?}"));
+                    continue;
+                }
+            };
+            if line["custom_id"] != f.input["custom_id"] {
+                failures.push(format!("{name}: custom_id {}", line["custom_id"]));
+            }
+            match expected {
+                EmbeddingExpected::Missing { file: want, batch_error } => {
+                    if file != want || line["error"]["code"] != batch_error.as_str() || !line["response"].is_null() {
+                        failures.push(format!("{name}: expected a {batch_error} line in {want}, got {line} in {file}"));
+                    }
+                }
+                EmbeddingExpected::Line(want) => failures.extend(check_line(name, file, line, want)),
+            }
+            if (report.mismatched, report.unverified, report.duplicate_results, report.unexpected_results) != (0, 0, 0, 0) {
+                failures.push(format!("{name}: report {report:?}"));
+            }
+        }
+        support::report(failures);
     }
 }

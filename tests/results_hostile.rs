@@ -26,7 +26,7 @@ struct Memory {
 }
 
 impl Sink for Memory {
-    fn record(&mut self, _group: usize, _model: &BedrockModel, record: &[u8]) -> io::Result<()> {
+    fn record(&mut self, _group: usize, _model: &BedrockModel, record: &[u8], _continues_line: bool) -> io::Result<()> {
         let text = std::str::from_utf8(record).expect("records are UTF-8");
         let open = text.trim_end().strip_suffix('}').expect("a record is an object");
         self.records.push(open.to_string());

@@ -148,6 +148,19 @@ pub struct Entry {
     /// Keys of the catalogue's `sources` the facts come from.
     pub facts: Vec<String>,
     pub prices: Option<Prices>,
+    /// What an embeddings model takes; `Some` exactly for embeddings models.
+    pub embedding: Option<Embedding>,
+}
+
+/// What one embeddings request may ask of an embeddings model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Embedding {
+    /// The vector lengths the model can give, in the order the catalogue lists them.
+    pub dimensions: Vec<u32>,
+    /// The length given when a request names none (and sent explicitly, so the answer's length is known).
+    pub default_dimensions: u32,
+    /// The longest text one record may carry, in characters.
+    pub max_input_chars: u64,
 }
 
 /// The checked catalogue: the user's entries first, then the built-in ones.
@@ -185,6 +198,15 @@ struct EntryWire {
     #[serde(default)]
     facts: Vec<String>,
     prices: Option<PricesWire>,
+    embedding: Option<EmbeddingWire>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbeddingWire {
+    dimensions: Vec<u32>,
+    default_dimensions: u32,
+    max_input_chars: u64,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +304,39 @@ impl Catalogue {
         if w.name.trim().is_empty() {
             return Err(format!("'{}': name is empty", w.id));
         }
+        let embedding = match (w.family, w.embedding) {
+            (Family::TitanEmbed, None) => {
+                return Err(format!(
+                    "'{}': an embeddings model needs \"embedding\": {{\"dimensions\", \"default_dimensions\", \"max_input_chars\"}}",
+                    w.id
+                ))
+            }
+            (Family::TitanEmbed, Some(_)) if w.invocation != Invocation::InvokeModel => {
+                return Err(format!(
+                    "'{}': an embeddings model runs with its InvokeModel body; Converse is for chat models",
+                    w.id
+                ))
+            }
+            (Family::TitanEmbed, Some(e)) => {
+                if e.dimensions.is_empty() || e.dimensions.contains(&0) || !e.dimensions.contains(&e.default_dimensions) {
+                    return Err(format!(
+                        "'{}': embedding.dimensions must be a non-empty list of lengths above 0 that holds \
+                         embedding.default_dimensions",
+                        w.id
+                    ));
+                }
+                if e.max_input_chars == 0 {
+                    return Err(format!("'{}': embedding.max_input_chars must be at least 1", w.id));
+                }
+                Some(Embedding {
+                    dimensions: e.dimensions,
+                    default_dimensions: e.default_dimensions,
+                    max_input_chars: e.max_input_chars,
+                })
+            }
+            (_, Some(_)) => return Err(format!("'{}': only an embeddings model has \"embedding\"", w.id)),
+            (_, None) => None,
+        };
         match (w.family, w.max_output_tokens) {
             (Family::TitanEmbed, Some(_)) => {
                 return Err(format!(
@@ -352,6 +407,7 @@ impl Catalogue {
             min_records,
             facts: w.facts,
             prices,
+            embedding,
         })
     }
 

@@ -413,7 +413,7 @@ async fn stage(
         let Some(group) = groups.get(g).and_then(Option::as_ref) else {
             continue;
         };
-        match plan_group(&model.id, &group.sizes, &config.limits) {
+        match plan_group(&model.id, &group.sizes, &group.continues_line, &config.limits) {
             Ok(chunks) => {
                 let first_job = jobs.len();
                 for chunk in &chunks {
@@ -625,6 +625,9 @@ struct Group {
     path: PathBuf,
     writer: Option<BufWriter<File>>,
     sizes: Vec<u64>,
+    /// Per record: whether it continues the input line of the record before (the planner keeps a line's
+    /// records in one job).
+    continues_line: Vec<bool>,
 }
 
 /// Translation output on local disk: Lambda's ephemeral storage holds what memory must not.
@@ -659,7 +662,7 @@ impl LocalSink {
 }
 
 impl Sink for LocalSink {
-    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8]) -> io::Result<()> {
+    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8], continues_line: bool) -> io::Result<()> {
         if self.groups.len() <= group {
             self.groups.resize_with(group + 1, || None);
         }
@@ -669,10 +672,12 @@ impl Sink for LocalSink {
                 writer: Some(BufWriter::new(File::create(&path)?)),
                 path,
                 sizes: Vec::new(),
+                continues_line: Vec::new(),
             });
         }
         if let Some(g) = &mut self.groups[group] {
             g.sizes.push(record.len() as u64);
+            g.continues_line.push(continues_line);
             if let Some(w) = &mut g.writer {
                 w.write_all(record)?;
             }
@@ -716,6 +721,7 @@ fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -
             break;
         }
         let mut entry: MapLine = serde_json::from_slice(line)?;
+        let records = entry.embedding.map_or(1, |e| e.parts as usize);
         if let Some(model) = entry.model.as_deref() {
             match plans.get_mut(model) {
                 Some(GroupPlan::Jobs {
@@ -731,16 +737,19 @@ fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -
                         }
                         start += chunk.records;
                     }
-                    *seen += 1;
+                    *seen += records;
                 }
                 Some(GroupPlan::Rejected(why)) => {
-                    rejected += 1;
+                    rejected += records as u64;
                     let message = match entry.custom_id.as_deref() {
                         Some(id) => format!("line {}, custom_id {}: {why}", entry.line, serde_json::Value::from(id)),
                         None => format!("line {}: {why}", entry.line),
                     };
                     entry.record_id = None;
                     entry.model = None;
+                    entry.fingerprint = None;
+                    entry.structured = None;
+                    entry.embedding = None;
                     entry.rejected = Some(MapRejection {
                         code: Cow::Borrowed(Reason::BelowMinimum.as_str()),
                         param: None,

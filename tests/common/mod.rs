@@ -48,7 +48,7 @@ pub struct Collected {
 }
 
 impl Sink for Collected {
-    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8]) -> io::Result<()> {
+    fn record(&mut self, group: usize, _: &BedrockModel, record: &[u8], _continues_line: bool) -> io::Result<()> {
         self.records.push((group, record.to_vec()));
         Ok(())
     }

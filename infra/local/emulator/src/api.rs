@@ -108,7 +108,9 @@ async fn create_job(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
     if model::family(&request.model_id, invocation).is_none() {
         return Err(ApiError::Validation(format!(
             "The provided model identifier is invalid: {}. The emulator has fake models for Anthropic Claude \
-             (anthropic.claude…) and Amazon Nova (amazon.nova…); other models need modelInvocationType Converse.",
+             (anthropic.claude…), Amazon Nova (amazon.nova…) and Amazon Titan Text Embeddings V2 \
+             (amazon.titan-embed-text-v2…); other models need modelInvocationType Converse, which an embeddings \
+             model does not take.",
             request.model_id
         )));
     }

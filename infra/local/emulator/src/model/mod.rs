@@ -1,12 +1,14 @@
 //! The fake models. Each family validates a record's `modelInput` strictly against that model's InvokeModel body
-//! rules (SPEC §3.1 Claude, §3.2 Nova; §3.3 Converse for `modelInvocationType: Converse`) and answers in the
-//! model's exact response shape, deterministically. An invalid body becomes a 400 error line, as in Bedrock, so a
-//! translation bug shows up here as it would in production.
+//! rules (SPEC §3.1 Claude, §3.2 Nova; §3.3 Converse for `modelInvocationType: Converse`; Titan Text Embeddings V2
+//! from its AWS model-parameters page) and answers in the model's exact response shape, deterministically. An
+//! invalid body becomes a 400 error line, as in Bedrock, so a translation bug shows up here as it would in
+//! production.
 
 mod check;
 mod claude;
 mod example;
 mod nova;
+mod titan;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,14 +28,18 @@ pub enum Family {
     Claude,
     Nova,
     Converse,
+    TitanEmbed,
 }
 
 /// The fake model for a job, or `None` when the emulator has none (Create then answers ValidationException).
+/// A Titan embeddings model is not a chat model: it has no Converse form.
 pub fn family(model_id: &str, invocation: InvocationType) -> Option<Family> {
     match invocation {
+        InvocationType::Converse if model_id.contains("amazon.titan-embed") => None,
         InvocationType::Converse => Some(Family::Converse),
         InvocationType::InvokeModel if model_id.contains("anthropic.claude") => Some(Family::Claude),
         InvocationType::InvokeModel if model_id.contains("amazon.nova") => Some(Family::Nova),
+        InvocationType::InvokeModel if model_id.contains("amazon.titan-embed-text-v2") => Some(Family::TitanEmbed),
         InvocationType::InvokeModel => None,
     }
 }
@@ -62,15 +68,17 @@ pub enum ModelOutput {
     Claude(claude::Response),
     Nova(nova::Response),
     Converse(nova::ConverseResponse),
+    Titan(titan::Response),
 }
 
 impl ModelOutput {
-    /// (input tokens, output tokens), for the manifest.
+    /// (input tokens, output tokens), for the manifest; an embedding has no output tokens.
     pub fn usage(&self) -> (u64, u64) {
         match self {
             Self::Claude(r) => (r.usage.input_tokens, r.usage.output_tokens),
             Self::Nova(r) => (r.usage.input_tokens, r.usage.output_tokens),
             Self::Converse(r) => (r.usage.input_tokens, r.usage.output_tokens),
+            Self::Titan(r) => (r.input_text_token_count, 0),
         }
     }
 }
@@ -91,6 +99,7 @@ pub fn invoke(
         Family::Claude => ModelOutput::Claude(claude::respond(&body, model_id, &mut rng)?),
         Family::Nova => ModelOutput::Nova(nova::respond(&body, model_id, &mut rng)?),
         Family::Converse => ModelOutput::Converse(nova::respond_converse(&body, model_id, &mut rng)?),
+        Family::TitanEmbed => ModelOutput::Titan(titan::respond(&body)?),
     };
     Ok(out)
 }

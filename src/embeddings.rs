@@ -1,0 +1,342 @@
+//! OpenAI embeddings (`/v1/embeddings`) on Amazon Titan Text Embeddings, both ways (docs/formats.md,
+//! "Embeddings").
+//!
+//! Titan embeds one text per request, and OpenAI's `input` may be a list of them: a line becomes one Bedrock
+//! record per text, numbered one after another, and the results step joins their answers back into one
+//! OpenAI embeddings response, in the order of the list. The record map says how many records a line has.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::catalogue::Embedding;
+use crate::completion::{Unusable, MALFORMED_MODEL_OUTPUT};
+use crate::error::{shown, Reason, Rejection};
+use crate::fingerprint::{self, Fingerprint};
+use crate::model::BedrockModel;
+use crate::openai::{raw_str, Body, EmbeddingInput};
+
+/// The most texts one line's `input` may list: OpenAI's limit on one embeddings request.
+pub const MAX_INPUTS: usize = 2048;
+
+/// How the vectors of the answer are written: OpenAI's `encoding_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// A JSON array of numbers.
+    #[default]
+    Float,
+    /// The little-endian float32 bytes of the vector, in base64.
+    Base64,
+}
+
+/// A validated embeddings request.
+#[derive(Debug)]
+pub struct Embeddings<'a> {
+    /// The texts, in order: each is one Bedrock record.
+    pub inputs: Vec<Cow<'a, str>>,
+    /// The vector length asked for; `None` only when validating without a model.
+    pub dimensions: Option<u32>,
+    pub encoding: Encoding,
+}
+
+fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::new(reason, field, message)
+}
+
+/// Checks an embeddings body for `model` (`None` when validating without one: the checks that need the
+/// model's facts are then skipped). Chat fields in the body have no meaning here; their names are returned,
+/// to be counted as dropped.
+pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<(Embeddings<'a>, Vec<&'static str>), Rejection> {
+    let facts: Option<&Embedding> = model.and_then(BedrockModel::embedding);
+    let dropped = body.chat_fields();
+    let input = match body.input.map(|raw| serde_json::from_str::<EmbeddingInput>(raw.get())) {
+        None => return Err(reject(Reason::Input, "body.input", "is missing")),
+        Some(Err(e)) => return Err(reject(Reason::Input, "body.input", type_error(&e))),
+        Some(Ok(input)) => input,
+    };
+    let (inputs, single) = match input {
+        EmbeddingInput::Text(t) => (vec![Some(t)], true),
+        EmbeddingInput::List(list) => (list, false),
+    };
+    if inputs.is_empty() {
+        return Err(reject(Reason::Input, "body.input", "is an empty list: give at least one text"));
+    }
+    if inputs.len() > MAX_INPUTS {
+        return Err(reject(
+            Reason::Input,
+            "body.input",
+            format!("lists {} texts; one request takes at most {MAX_INPUTS}", inputs.len()),
+        ));
+    }
+    let mut texts = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let field = || {
+            if single {
+                "body.input".to_string()
+            } else {
+                format!("body.input[{i}]")
+            }
+        };
+        let Some(text) = input else {
+            return Err(reject(
+                Reason::Input,
+                format!("body.input[{i}]"),
+                "is a token id or a list of them: Titan embeds text, so send the text itself",
+            ));
+        };
+        if text.is_empty() {
+            return Err(reject(Reason::Input, field(), "is empty: Titan embeds text of at least one character"));
+        }
+        if let Some(f) = facts {
+            let chars = text.chars().count() as u64;
+            if chars > f.max_input_chars {
+                return Err(reject(
+                    Reason::Input,
+                    field(),
+                    format!(
+                        "is {chars} characters long; {} embeds at most {} characters per text",
+                        model.map_or("the model", |m| m.id.as_str()),
+                        f.max_input_chars
+                    ),
+                ));
+            }
+        }
+        texts.push(text);
+    }
+    let encoding = match body.encoding_format {
+        None => Encoding::Float,
+        Some(raw) if raw.get() == "null" => Encoding::Float,
+        Some(raw) => match raw_str(raw).as_deref() {
+            Some("float") => Encoding::Float,
+            Some("base64") => Encoding::Base64,
+            _ => {
+                return Err(reject(
+                    Reason::EncodingFormat,
+                    "body.encoding_format",
+                    format!("{} is not \"float\" or \"base64\"", shown(raw.get(), 80)),
+                ))
+            }
+        },
+    };
+    let asked = match body.dimensions.filter(|raw| raw.get() != "null") {
+        None => None,
+        Some(raw) => match serde_json::from_str::<u64>(raw.get()) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                return Err(reject(
+                    Reason::Dimensions,
+                    "body.dimensions",
+                    format!("{} is not a whole number", shown(raw.get(), 80)),
+                ))
+            }
+        },
+    };
+    let dimensions = match (asked, facts) {
+        (Some(d), Some(f)) => match u32::try_from(d).ok().filter(|d| f.dimensions.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                return Err(reject(
+                    Reason::Dimensions,
+                    "body.dimensions",
+                    format!(
+                        "{d} is not a length {} gives; it gives {}",
+                        model.map_or("the model", |m| m.id.as_str()),
+                        list(&f.dimensions)
+                    ),
+                ))
+            }
+        },
+        (Some(0), None) => return Err(reject(Reason::Dimensions, "body.dimensions", "must be at least 1")),
+        (Some(d), None) => u32::try_from(d).ok(),
+        (None, f) => f.map(|f| f.default_dimensions),
+    };
+    Ok((
+        Embeddings {
+            inputs: texts,
+            dimensions,
+            encoding,
+        },
+        dropped,
+    ))
+}
+
+/// What is wrong with an `input` that does not read, in serde_json's words without its position.
+fn type_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    format!("must be a text or a list of texts ({text})")
+}
+
+fn list(dims: &[u32]) -> String {
+    let mut sorted = dims.to_vec();
+    sorted.sort_unstable();
+    let words: Vec<String> = sorted.iter().map(u32::to_string).collect();
+    words.join(", ")
+}
+
+/// The Titan Text Embeddings V2 request body of one text (docs/formats.md, "Embeddings"). `normalize` is
+/// always sent as true: OpenAI's vectors have unit length, and so do Titan's by default.
+#[derive(Serialize)]
+struct TitanBody<'r> {
+    #[serde(rename = "inputText")]
+    input_text: &'r str,
+    dimensions: u32,
+    normalize: bool,
+}
+
+impl Embeddings<'_> {
+    /// Writes one Titan body per text into `out`, one after another, and returns where each ends (offsets into
+    /// `out`) and the fingerprint of all of them together (see [`combined`]). `None` when validating without a
+    /// model (no dimensions).
+    pub fn write_bodies(&self, out: &mut Vec<u8>) -> serde_json::Result<Option<(Vec<usize>, Fingerprint)>> {
+        let Some(dimensions) = self.dimensions else {
+            return Ok(None);
+        };
+        let mut ends = Vec::with_capacity(self.inputs.len());
+        let mut prints = Vec::with_capacity(self.inputs.len());
+        for text in &self.inputs {
+            let body = TitanBody {
+                input_text: text,
+                dimensions,
+                normalize: true,
+            };
+            serde_json::to_writer(&mut *out, &body)?;
+            ends.push(out.len());
+            let fp = fingerprint::of_value(&body)
+                .ok_or_else(|| <serde_json::Error as serde::ser::Error>::custom("a Titan body has no fingerprint"))?;
+            prints.push(fp);
+        }
+        Ok(Some((ends, combined(prints))))
+    }
+}
+
+/// One fingerprint for the records of one line, in order: the record map keeps one per line, and the
+/// results step recomputes it from the `modelInput` each record echoes. A line of one record keeps that
+/// record's own fingerprint.
+pub fn combined(parts: impl IntoIterator<Item = Fingerprint>) -> Fingerprint {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Fingerprint(0);
+    };
+    parts.fold(first, |acc, p| Fingerprint(fingerprint::mix(acc.0, p.0)))
+}
+
+/// A Titan embeddings `modelOutput`, every field optional so that what is missing is said in our words.
+#[derive(Deserialize)]
+struct TitanOutput<'a> {
+    #[serde(borrow, default)]
+    embedding: Option<&'a RawValue>,
+    #[serde(rename = "inputTextTokenCount", default)]
+    input_text_token_count: Option<u64>,
+}
+
+/// One text's answer, read: its vector (raw JSON, checked to be `dimensions` finite numbers) and its tokens.
+pub struct Vector<'a> {
+    pub raw: &'a RawValue,
+    pub tokens: u64,
+}
+
+/// Counts the numbers of a JSON array without keeping them, refusing anything that is not a finite number.
+struct Count(usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                let mut n = 0;
+                while let Some(x) = seq.next_element::<f64>()? {
+                    if !x.is_finite() {
+                        return Err(de::Error::custom("a number out of range"));
+                    }
+                    n += 1;
+                }
+                Ok(Count(n))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Reads one Titan `modelOutput` that should hold a vector of `dimensions` numbers.
+pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable> {
+    let malformed = |why: String| Unusable {
+        code: MALFORMED_MODEL_OUTPUT,
+        message: format!("Bedrock's answer is not a Titan embeddings response: {why}"),
+    };
+    let out: TitanOutput = serde_json::from_str(model_output).map_err(|e| malformed(e.to_string()))?;
+    let Some(raw) = out.embedding else {
+        return Err(malformed("it has no embedding".into()));
+    };
+    let Count(n) = serde_json::from_str(raw.get()).map_err(|e| malformed(format!("embedding is not {e}")))?;
+    if n != dimensions as usize {
+        return Err(malformed(format!(
+            "its embedding has {n} numbers, but {dimensions} were asked for"
+        )));
+    }
+    Ok(Vector {
+        raw,
+        tokens: out.input_text_token_count.unwrap_or(0),
+    })
+}
+
+/// The vector as base64 of its little-endian float32 bytes, as OpenAI's `encoding_format: base64` gives it.
+pub fn to_base64(raw: &RawValue) -> Result<String, Unusable> {
+    let numbers: Vec<f64> = serde_json::from_str(raw.get()).map_err(|e| Unusable {
+        code: MALFORMED_MODEL_OUTPUT,
+        message: format!("Bedrock's embedding is not an array of numbers: {e}"),
+    })?;
+    let mut bytes = Vec::with_capacity(numbers.len() * 4);
+    for x in numbers {
+        bytes.extend_from_slice(&(x as f32).to_le_bytes());
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// One vector of the answer, as OpenAI writes it.
+pub enum Written<'a> {
+    Float(&'a RawValue),
+    Base64(String),
+}
+
+impl Serialize for Written<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Written::Float(raw) => raw.serialize(s),
+            Written::Base64(text) => s.serialize_str(text),
+        }
+    }
+}
+
+/// The OpenAI embeddings response of one line.
+#[derive(Serialize)]
+pub struct EmbeddingsResponse<'a> {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingOut<'a>>,
+    pub model: &'a str,
+    pub usage: EmbeddingsUsage,
+}
+
+#[derive(Serialize)]
+pub struct EmbeddingOut<'a> {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: Written<'a>,
+}
+
+#[derive(Serialize)]
+pub struct EmbeddingsUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+}
