@@ -50,7 +50,10 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
 /// Checks an embeddings body for `model` (`None` when validating without one: the checks that need the
 /// model's facts are then skipped). Chat fields in the body have no meaning here; their names are returned,
 /// to be counted as dropped.
-pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<(Embeddings<'a>, Vec<&'static str>), Rejection> {
+pub fn build<'a>(
+    body: Body<'a>,
+    model: Option<&BedrockModel>,
+) -> Result<(Embeddings<'a>, Vec<&'static str>), Rejection> {
     let facts: Option<&Embedding> = model.and_then(BedrockModel::embedding);
     let dropped = body.chat_fields();
     let input = match body.input.map(|raw| serde_json::from_str::<EmbeddingInput>(raw.get())) {
@@ -63,7 +66,11 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<(Embedd
         EmbeddingInput::List(list) => (list, false),
     };
     if inputs.is_empty() {
-        return Err(reject(Reason::Input, "body.input", "is an empty list: give at least one text"));
+        return Err(reject(
+            Reason::Input,
+            "body.input",
+            "is an empty list: give at least one text",
+        ));
     }
     if inputs.len() > MAX_INPUTS {
         return Err(reject(
@@ -89,7 +96,11 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<(Embedd
             ));
         };
         if text.is_empty() {
-            return Err(reject(Reason::Input, field(), "is empty: Titan embeds text of at least one character"));
+            return Err(reject(
+                Reason::Input,
+                field(),
+                "is empty: Titan embeds text of at least one character",
+            ));
         }
         if let Some(f) = facts {
             let chars = text.chars().count() as u64;

@@ -59,7 +59,12 @@ pub enum PlanError {
 /// limit, with record counts as even as possible so that none falls below the minimum. `continues_line` is
 /// empty or says, per record, whether it belongs to the input line of the record before (an embeddings line
 /// has one record per text): a cut never falls between two records of one line.
-pub fn plan_group(model: &str, sizes: &[u64], continues_line: &[bool], limits: &Limits) -> Result<Vec<Chunk>, PlanError> {
+pub fn plan_group(
+    model: &str,
+    sizes: &[u64],
+    continues_line: &[bool],
+    limits: &Limits,
+) -> Result<Vec<Chunk>, PlanError> {
     let n = sizes.len();
     let min = limits.min_records;
     if (n as u64) < min {
@@ -96,7 +101,12 @@ pub fn plan_group(model: &str, sizes: &[u64], continues_line: &[bool], limits: &
 
 /// `k` contiguous chunks whose record counts differ by at most one (a cut inside a line moves on to the line's
 /// end), if each holds `min..=max_records` records in at most `max_bytes`.
-fn even_split(sizes: &[u64], continues_line: &[bool], k: usize, (min, max_records, max_bytes): (u64, u64, u64)) -> Option<Vec<Chunk>> {
+fn even_split(
+    sizes: &[u64],
+    continues_line: &[bool],
+    k: usize,
+    (min, max_records, max_bytes): (u64, u64, u64),
+) -> Option<Vec<Chunk>> {
     let n = sizes.len();
     let (base, extra) = (n / k, n % k);
     let continues = |i: usize| continues_line.get(i).copied().unwrap_or(false);
@@ -210,7 +220,10 @@ mod tests {
             ..Limits::default()
         };
         let chunks = plan_group("m", &vec![1; 300], &continues, &limits).expect("plan");
-        assert!(chunks.len() > 3 && chunks.iter().all(|c| c.records <= 100 && !continues[c.start]), "{chunks:?}");
+        assert!(
+            chunks.len() > 3 && chunks.iter().all(|c| c.records <= 100 && !continues[c.start]),
+            "{chunks:?}"
+        );
         assert_eq!(chunks.iter().map(|c| c.records).sum::<usize>(), 300);
     }
 }

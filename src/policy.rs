@@ -31,6 +31,9 @@
 //! | consecutive turns of one role (tool results count as user) | merged | SPEC §4.4 |
 //! | a final assistant message (prefill) ending in whitespace | trailing whitespace trimmed; dropped if nothing is left | Claude refuses it; docs/formats.md "Prefill" |
 //! | a tool-call id outside `[a-zA-Z0-9_-]` (`functions.get_weather:0`) | rewritten the same way in the call and its result | Claude and Nova refuse it; docs/formats.md "Tool ids" |
+//! | a `/v1/embeddings` line | Titan Text Embeddings V2 ([`DEFAULT_EMBEDDING_MODEL`] unless it or the batch names another embeddings model), one record per text of `input` | docs/formats.md "Embeddings" |
+//! | embeddings `input` as token ids, empty, or over the model's length; `dimensions` the model does not give; `encoding_format` other than float or base64 | line rejected | Titan takes text, in the lengths its catalogue entry lists |
+//! | a chat model on an embeddings line, an embeddings model on a chat line | line rejected (`unsupported_model`) | |
 //!
 //! Output side (SPEC §6): `model` in each `chat.completion` is the Bedrock model id that answered; Nova
 //! `malformed_model_output` / `malformed_tool_use` become error lines (status 500), not half answers.

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::completion::{self, ChatCompletion, Usage};
 use crate::counts::Counts;
+use crate::embeddings::{self, EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage, Written};
 use crate::error::shown;
 use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
@@ -32,7 +33,6 @@ use crate::model::{self, Family, ModelName};
 use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
 use crate::spill::{Sorted, Sorter};
-use crate::embeddings::{self, EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage, Written};
 use crate::translate::{MapCounts, MapEmbedding, MapEnd, MapHeader, MapLine, MAP_VERSION, OLDEST_MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
@@ -505,7 +505,10 @@ impl MapWalk {
         if count == 0 || last > RecordId::MAX {
             return Err(bad_map(
                 map_line,
-                format!("an entry of {count} records from recordId {}", RecordId::new(first).as_str()),
+                format!(
+                    "an entry of {count} records from recordId {}",
+                    RecordId::new(first).as_str()
+                ),
             ));
         }
         self.last_record = last;
@@ -738,7 +741,12 @@ impl Ctx<'_> {
         skip_duplicates(results, record, report)
     }
 
-    fn missing<E: Write>(&self, options: &JoinOptions<'_>, errors: &mut E, report: &mut ResultsReport) -> io::Result<()> {
+    fn missing<E: Write>(
+        &self,
+        options: &JoinOptions<'_>,
+        errors: &mut E,
+        report: &mut ResultsReport,
+    ) -> io::Result<()> {
         let (code, message) = (options.status)(self.job, self.accepted.model).missing();
         *report.missing.entry(code).or_default() += 1;
         write_batch_error(errors, self.ids, self.line, self.accepted.custom_id, code, message)

@@ -17,10 +17,10 @@ use serde_json::value::RawValue;
 
 use crate::bedrock;
 use crate::counts::Counts;
+use crate::embeddings::{self, Encoding};
 use crate::error::{cut, LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
 use crate::jsonl::{is_blank, Line, Lines};
-use crate::embeddings::{self, Encoding};
 use crate::model::{self, BedrockModel, Family, ModelName};
 use crate::openai::{CowStr, InputLine, LineHead};
 use crate::output::{write_http_error, HttpError, Ids};

@@ -620,7 +620,13 @@ mod results {
     }
 
     impl Sink for Memory {
-        fn record(&mut self, _group: usize, _model: &BedrockModel, record: &[u8], _continues_line: bool) -> io::Result<()> {
+        fn record(
+            &mut self,
+            _group: usize,
+            _model: &BedrockModel,
+            record: &[u8],
+            _continues_line: bool,
+        ) -> io::Result<()> {
             self.records.push(record.to_vec());
             Ok(())
         }
@@ -934,7 +940,10 @@ mod results {
     #[serde(untagged)]
     enum EmbeddingExpected {
         /// A line that never ran: its error code.
-        Missing { file: String, batch_error: String },
+        Missing {
+            file: String,
+            batch_error: String,
+        },
         Line(Expected),
     }
 
@@ -956,10 +965,21 @@ mod results {
                 failures.push(format!("{name}: rejected: {}", sink.rejected[0]));
                 continue;
             }
-            let records: Vec<Value> = sink.records.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+            let records: Vec<Value> = sink
+                .records
+                .iter()
+                .map(|r| serde_json::from_slice(r).unwrap())
+                .collect();
             let bodies = Value::Array(records.iter().map(|r| r["modelInput"].clone()).collect());
-            failures.extend(support::diff(&format!("{name}: records"), &bodies, &Value::Array(f.records.clone())));
-            let ids: Vec<String> = records.iter().map(|r| r["recordId"].as_str().unwrap().to_string()).collect();
+            failures.extend(support::diff(
+                &format!("{name}: records"),
+                &bodies,
+                &Value::Array(f.records.clone()),
+            ));
+            let ids: Vec<String> = records
+                .iter()
+                .map(|r| r["recordId"].as_str().unwrap().to_string())
+                .collect();
             let numbered: Vec<String> = (1..=ids.len()).map(|n| format!("R{n:010}")).collect();
             if ids != numbered {
                 failures.push(format!("{name}: recordIds {ids:?}, expected {numbered:?}"));
@@ -989,7 +1009,10 @@ mod results {
                 })
                 .collect();
             lines.reverse();
-            let status = f.status.as_deref().map_or(JobStatus::Completed, |s| JobStatus::parse(s).unwrap());
+            let status = f
+                .status
+                .as_deref()
+                .map_or(JobStatus::Completed, |s| JobStatus::parse(s).unwrap());
             let (output, errors, report) = run(&sink, &[lines], 1 << 20, status);
             let (file, line) = match (&output[..], &errors[..]) {
                 ([line], []) => ("output", line),
@@ -1003,14 +1026,25 @@ mod results {
                 failures.push(format!("{name}: custom_id {}", line["custom_id"]));
             }
             match expected {
-                EmbeddingExpected::Missing { file: want, batch_error } => {
+                EmbeddingExpected::Missing {
+                    file: want,
+                    batch_error,
+                } => {
                     if file != want || line["error"]["code"] != batch_error.as_str() || !line["response"].is_null() {
-                        failures.push(format!("{name}: expected a {batch_error} line in {want}, got {line} in {file}"));
+                        failures.push(format!(
+                            "{name}: expected a {batch_error} line in {want}, got {line} in {file}"
+                        ));
                     }
                 }
                 EmbeddingExpected::Line(want) => failures.extend(check_line(name, file, line, want)),
             }
-            if (report.mismatched, report.unverified, report.duplicate_results, report.unexpected_results) != (0, 0, 0, 0) {
+            if (
+                report.mismatched,
+                report.unverified,
+                report.duplicate_results,
+                report.unexpected_results,
+            ) != (0, 0, 0, 0)
+            {
                 failures.push(format!("{name}: report {report:?}"));
             }
         }

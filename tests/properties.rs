@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
+use batchdrop::embeddings;
 use batchdrop::fingerprint::Fingerprint;
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
@@ -41,10 +42,21 @@ fn line_strategy() -> impl Strategy<Value = String> {
         1 => Just(json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]})),
         1 => Just(json!({"messages": [{"role": "user", "content": "hi"}], "n": 2})),
         1 => Just(json!("not a body")),
-    ];
-    let line = (id, body).prop_map(|(id, body)| {
-        json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
-    });
+        // A model the catalogue runs through Converse.
+        2 => "[a-z ]{1,12}".prop_map(|text| json!({"model": "us.meta.llama3-3-70b-instruct-v1:0",
+            "messages": [{"role": "user", "content": text}], "max_tokens": 20})),
+    ]
+    .prop_map(|body| ("/v1/chat/completions", body));
+    let embeddings = prop_oneof![
+        3 => proptest::collection::vec("[a-zé漢 ]{1,10}", 1..5).prop_map(|texts| json!({"input": texts, "dimensions": 256})),
+        2 => ("[a-z]{1,10}", any::<bool>()).prop_map(|(text, b64)| json!({"input": text, "dimensions": 256,
+            "encoding_format": if b64 { "base64" } else { "float" }})),
+        1 => Just(json!({"input": [[1, 2, 3]]})),
+        1 => Just(json!({"input": ["ok", ""], "dimensions": 256})),
+    ]
+    .prop_map(|body| ("/v1/embeddings", body));
+    let line = (id, prop_oneof![3 => body, 1 => embeddings])
+        .prop_map(|(id, (url, body))| json!({"custom_id": id, "method": "POST", "url": url, "body": body}).to_string());
     prop_oneof![
         8 => line,
         1 => Just(String::new()),
@@ -70,9 +82,19 @@ fn fate_strategy() -> impl Strategy<Value = Fate> {
 fn bedrock_output(record: &[u8], fate: Fate) -> Vec<String> {
     let rec: Value = serde_json::from_slice(record).expect("records are JSON");
     let id = rec["recordId"].clone();
-    let answer = json!({"recordId": id, "modelInput": rec["modelInput"], "modelOutput": {
-        "id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}],
-        "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}});
+    let input = &rec["modelInput"];
+    // The answer in the shape of the record's model: a Titan vector, a Converse response, or Claude's.
+    let output = if input.get("inputText").is_some() {
+        let n = input["dimensions"].as_u64().expect("dimensions") as usize;
+        json!({"embedding": vec![0.0625; n], "inputTextTokenCount": 2})
+    } else if input.get("anthropic_version").is_none() {
+        json!({"output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}}, "stopReason": "end_turn",
+            "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}})
+    } else {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}})
+    };
+    let answer = json!({"recordId": id, "modelInput": input, "modelOutput": output});
     let failure =
         json!({"recordId": id, "modelInput": rec["modelInput"], "error": {"errorCode": 400, "errorMessage": "bad"}});
     match fate {
@@ -115,7 +137,7 @@ proptest! {
         let wrapped = json!({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": v}).to_string();
         let _ = t.line(2, wrapped.as_bytes(), Some(&mut out));
         let as_output = json!({"recordId": "R0000000001", "modelOutput": v}).to_string();
-        let map = "{\"batchdrop_record_map\":2,\"batch_id\":\"b\"}\n{\"line\":1,\"custom_id\":\"x\",\"recordId\":\"R0000000001\",\"model\":\"us.amazon.nova-lite-v1:0\"}\n{\"batchdrop_record_map_end\":{\"entries\":1,\"records\":1}}\n";
+        let map = "{\"batchdrop_record_map\":3,\"batch_id\":\"b\"}\n{\"line\":1,\"custom_id\":\"x\",\"recordId\":\"R0000000001\",\"model\":\"us.amazon.nova-lite-v1:0\"}\n{\"batchdrop_record_map_end\":{\"entries\":1,\"records\":1}}\n";
         let mut c = Collector::new(1 << 20, None);
         c.add("fuzz", Cursor::new(as_output.as_bytes())).expect("in-memory reads do not fail");
         let (mut o, mut e) = (Vec::new(), Vec::new());
@@ -145,26 +167,40 @@ proptest! {
         let report = translate(Cursor::new(input.as_bytes()), &mut t, "batch", &mut sink).expect("in memory");
         prop_assert_eq!(report.lines, non_blank.len() as u64);
         prop_assert_eq!(report.accepted + report.rejected, report.lines);
-        prop_assert_eq!(sink.records.len() as u64, report.accepted);
+        prop_assert_eq!(sink.records.len() as u64, report.records);
+        prop_assert!(report.records >= report.accepted);
         prop_assert_eq!(sink.rejected.len() as u64, report.rejected);
 
         // The record map: a header, exactly one entry per non-blank line, in order, and the trailer.
         let mut entries: Vec<Value> = sink.map.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).expect("map lines are JSON")).collect();
         let end = entries.pop().expect("the trailer");
-        prop_assert_eq!(&end["batchdrop_record_map_end"], &json!({"entries": report.lines, "records": report.accepted}));
+        prop_assert_eq!(&end["batchdrop_record_map_end"], &json!({"entries": report.lines, "records": report.records}));
         let entry_lines: Vec<u64> = entries.iter().map(|e| e["line"].as_u64().expect("line")).collect();
         prop_assert_eq!(&entry_lines, &non_blank);
 
-        // Each accepted entry's fingerprint is that of the modelInput written, read back from its bytes.
-        let fingerprints: Vec<&Value> = entries.iter().filter(|e| e["recordId"].is_string()).map(|e| &e["fp"]).collect();
-        prop_assert_eq!(fingerprints.len(), sink.records.len());
-        for ((_, record), fp) in sink.records.iter().zip(&fingerprints) {
-            let record: serde_json::Map<String, Value> = serde_json::from_slice(record).expect("a record");
-            let body = serde_json::to_vec(&record["modelInput"]).expect("serializes");
-            let expected = Fingerprint::of_json(&body).expect("JSON").to_hex();
-            prop_assert_eq!(fp.as_str(), Some(expected.as_str()));
+        // Each accepted entry's fingerprint is that of the modelInputs written (an embeddings line's records
+        // together, in order), read back from their bytes; its records are the next ones, numbered in order.
+        let mut records = sink.records.iter();
+        let mut next = 1u64;
+        for entry in entries.iter().filter(|e| e["recordId"].is_string()) {
+            let parts = entry["embedding"]["parts"].as_u64().unwrap_or(1);
+            let first = format!("R{next:010}");
+            prop_assert_eq!(entry["recordId"].as_str(), Some(first.as_str()));
+            let mut prints = Vec::new();
+            for _ in 0..parts {
+                let (_, record) = records.next().expect("a record for each part");
+                let record: serde_json::Map<String, Value> = serde_json::from_slice(record).expect("a record");
+                let id = format!("R{next:010}");
+                prop_assert_eq!(record["recordId"].as_str(), Some(id.as_str()));
+                let body = serde_json::to_vec(&record["modelInput"]).expect("serializes");
+                prints.push(Fingerprint::of_json(&body).expect("JSON"));
+                next += 1;
+            }
+            let expected = embeddings::combined(prints).to_hex();
+            prop_assert_eq!(entry["fp"].as_str(), Some(expected.as_str()));
         }
+        prop_assert!(records.next().is_none());
 
         // Bedrock answers, fails, loses or repeats records, in a shuffled order.
         let mut out_lines: Vec<String> = sink.records.iter().zip(fates.iter().cycle())

@@ -586,6 +586,39 @@ mod tests {
         "accepts": ["system", "tools"], "temperature_with_top_p": false, "facts": ["anthropic-models"],
         "prices": null}]}"#;
 
+    const NEW_EMBED: &str = r#"{"models": [{"id": "amazon.titan-embed-text-v9:", "name": "Titan Text Embeddings V9",
+        "family": "titan-embed", "invocation": "InvokeModel", "max_output_tokens": null, "accepts": [],
+        "temperature_with_top_p": true, "prices": null,
+        "embedding": {"dimensions": [256, 512], "default_dimensions": 512, "max_input_chars": 100}}]}"#;
+
+    #[test]
+    fn embeddings_facts_are_read_and_checked() {
+        let c = match user_file(NEW_EMBED) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let e = c
+            .lookup("amazon.titan-embed-text-v9:0")
+            .and_then(|e| e.embedding.clone());
+        assert_eq!(
+            e,
+            Some(Embedding {
+                dimensions: vec![256, 512],
+                default_dimensions: 512,
+                max_input_chars: 100
+            })
+        );
+        let builtin = builtin();
+        for entry in builtin.entries() {
+            assert_eq!(
+                entry.embedding.is_some(),
+                entry.family == Family::TitanEmbed,
+                "{}",
+                entry.id
+            );
+        }
+    }
+
     #[test]
     fn a_user_file_adds_models_and_replaces_builtin_ones() {
         let c = match user_file(NEW_CLAUDE) {
@@ -636,6 +669,12 @@ mod tests {
                 ),
                 "prices.on_demand.input is -1",
             ),
+            (&NEW_CLAUDE.replace("\"prices\": null", "\"prices\": null, \"embedding\": {\"dimensions\": [8], \"default_dimensions\": 8, \"max_input_chars\": 9}"), "only an embeddings model has"),
+            (&NEW_EMBED.replace("\"embedding\": {\"dimensions\": [256, 512], \"default_dimensions\": 512, \"max_input_chars\": 100}", "\"facts\": []"), "an embeddings model needs"),
+            (&NEW_EMBED.replace("\"default_dimensions\": 512", "\"default_dimensions\": 1024"), "holds embedding.default_dimensions"),
+            (&NEW_EMBED.replace("[256, 512]", "[0, 512]"), "lengths above 0"),
+            (&NEW_EMBED.replace("\"max_input_chars\": 100", "\"max_input_chars\": 0"), "max_input_chars must be at least 1"),
+            (&NEW_EMBED.replace("\"InvokeModel\"", "\"Converse\""), "Converse is for chat models"),
         ] {
             match user_file(text) {
                 Ok(_) => panic!("accepted: {text}"),

@@ -198,3 +198,63 @@ def test_llama_and_mistral_run_as_converse_jobs(local_stack):
     [rejected] = r["errors"]
     assert rejected["custom_id"] == "with-tools"
     assert "takes no tools" in rejected["response"]["body"]["error"]["message"]
+
+
+def embed(custom_id, **body):
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body})
+
+
+def test_embeddings_file_beside_chat_lines(local_stack):
+    """docs/formats.md "Embeddings": /v1/embeddings lines run on Titan Text Embeddings V2 in their own job, beside
+    the chat lines' job; a list of texts fans out into records and joins back into one response, in order; base64
+    is the float32 bytes of the same vector; a token-id input is rejected before Bedrock."""
+    import base64
+    import math
+    import struct
+
+    texts = [f"text number {i}" for i in range(10)]
+    file = [embed(f"pair{i}", model="text-embedding-3-small", input=[texts[i % 10], texts[(i + 3) % 10]], dimensions=256)
+            for i in range(40)]
+    file += [embed(f"b64-{i}", input=texts[i % 10], dimensions=256, encoding_format="base64") for i in range(30)]
+    file += [embed(f"one{i}", input=texts[i % 10]) for i in range(40)]
+    file.append(embed("tokens", input=[[101, 2023, 102]]))
+    file += lines(100, "c", max_tokens=30)
+    r = run_batch(local_stack, "embeddings-and-chat", file)
+    assert r["doc"]["status"] == "completed"
+    titan = "amazon.titan-embed-text-v2:0"
+    by_model = {j["model"]: j for j in r["doc"]["bedrock"]["jobs"]}
+    assert sorted(by_model) == sorted([titan, CLAUDE]), by_model
+    for job in r["jobs"]:
+        described = local_stack["bedrock"].get_model_invocation_job(jobIdentifier=job["jobArn"])
+        assert described.get("modelInvocationType", "InvokeModel") == "InvokeModel", described
+
+    [rejected] = r["errors"]
+    assert rejected["custom_id"] == "tokens"
+    assert rejected["response"]["body"]["error"]["code"] == "invalid_input"
+    assert rejected["response"]["body"]["error"]["param"] == "body.input[0]"
+
+    out = {l["custom_id"]: l["response"]["body"] for l in r["output"]}
+    assert len(out) == 210
+    assert all(out[f"c{i}"]["object"] == "chat.completion" for i in range(100))
+
+    def unit(v):
+        return abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-3
+
+    vector = {}
+    for i in range(40):
+        body = out[f"pair{i}"]
+        assert body["object"] == "list" and body["model"] == titan
+        assert [d["index"] for d in body["data"]] == [0, 1] and {d["object"] for d in body["data"]} == {"embedding"}
+        assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+        for d, text in zip(body["data"], [texts[i % 10], texts[(i + 3) % 10]]):
+            assert len(d["embedding"]) == 256 and unit(d["embedding"])
+            # The emulator's vector depends on the text alone: the join kept each text's own answer, in order.
+            assert vector.setdefault(text, d["embedding"]) == d["embedding"], text
+    assert len(vector) == 10 and len({tuple(v) for v in vector.values()}) == 10
+    for i in range(30):
+        [d] = out[f"b64-{i}"]["data"]
+        floats = struct.unpack("<256f", base64.b64decode(d["embedding"]))
+        assert all(abs(a - b) < 1e-6 for a, b in zip(floats, vector[texts[i % 10]]))
+    for i in range(40):
+        [d] = out[f"one{i}"]["data"]
+        assert len(d["embedding"]) == 1024 and unit(d["embedding"])
