@@ -371,14 +371,14 @@ impl Translator {
             },
         };
         if group.is_none() && body_out.is_some() {
-            return Err(fail(
-                id,
-                Rejection::new(
-                    Reason::NoModel,
-                    "body.model",
-                    "names no Bedrock model, and the batch has none to run this line on",
+            let why = match (endpoint, self.embedding_model) {
+                (Endpoint::Chat, Some(g)) if self.batch_model.is_none() => format!(
+                    "names no Bedrock chat model, and the batch's model, {}, is an embeddings model",
+                    self.models[g].id
                 ),
-            ));
+                _ => "names no Bedrock model, and the batch has none to run this line on".to_string(),
+            };
+            return Err(fail(id, Rejection::new(Reason::NoModel, "body.model", why)));
         }
         let model = group.map(|g| &self.models[g]);
         if let Some(m) = model {

@@ -1066,20 +1066,50 @@ async fn folder_names_the_batch_model() {
 #[tokio::test]
 async fn a_folder_naming_an_unusable_model_rejects_each_line_and_says_why() {
     let w = world();
-    let key = "inbox/amazon.titan-embed-text-v2:0/f.jsonl";
+    let key = "inbox/amazon.nova-canvas-v1:0/f.jsonl";
     let (batch_id, jobs) = started(&w.upload_and_submit(key, &lines(100, "r", json!({}))).await);
     assert_eq!(jobs, 0);
     let doc = w.doc(&batch_id);
     assert_eq!(doc.model, None);
     assert!(doc.errors.expect("errors").data[0]
         .message
-        .contains("does not translate for that yet"));
+        .contains("is not in batchdrop's model catalogue"));
     w.check(&batch_id).await;
     let detail = w.finalize(&batch_id, None).await;
     assert_eq!(detail.status, BatchStatus::Failed);
     let errors = w.jsonl(OUT, &format!("results/{batch_id}/errors.jsonl"));
     assert_eq!(errors.len(), 100);
     assert_eq!(errors[0]["response"]["body"]["error"]["code"], "no_model");
+}
+
+/// docs/formats.md "Embeddings": a folder may name an embeddings model; its embeddings lines run on it, fanned out
+/// one record per text in one job, and chat lines are refused with a message that says why.
+#[tokio::test]
+async fn a_folder_naming_an_embeddings_model_runs_embeddings_lines() {
+    let w = world();
+    let mut input: Vec<String> = (0..50)
+        .map(|i| {
+            json!({"custom_id": format!("e{i}"), "method": "POST", "url": "/v1/embeddings",
+                "body": {"model": "text-embedding-3-large", "input": ["one", "two"]}})
+            .to_string()
+        })
+        .collect();
+    input.push(chat("chat", json!({})));
+    let key = "inbox/amazon.titan-embed-text-v2:0/f.jsonl";
+    let (batch_id, _) = w.submit_and_create(key, &input).await;
+    {
+        let bedrock = lock(&w.bedrock);
+        assert_eq!(bedrock.jobs.len(), 1);
+        assert_eq!(bedrock.jobs[0].model, "amazon.titan-embed-text-v2:0");
+    }
+    let map = w.jsonl(IN, &format!("staging/{batch_id}/record-map.jsonl"));
+    assert_eq!(map.last().expect("trailer")["batchdrop_record_map_end"]["records"], 100);
+    assert_eq!(map[1]["embedding"]["parts"], 2);
+    assert_eq!(map[2]["recordId"], "R0000000003");
+    assert_eq!(map[51]["rejected"]["code"], "no_model");
+    assert!(map[51]["rejected"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("is an embeddings model")));
 }
 
 #[tokio::test]
