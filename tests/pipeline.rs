@@ -46,6 +46,7 @@ use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
 use batchdrop::pipeline::submit::{self, SubmitEvent, Submitted};
 use batchdrop::pipeline::wake::{self, JobEvent, Park, Woke};
 use batchdrop::pipeline::{Config, Deps};
+use batchdrop::model::{classify, BedrockModel, ModelName};
 use batchdrop::status::{BatchDoc, BatchStatus};
 use serde_json::{json, Value};
 
@@ -1180,6 +1181,39 @@ async fn non_inbox_keys_are_ignored() {
     assert!(matches!(&out[0], Submitted::Ignored { .. }));
     assert!(lock(&w.executions).is_empty());
     drop(w.work);
+}
+
+/// docs/models.md "Records per job": the planner takes each model's minimum from the catalogue, unless the
+/// deployment sets one for every model.
+#[test]
+fn the_minimum_records_per_job_comes_from_the_catalogue_unless_set() {
+    let config = |min: &str| {
+        let vars: BTreeMap<&str, &str> = [
+            ("INPUT_BUCKET", "a"),
+            ("OUTPUT_BUCKET", "b"),
+            ("BEDROCK_ROLE_ARN", "r"),
+            ("DEFAULT_MODEL", CLAUDE),
+            ("MIN_RECORDS_PER_JOB", min),
+        ]
+        .into_iter()
+        .collect();
+        Config::from_vars(|n| vars.get(n).map(|v| v.to_string())).expect("config")
+    };
+    let ModelName::Supported(claude) = classify(CLAUDE) else {
+        panic!("{CLAUDE}")
+    };
+    // A model whose catalogue entry says 50 (as Llama 4 Scout's quota is).
+    let entry: &'static batchdrop::catalogue::Entry = Box::leak(Box::new(batchdrop::catalogue::Entry {
+        min_records: 50,
+        ..claude.entry.clone()
+    }));
+    let scout = BedrockModel { entry, ..claude.clone() };
+    for unset in ["", "0"] {
+        assert_eq!(config(unset).limits_for(&claude).min_records, 100);
+        assert_eq!(config(unset).limits_for(&scout).min_records, 50);
+    }
+    assert_eq!(config("10").limits_for(&scout).min_records, 10);
+    assert_eq!(config("10").limits_for(&claude).max_records_per_job, 50_000);
 }
 
 #[test]

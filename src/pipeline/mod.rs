@@ -111,6 +111,8 @@ pub struct Config {
     pub bedrock_role_arn: String,
     pub default_model: BedrockModel,
     pub job_timeout_hours: u32,
+    /// Bedrock's quotas. `min_records` is 0 unless the deployment sets one minimum for every model: see
+    /// [`Config::limits_for`].
     pub limits: Limits,
     pub max_concurrent_jobs: usize,
     pub backoff: Backoff,
@@ -134,6 +136,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// The quotas the planner applies to `model`'s records: the deployment's minimum records per job when it
+    /// sets one (MIN_RECORDS_PER_JOB above 0), else the model's own from the catalogue (docs/models.md).
+    pub fn limits_for(&self, model: &BedrockModel) -> Limits {
+        Limits {
+            min_records: match self.limits.min_records {
+                0 => model.entry.min_records,
+                set => set,
+            },
+            ..self.limits
+        }
+    }
+
     /// The longest a batch can last from its claim to its last job's end: every job waits the whole
     /// queue window, then runs to Bedrock's timeout, through the longest outage and the stop wait.
     pub fn longest_batch_seconds(&self) -> u64 {
@@ -182,7 +196,8 @@ impl Config {
         };
         let defaults = Limits::default();
         let limits = Limits {
-            min_records: number(var_ref, "MIN_RECORDS_PER_JOB", defaults.min_records)?,
+            // 0 (the default): each model's minimum from the catalogue.
+            min_records: number(var_ref, "MIN_RECORDS_PER_JOB", 0)?,
             max_records_per_file: number(var_ref, "MAX_RECORDS_PER_FILE", defaults.max_records_per_file)?,
             max_records_per_job: number(var_ref, "MAX_RECORDS_PER_JOB", defaults.max_records_per_job)?,
             max_file_bytes: number(var_ref, "MAX_FILE_BYTES", defaults.max_file_bytes)?,

@@ -121,7 +121,8 @@ export interface BatchdropPipelineProps {
   readonly defaultModel?: string;
   /** Bedrock's timeoutDurationInHours, 24–168 (JOB_TIMEOUT_HOURS). @default 24 */
   readonly jobTimeoutHours?: number;
-  /** Bedrock's minimum records per job (MIN_RECORDS_PER_JOB). @default 100 */
+  /** Bedrock's minimum records per job, for every model (MIN_RECORDS_PER_JOB); 0 takes each model's own from the
+   * model catalogue (docs/models.md). @default 0 */
   readonly minRecordsPerJob?: number;
   /** Bedrock's maximum records per input file (MAX_RECORDS_PER_FILE). @default 50000 */
   readonly maxRecordsPerFile?: number;
@@ -207,7 +208,7 @@ const DEFAULTS = {
   bucketNamePrefix: 'batchdrop',
   defaultModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0',
   jobTimeoutHours: 24,
-  minRecordsPerJob: 100,
+  minRecordsPerJob: 0,
   maxRecordsPerFile: 50000,
   maxRecordsPerJob: 50000,
   maxFileBytes: 1000000000,
@@ -272,7 +273,7 @@ function checkProps(p: ResolvedProps): void {
   oneOf('temperaturePolicy', p.temperaturePolicy, TEMPERATURE_POLICIES);
   oneOf('logRetentionDays', p.logRetentionDays, LOG_RETENTION_DAYS);
   range('jobTimeoutHours', p.jobTimeoutHours, 24, 168);
-  range('minRecordsPerJob', p.minRecordsPerJob, 1);
+  range('minRecordsPerJob', p.minRecordsPerJob, 0);
   range('maxRecordsPerFile', p.maxRecordsPerFile, 1);
   range('maxRecordsPerJob', p.maxRecordsPerJob, 1);
   range('maxFileBytes', p.maxFileBytes, 1);
