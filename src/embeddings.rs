@@ -1,24 +1,19 @@
-//! OpenAI embeddings (`/v1/embeddings`) on Amazon Titan Text Embeddings, both ways (docs/formats.md,
-//! "Embeddings").
+//! The embeddings request, model-neutral: an OpenAI embeddings body (`/v1/embeddings`) checked against the
+//! model's catalogue entry (docs/formats.md, "Embeddings"); [`crate::format::titan`] writes and reads the wire
+//! format.
 //!
 //! Titan embeds one text per request, and OpenAI's `input` may be a list of them: a line becomes one Bedrock
 //! record per text, numbered one after another, and the results step joins their answers back into one
 //! OpenAI embeddings response, in the order of the list. The record map says how many records a line has.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use base64::Engine as _;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::catalogue::Embedding;
-use crate::completion::{Unusable, MALFORMED_MODEL_OUTPUT};
 use crate::error::{shown, Reason, Rejection};
 use crate::fingerprint::{self, Fingerprint};
+use crate::format::openai_input::{raw_str, Body, EmbeddingInput};
+use crate::format::titan;
 use crate::model::BedrockModel;
-use crate::openai::{raw_str, Body, EmbeddingInput};
 
 /// The most texts one line's `input` may list: OpenAI's limit on one embeddings request.
 pub const MAX_INPUTS: usize = 2048;
@@ -192,16 +187,6 @@ fn list(dims: &[u32]) -> String {
     words.join(", ")
 }
 
-/// The Titan Text Embeddings V2 request body of one text (docs/formats.md, "Embeddings"). `normalize` is
-/// always sent as true: OpenAI's vectors have unit length, and so do Titan's by default.
-#[derive(Serialize)]
-struct TitanBody<'r> {
-    #[serde(rename = "inputText")]
-    input_text: &'r str,
-    dimensions: u32,
-    normalize: bool,
-}
-
 impl Embeddings<'_> {
     /// Writes one Titan body per text into `out`, one after another, and returns where each ends (offsets into
     /// `out`) and the fingerprint of all of them together (see [`combined`]). `None` when validating without a
@@ -213,7 +198,7 @@ impl Embeddings<'_> {
         let mut ends = Vec::with_capacity(self.inputs.len());
         let mut prints = Vec::with_capacity(self.inputs.len());
         for text in &self.inputs {
-            let body = TitanBody {
+            let body = titan::Body {
                 input_text: text,
                 dimensions,
                 normalize: true,
@@ -237,117 +222,4 @@ pub fn combined(parts: impl IntoIterator<Item = Fingerprint>) -> Fingerprint {
         return Fingerprint(0);
     };
     parts.fold(first, |acc, p| Fingerprint(fingerprint::mix(acc.0, p.0)))
-}
-
-/// A Titan embeddings `modelOutput`, every field optional so that what is missing is said in our words.
-#[derive(Deserialize)]
-struct TitanOutput<'a> {
-    #[serde(borrow, default)]
-    embedding: Option<&'a RawValue>,
-    #[serde(rename = "inputTextTokenCount", default)]
-    input_text_token_count: Option<u64>,
-}
-
-/// One text's answer, read: its vector (raw JSON, checked to be `dimensions` finite numbers) and its tokens.
-pub struct Vector<'a> {
-    pub raw: &'a RawValue,
-    pub tokens: u64,
-}
-
-/// Counts the numbers of a JSON array without keeping them, refusing anything that is not a finite number.
-struct Count(usize);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of numbers")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
-                let mut n = 0;
-                while let Some(x) = seq.next_element::<f64>()? {
-                    if !x.is_finite() {
-                        return Err(de::Error::custom("a number out of range"));
-                    }
-                    n += 1;
-                }
-                Ok(Count(n))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-/// Reads one Titan `modelOutput` that should hold a vector of `dimensions` numbers.
-pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable> {
-    let malformed = |why: String| Unusable {
-        code: MALFORMED_MODEL_OUTPUT,
-        message: format!("Bedrock's answer is not a Titan embeddings response: {why}"),
-    };
-    let out: TitanOutput = serde_json::from_str(model_output).map_err(|e| malformed(e.to_string()))?;
-    let Some(raw) = out.embedding else {
-        return Err(malformed("it has no embedding".into()));
-    };
-    let Count(n) = serde_json::from_str(raw.get()).map_err(|e| malformed(format!("embedding is not {e}")))?;
-    if n != dimensions as usize {
-        return Err(malformed(format!(
-            "its embedding has {n} numbers, but {dimensions} were asked for"
-        )));
-    }
-    Ok(Vector {
-        raw,
-        tokens: out.input_text_token_count.unwrap_or(0),
-    })
-}
-
-/// The vector as base64 of its little-endian float32 bytes, as OpenAI's `encoding_format: base64` gives it.
-pub fn to_base64(raw: &RawValue) -> Result<String, Unusable> {
-    let numbers: Vec<f64> = serde_json::from_str(raw.get()).map_err(|e| Unusable {
-        code: MALFORMED_MODEL_OUTPUT,
-        message: format!("Bedrock's embedding is not an array of numbers: {e}"),
-    })?;
-    let mut bytes = Vec::with_capacity(numbers.len() * 4);
-    for x in numbers {
-        bytes.extend_from_slice(&(x as f32).to_le_bytes());
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
-/// One vector of the answer, as OpenAI writes it.
-pub enum Written<'a> {
-    Float(&'a RawValue),
-    Base64(String),
-}
-
-impl Serialize for Written<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Written::Float(raw) => raw.serialize(s),
-            Written::Base64(text) => s.serialize_str(text),
-        }
-    }
-}
-
-/// The OpenAI embeddings response of one line.
-#[derive(Serialize)]
-pub struct EmbeddingsResponse<'a> {
-    pub object: &'static str,
-    pub data: Vec<EmbeddingOut<'a>>,
-    pub model: &'a str,
-    pub usage: EmbeddingsUsage,
-}
-
-#[derive(Serialize)]
-pub struct EmbeddingOut<'a> {
-    pub object: &'static str,
-    pub index: usize,
-    pub embedding: Written<'a>,
-}
-
-#[derive(Serialize)]
-pub struct EmbeddingsUsage {
-    pub prompt_tokens: u64,
-    pub total_tokens: u64,
 }

@@ -1,26 +1,24 @@
 //! batchdrop: OpenAI Batch API files run as Amazon Bedrock batch inference.
 //!
 //! - [`catalogue`]: every per-model fact, in one data table; [`model`]: which Bedrock model a name means, and
-//!   its request format (Claude, Nova or Converse).
+//!   the wire format it speaks (Claude, Nova, Converse or Titan embeddings).
+//! - [`format`](mod@format): the wire formats, one module each: OpenAI input and output, Claude, Nova, Converse, Titan.
 //! - [`policy`]: every choice made where OpenAI and Bedrock differ, in one table.
-//! - [`openai`]: the OpenAI input line and chat body as read; [`request`]: the validated request.
-//! - [`bedrock`]: Claude, Nova and Converse request bodies; [`translate`]: a whole file, line by line.
-//! - [`embeddings`]: OpenAI embeddings lines on Titan, both ways.
-//! - [`results`]: Bedrock output back to OpenAI output and error lines, in input order.
-//! - [`output`]: OpenAI batch output lines; [`error`]: why a line was rejected.
+//! - [`request`], [`embeddings`]: a chat or embeddings request once validated, model-neutral; [`completion`]:
+//!   one chat answer, model-neutral.
+//! - [`translate`]: a whole file, line by line; [`results`]: Bedrock output back to OpenAI output and error
+//!   lines, in input order; [`error`]: why a line was rejected.
 
-pub mod bedrock;
 pub mod catalogue;
 pub mod completion;
 pub mod counts;
 pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
+pub mod format;
 pub mod jsonl;
 pub mod layout;
 pub mod model;
-pub mod openai;
-pub mod output;
 #[cfg(feature = "aws")]
 pub mod pipeline;
 pub mod plan;

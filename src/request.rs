@@ -1,13 +1,13 @@
 //! The validated, model-neutral chat request: what an OpenAI body means once every rule of SPEC §4.4 has
-//! been applied. [`crate::bedrock`] writes it out as a Claude or a Nova body.
+//! been applied. [`crate::format`] writes it out as a Claude, Nova or Converse body.
 
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
 use crate::error::{Reason, Rejection};
+use crate::format::openai_input::{Body, Content, Message, Part, Stop, ToolChoice};
 use crate::model::BedrockModel;
-use crate::openai::{Body, Content, Message, Part, Stop, ToolChoice};
 use crate::policy::{
     Policy, TemperaturePolicy, IMAGE_TYPES, JSON_OBJECT_TOOL, MAX_IMAGE_BYTES, MAX_TOOL_NAME_LEN,
     OPENAI_MAX_TEMPERATURE, STRUCTURED_TOOL_DESCRIPTION,
@@ -319,7 +319,9 @@ fn check_unsupported(body: &Body<'_>) -> Result<(), Rejection> {
 }
 
 /// `response_format` as the tool the model must call, or `None` for text.
-fn structured_output(format: Option<crate::openai::ResponseFormat<'_>>) -> Result<Option<ToolSpec<'_>>, Rejection> {
+fn structured_output(
+    format: Option<crate::format::openai_input::ResponseFormat<'_>>,
+) -> Result<Option<ToolSpec<'_>>, Rejection> {
     let Some(format) = format else {
         return Ok(None);
     };
@@ -423,7 +425,7 @@ fn check_unit_range(field: &str, value: Option<f64>) -> Result<(), Rejection> {
     }
 }
 
-fn build_tools<'a>(tools: Option<Vec<crate::openai::Tool<'a>>>) -> Result<Vec<ToolSpec<'a>>, Rejection> {
+fn build_tools<'a>(tools: Option<Vec<crate::format::openai_input::Tool<'a>>>) -> Result<Vec<ToolSpec<'a>>, Rejection> {
     let tools = tools.unwrap_or_default();
     let mut specs: Vec<ToolSpec<'a>> = Vec::with_capacity(tools.len());
     for (i, tool) in tools.into_iter().enumerate() {

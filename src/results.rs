@@ -23,14 +23,18 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::completion::{self, ChatCompletion, Usage};
+use crate::completion::Usage;
 use crate::counts::Counts;
-use crate::embeddings::{self, EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage, Written};
+use crate::embeddings;
 use crate::error::shown;
 use crate::fingerprint::Fingerprint;
+use crate::format::openai_output::{
+    write_batch_error, write_http_error, write_success, ChatCompletion, EmbeddingOut, EmbeddingsResponse,
+    EmbeddingsUsage, HttpError, Ids, Written,
+};
+use crate::format::{self, titan};
 use crate::jsonl::{is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
 use crate::model::{self, Family, ModelName};
-use crate::output::{write_batch_error, write_http_error, write_success, HttpError, Ids};
 use crate::record_id::RecordId;
 use crate::spill::{Sorted, Sorter};
 use crate::translate::{MapCounts, MapEmbedding, MapEnd, MapHeader, MapLine, MAP_VERSION, OLDEST_MAP_VERSION};
@@ -811,10 +815,10 @@ impl Ctx<'_> {
         let mut data = Vec::with_capacity(parts.len());
         let mut tokens: u64 = 0;
         for (i, part) in parts.iter().enumerate() {
-            let written = embeddings::read(part.text, embedding.dimensions).and_then(|v| {
+            let written = titan::read(part.text, embedding.dimensions).and_then(|v| {
                 tokens = tokens.saturating_add(v.tokens);
                 if embedding.base64 {
-                    embeddings::to_base64(v.raw).map(Written::Base64)
+                    titan::to_base64(v.raw).map(Written::Base64)
                 } else {
                     Ok(Written::Float(v.raw))
                 }
@@ -873,7 +877,7 @@ impl Ctx<'_> {
             let (status, message) = record_error(result.text);
             return self.fail(errors, report, status, None, &message);
         }
-        let read = completion::read(self.accepted.family, result.text);
+        let read = format::read(self.accepted.family, result.text);
         match read.and_then(|c| match self.accepted.structured {
             Some(tool) => c.into_structured(tool),
             None => Ok(c),

@@ -15,15 +15,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
-use crate::bedrock;
 use crate::counts::Counts;
 use crate::embeddings::{self, Encoding};
 use crate::error::{cut, LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
+use crate::format;
+use crate::format::openai_input::{CowStr, InputLine, LineHead};
+use crate::format::openai_output::{write_http_error, HttpError, Ids};
 use crate::jsonl::{is_blank, Line, Lines};
 use crate::model::{self, BedrockModel, Family, ModelName};
-use crate::openai::{CowStr, InputLine, LineHead};
-use crate::output::{write_http_error, HttpError, Ids};
 use crate::policy::{Policy, CHAT_COMPLETIONS_URL, DEFAULT_EMBEDDING_MODEL, EMBEDDINGS_URL, MAX_MODELS_PER_BATCH};
 use crate::record_id::RecordId;
 use crate::request;
@@ -442,9 +442,9 @@ impl Translator {
         let mut fingerprint = None;
         if let (Some(out), Some(m)) = (body_out, model) {
             self.report.records += 1;
-            fingerprint = bedrock::body_fingerprint(m.family, &request);
+            fingerprint = format::body_fingerprint(m.family, &request);
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
-            bedrock::write_body(m.family, &request, out).map_err(|e| {
+            format::write_body(m.family, &request, out).map_err(|e| {
                 fail(
                     id,
                     Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
