@@ -561,13 +561,21 @@ impl Families {
                 self.last = Some((model_id.to_string(), m.family));
                 Ok(m.family)
             }
-            _ => Err(bad_map(
-                map_line,
-                format!(
-                    "{} is not a model batchdrop translates for",
-                    shown(&quoted(model_id), SAMPLE_BYTES)
-                ),
-            )),
+            other => {
+                let why = match other {
+                    ModelName::Unsupported(why) => shown(&why, SAMPLE_BYTES),
+                    _ => "not a Bedrock model id".to_string(),
+                };
+                Err(bad_map(
+                    map_line,
+                    format!(
+                        "{} is not a model batchdrop translates for ({why}); if the input was translated with a \
+                         model catalogue file of your own (--models FILE or {}), give results the same file",
+                        shown(&quoted(model_id), SAMPLE_BYTES),
+                        crate::catalogue::ENV_VAR
+                    ),
+                ))
+            }
         }
     }
 }

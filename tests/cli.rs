@@ -162,6 +162,64 @@ fn a_catalogue_file_can_add_a_provider() {
     );
 }
 
+/// docs/formats.md "Embeddings", through the CLI: embeddings lines go to their own Bedrock file, one record per
+/// text; and results, reading a map made with a catalogue file of one's own, needs the same file and says so.
+#[test]
+fn embeddings_lines_and_a_users_catalogue_through_translate_and_results() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, models) = (dir.path().join("in.jsonl"), dir.path().join("models.json"));
+    let embed = json!({"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
+        "body": {"input": ["one", "two", "three"], "dimensions": 512}});
+    let lines = [
+        chat("g", json!({"model": "google.gemma-3-27b-it-v1:0"})),
+        embed.to_string(),
+    ];
+    fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let entry = r#"{"id": "google.gemma-3-27b", "name": "Gemma 3 27B", "family": "llama", "invocation": "Converse",
+        "max_output_tokens": 8192, "accepts": ["system"], "temperature_with_top_p": true, "prices": null}"#;
+    fs::write(&models, format!(r#"{{"models": [{entry}]}}"#)).expect("write");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let work = dir.path().join("work");
+    let out = batchdrop(&[
+        "translate",
+        &path(&file),
+        "--model",
+        CLAUDE,
+        "--models",
+        &path(&models),
+        "--out",
+        &path(&work),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let titan = jsonl(&work.join("bedrock/amazon.titan-embed-text-v2_3a0.jsonl"));
+    let texts: Vec<&Value> = titan.iter().map(|r| &r["modelInput"]["inputText"]).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    assert!(titan.iter().all(|r| r["modelInput"]["dimensions"] == 512));
+
+    let (empty, results) = (dir.path().join("no-output"), dir.path().join("results"));
+    fs::create_dir_all(&empty).expect("mkdir");
+    let map = path(&work.join("record-map.jsonl"));
+    let args = [
+        "results",
+        "--map",
+        &map,
+        "--out",
+        &path(&results),
+        "--job-status",
+        "Expired",
+        &path(&empty),
+    ];
+    let out = batchdrop(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("give results the same file"), "{stderr}");
+    let out = batchdrop(&[&args[..], &["--models", &path(&models)]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let errors = jsonl(&results.join("errors.jsonl"));
+    let codes: Vec<&Value> = errors.iter().map(|l| &l["error"]["code"]).collect();
+    assert_eq!(codes, ["batch_expired", "batch_expired"]);
+}
+
 #[test]
 fn bad_model_is_a_usage_error() {
     let out = batchdrop(&["validate", sample().to_str().expect("utf-8 path"), "--model", "gpt-4o"]);
