@@ -46,7 +46,7 @@ use batchdrop::pipeline::check::{self, CheckInput};
 use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
 use batchdrop::pipeline::submit::{self, SubmitEvent, Submitted};
 use batchdrop::pipeline::wake::{self, JobEvent, Park, Woke};
-use batchdrop::pipeline::{Config, Deps};
+use batchdrop::pipeline::{fetch_catalogue, Config, Deps};
 use batchdrop::status::{BatchDoc, BatchStatus};
 use serde_json::{json, Value};
 
@@ -1217,6 +1217,45 @@ fn the_minimum_records_per_job_comes_from_the_catalogue_unless_set() {
     }
     assert_eq!(config("10").limits_for(&scout).min_records, 10);
     assert_eq!(config("10").limits_for(&claude).max_records_per_job, 50_000);
+}
+
+/// docs/models.md "Adding a model": a deployment's own catalogue file, in the input bucket, is fetched and checked
+/// at start-up; a missing or broken one stops the function with a message naming it.
+#[tokio::test]
+async fn a_deployments_catalogue_file_is_fetched_and_checked() {
+    let w = world();
+    let entry = r#"{"models": [{"id": "anthropic.claude-opus-4-6", "name": "Claude Opus 4.6", "family": "claude",
+        "invocation": "InvokeModel", "max_output_tokens": 128000, "accepts": ["system", "tools"],
+        "temperature_with_top_p": false, "prices": null}]}"#;
+    w.put(IN, "config/models.json", entry.as_bytes());
+    w.put(IN, "config/broken.json", b"{\"models\": [{\"id\": \"x\"}]}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = fetch_catalogue(&w.deps.s3, IN, "config/models.json", dir.path())
+        .await
+        .expect("fetched");
+    let catalogue = batchdrop::catalogue::Catalogue::with_file(&path).expect("a catalogue");
+    let found = catalogue
+        .lookup("anthropic.claude-opus-4-6-v1:0")
+        .map(|e| e.max_output_tokens);
+    assert_eq!(found, Some(Some(128_000)));
+    let missing = fetch_catalogue(&w.deps.s3, IN, "config/none.json", dir.path())
+        .await
+        .err()
+        .unwrap_or_default();
+    assert!(
+        missing.starts_with(
+            "MODEL_CATALOGUE_KEY: the model catalogue file s3://in-bucket/config/none.json cannot be read"
+        ),
+        "{missing}"
+    );
+    let broken = fetch_catalogue(&w.deps.s3, IN, "config/broken.json", dir.path())
+        .await
+        .err()
+        .unwrap_or_default();
+    assert!(
+        broken.contains("config/broken.json is not valid") && broken.contains("models[0]"),
+        "{broken}"
+    );
 }
 
 #[test]

@@ -71,6 +71,9 @@ PROXY_URLS = {"aws": PROXY_AWS_URL, "bedrock": PROXY_BEDROCK_URL}
 LAMBDA_PORTS = {name: LAMBDA_PORT + i for i, name in enumerate(FUNCTIONS)}
 LAMBDA_URLS = {name: f"http://127.0.0.1:{port}" for name, port in LAMBDA_PORTS.items()}
 
+MODEL_CATALOGUE_KEY = "config/models.json"
+MODEL_CATALOGUE_FILE = ROOT / "infra/local/models.json"
+
 # Settings of the functions on the local stack: fast polls, so a batch takes seconds.
 FUNCTION_ENV = {
     "INPUT_BUCKET": INPUT_BUCKET,
@@ -98,6 +101,9 @@ FUNCTION_ENV = {
     "STOP_WAIT_MINUTES": "5",
     "STAGING_RETENTION_DAYS": "30",
     "SUBMIT_RETRY_SECONDS": "60",
+    # A deployment's own model catalogue (docs/models.md, "In a deployed stack"), uploaded by provision(): every
+    # function reads it as it starts, as in a stack with ModelCatalogueKey set.
+    "MODEL_CATALOGUE_KEY": MODEL_CATALOGUE_KEY,
 }
 
 CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
@@ -351,6 +357,7 @@ def provision() -> None:
         except (c["s3"].exceptions.BucketAlreadyOwnedByYou, c["s3"].exceptions.BucketAlreadyExists):
             pass
     c["s3"].put_bucket_versioning(Bucket=INPUT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    c["s3"].put_object(Bucket=INPUT_BUCKET, Key=MODEL_CATALOGUE_KEY, Body=MODEL_CATALOGUE_FILE.read_bytes())
     c["s3"].put_bucket_notification_configuration(
         Bucket=INPUT_BUCKET,
         NotificationConfiguration={

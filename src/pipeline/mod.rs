@@ -10,7 +10,7 @@ pub mod s3;
 pub mod submit;
 pub mod wake;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -437,14 +437,42 @@ where
     Fut: std::future::Future<Output = Result<O, StepError>>,
 {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_vars(|name| std::env::var(name).ok())?;
     let sdk = aws_config::load_from_env().await;
+    // The deployment's own catalogue comes first: every model id in the settings is looked up in it.
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(key) = env(MODEL_CATALOGUE_KEY) {
+        let bucket = env("INPUT_BUCKET").ok_or_else(|| ConfigError("INPUT_BUCKET is not set".into()))?;
+        let dir = PathBuf::from(env("WORK_DIR").unwrap_or_else(|| "/tmp".to_string()));
+        let path = fetch_catalogue(&aws_sdk_s3::Client::new(&sdk), &bucket, &key, &dir)
+            .await
+            .map_err(ConfigError)?;
+        crate::catalogue::init(Some(&path)).map_err(ConfigError)?;
+    }
+    let config = Config::from_vars(|name| std::env::var(name).ok())?;
     // Built once and kept for the life of the process, which is the life of the Lambda sandbox.
     let deps: &'static Deps = Box::leak(Box::new(Deps::new(&sdk, config)));
     lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<E>| {
         step(deps, event.payload)
     }))
     .await
+}
+
+/// The setting that names a model catalogue file of the deployment's own in the input bucket (docs/models.md,
+/// "Adding a model"); unset, the functions use the built-in catalogue.
+pub const MODEL_CATALOGUE_KEY: &str = "MODEL_CATALOGUE_KEY";
+
+/// Downloads the deployment's model catalogue file `s3://bucket/key` into `dir` and checks it, before anything
+/// reads a model fact; returns where it is. Every function reads the same file once, at start-up, so a change
+/// to it reaches new function instances only (docs/models.md).
+pub async fn fetch_catalogue(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, dir: &Path) -> Result<PathBuf, String> {
+    let what = format!("{MODEL_CATALOGUE_KEY}: the model catalogue file s3://{bucket}/{key}");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{what}: cannot make {}: {e}", dir.display()))?;
+    let path = dir.join("batchdrop-models.json");
+    s3::download(s3, bucket, key, None, &path)
+        .await
+        .map_err(|e| format!("{what} cannot be read: {e}"))?;
+    crate::catalogue::Catalogue::with_file(&path).map_err(|why| format!("{what} is not valid: {why}"))?;
+    Ok(path)
 }
 
 impl Deps {

@@ -37,6 +37,7 @@ const PROPS: { readonly [K in keyof BatchdropPipelineProps]-?: Kind } = {
   outputKmsKeyId: 'string',
   defaultMaxTokens: 'number',
   temperaturePolicy: 'string',
+  modelCatalogueKey: 'string',
   eventBusName: 'string',
   logLevel: 'string',
   logRetentionDays: 'number',

@@ -177,6 +177,13 @@ export interface BatchdropPipelineProps {
    */
   readonly temperaturePolicy?: TemperaturePolicy;
   /**
+   * Key, under `config/` in the input bucket, of a model catalogue file of your own that adds or replaces models
+   * (MODEL_CATALOGUE_KEY; docs/models.md, "Adding a model"). The functions read it when they start, and refuse
+   * to start when it is missing or invalid.
+   * @default - the built-in catalogue only
+   */
+  readonly modelCatalogueKey?: string;
+  /**
    * Name (not ARN) of the EventBridge bus of the completion events: 1–256 of letters, digits, `.`, `-`, `_`.
    * @default 'default'
    */
@@ -222,6 +229,7 @@ const DEFAULTS = {
   stopWaitMinutes: 120,
   defaultMaxTokens: 4096,
   temperaturePolicy: 'reject' as TemperaturePolicy,
+  modelCatalogueKey: '',
   eventBusName: 'default',
   logLevel: 'INFO' as LogLevel,
   logRetentionDays: 30 as LogRetentionDays,
@@ -268,6 +276,7 @@ function checkProps(p: ResolvedProps): void {
   pattern('outputKmsKeyId', p.outputKmsKeyId, /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[a-zA-Z0-9-]+$/);
   // A bus name as PutEvents takes it: no ARN, no "/".
   pattern('eventBusName', p.eventBusName, /^[.\-_A-Za-z0-9]{1,256}$/);
+  pattern('modelCatalogueKey', p.modelCatalogueKey, /^$|^config\/[A-Za-z0-9!_.*'()/-]+[.]json$/);
   pattern('alarmTopicArn', p.alarmTopicArn, /^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$/);
   oneOf('logLevel', p.logLevel, LOG_LEVELS);
   oneOf('temperaturePolicy', p.temperaturePolicy, TEMPERATURE_POLICIES);
@@ -450,14 +459,20 @@ export class BatchdropPipeline extends Construct {
       OUTPUT_KMS_KEY_ID: kmsKey ?? '',
       DEFAULT_MAX_TOKENS: String(p.defaultMaxTokens),
       TEMPERATURE_POLICY: p.temperaturePolicy,
+      MODEL_CATALOGUE_KEY: p.modelCatalogueKey,
       OUTAGE_BUDGET_HOURS: String(p.outageBudgetHours),
       QUEUE_TIMEOUT_HOURS: String(p.queueTimeoutHours),
       STOP_WAIT_MINUTES: String(p.stopWaitMinutes),
       STAGING_RETENTION_DAYS: String(p.stagingRetentionDays),
       WORK_DIR: '/tmp',
     };
+    // Every function reads the deployment's own model catalogue, when it has one, as it starts.
+    const readCatalogue = p.modelCatalogueKey
+      ? [new iam.PolicyStatement({ sid: 'ReadModelCatalogue', actions: ['s3:GetObject'], resources: [`${inputBucketArn}/${p.modelCatalogueKey}`] })]
+      : [];
     const fn = (name: FunctionName, stem: string, settings: FunctionSettings) =>
-      this.rustFunction(name, stem, code, p.logLevel, p.logRetentionDays, environment, settings);
+      this.rustFunction(name, stem, code, p.logLevel, p.logRetentionDays, environment,
+        { ...settings, statements: [...readCatalogue, ...settings.statements] });
 
     this.submitFailureQueue = new sqs.Queue(this, 'SubmitFailureQueue', {
       retentionPeriod: Duration.seconds(1209600),

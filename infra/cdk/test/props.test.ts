@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 
 import { BatchdropPipeline, BatchdropPipelineProps } from '@batchdrop/cdk';
 import { fromContext } from '../bin/app';
@@ -57,6 +58,8 @@ const STRINGS = [
   'arn:aws:kms:us-east-1:123456789012:alias/ops', 'arn:aws:kms:us-east-1:1234:key/abc',
   'arn:aws:sns:us-east-1:123456789012:batchdrop-alarms', 'arn:aws:sns:us-east-1:123456789012:a.fifo',
   'arn:aws:sns:us-east-1:123456789012:' + 't'.repeat(257), 'arn:aws:sqs:us-east-1:123456789012:q',
+  'config/models.json', 'config/team/models-2.json', 'config/.json', 'config/models.txt', 'inbox/models.json',
+  'config/my models.json', '/config/models.json',
 ];
 
 describe('each SAM parameter is a prop with the same constraints', () => {
@@ -150,6 +153,24 @@ describe('each SAM parameter is a prop with the same constraints', () => {
   it('says which function is missing from lambdaDir', () => {
     const partial = placeholderLambdaDir(fs.mkdtempSync(path.join(os.tmpdir(), 'batchdrop-props-')), ['submit']);
     assert.match(refusal({ lambdaDir: partial }) ?? '', /check-jobs[/\\]bootstrap does not exist/);
+  });
+});
+
+describe("a deployment's own model catalogue", () => {
+  it('is named to every function, which alone may read it', () => {
+    const stack = new Stack(new App(), 'Catalogue', { env: { account: '123456789012', region: 'us-east-1' } });
+    new BatchdropPipeline(stack, 'Batchdrop', { lambdaDir, modelCatalogueKey: 'config/models.json' });
+    const resources = Object.values(Template.fromStack(stack).toJSON().Resources as Record<string, any>);
+    const functions = resources.filter((r) => r.Type === 'AWS::Lambda::Function');
+    assert.equal(functions.length, 4);
+    for (const f of functions) {
+      assert.equal(f.Properties.Environment.Variables.MODEL_CATALOGUE_KEY, 'config/models.json');
+    }
+    const readers = resources
+      .filter((r) => r.Type === 'AWS::IAM::Role')
+      .filter((r) => JSON.stringify(r.Properties.Policies ?? []).includes('"ReadModelCatalogue"'));
+    assert.equal(readers.length, 4);
+    assert.ok(JSON.stringify(readers[0].Properties.Policies).includes('/config/models.json'));
   });
 });
 

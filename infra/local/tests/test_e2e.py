@@ -200,6 +200,22 @@ def test_llama_and_mistral_run_as_converse_jobs(local_stack):
     assert "takes no tools" in rejected["response"]["body"]["error"]["message"]
 
 
+def test_a_model_from_the_stacks_own_catalogue_file(local_stack):
+    """docs/models.md "In a deployed stack": the functions read the catalogue file the stack names
+    (infra/local/models.json, uploaded as config/models.json), so a model only it describes runs, and its facts
+    apply: this entry takes temperature or top_p, not both."""
+    opus = "us.anthropic.claude-opus-4-6-v1:0"
+    file = lines(100, "o", max_tokens=20)
+    file.append(chat("both", temperature=0.5, top_p=0.9))
+    r = run_batch(local_stack, "users-catalogue", file, folder=opus)
+    assert r["doc"]["status"] == "completed"
+    assert [j["model"] for j in r["doc"]["bedrock"]["jobs"]] == [opus]
+    assert len(r["output"]) == 100 and {l["response"]["body"]["model"] for l in r["output"]} == {opus}
+    [both] = r["errors"]
+    assert both["custom_id"] == "both"
+    assert "takes temperature or top_p, not both" in both["response"]["body"]["error"]["message"]
+
+
 def embed(custom_id, **body):
     return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body})
 
