@@ -9,7 +9,7 @@
 //! | a feature the model's catalogue entry does not accept (images, tools, top_k, …) | line rejected | docs/models.md "Fields" |
 //! | `body.model` with any other name (`gpt-4o-mini`) | ignored, counted in the report | LangBatch does the same |
 //! | `n` > 1, `stream: true`, `logprobs: true` | line rejected | no Bedrock batch equivalent (SPEC §4.4) |
-//! | `temperature` above the model's maximum (1), up to OpenAI's 2 | [`TemperaturePolicy`]: rejected (default), clamped, or every temperature halved | docs/formats.md "Temperature" |
+//! | `temperature` above the model's maximum (its catalogue `max_temperature`, 1 for the built-in models), up to OpenAI's 2 | [`TemperaturePolicy`]: rejected (default), clamped, or every temperature scaled onto the model's range | docs/formats.md "Temperature" |
 //! | `temperature` below 0 or above 2, `top_p` outside 0–1 | line rejected | outside what OpenAI and Bedrock accept |
 //! | `temperature` and `top_p` both, on Claude 4.5 models | line rejected | those models take one or the other (SPEC §3.1) |
 //! | neither `max_completion_tokens` nor `max_tokens` | [`Policy::default_max_tokens`] | Claude requires `max_tokens` (SPEC §3.1) |
@@ -92,12 +92,14 @@ pub const MAX_TOOL_NAME_LEN: usize = 64;
 /// most Bedrock models 0–1 (docs/formats.md, "Temperature").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TemperaturePolicy {
-    /// Reject the line: the safe default, since no mapping keeps what a temperature above 1 meant to OpenAI.
+    /// Reject the line: the safe default, since no mapping keeps what a temperature above the model's maximum
+    /// meant to OpenAI.
     #[default]
     Reject,
     /// Send the model's maximum instead.
     Clamp,
-    /// Halve every temperature, mapping OpenAI's 0–2 onto 0–1.
+    /// Scale every temperature, mapping OpenAI's 0–2 onto 0 to the model's maximum (halving it for a maximum
+    /// of 1).
     Scale,
 }
 

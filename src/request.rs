@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::catalogue::DEFAULT_MAX_TEMPERATURE;
 use crate::error::{Reason, Rejection};
 use crate::format::openai_input::{Body, Content, Message, Part, Stop, ToolChoice};
 use crate::model::BedrockModel;
@@ -85,7 +86,7 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
 /// that depend on the model (images on Nova Micro, Claude 4.5 sampling) are then skipped.
 pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) -> Result<Request<'a>, Rejection> {
     check_unsupported(&body)?;
-    let (temperature, temperature_changed) = apply_temperature(body.temperature, policy.temperature)?;
+    let (temperature, temperature_changed) = apply_temperature(body.temperature, policy.temperature, model)?;
     let top_p = body.top_p;
     check_unit_range("body.top_p", top_p)?;
     if let Some(m) = model {
@@ -367,12 +368,15 @@ fn structured_output(
     }
 }
 
-/// The highest temperature Claude and Nova take.
-const MAX_TEMPERATURE: f64 = 1.0;
-
 /// A line's temperature after the policy (docs/formats.md, "Temperature"), and whether it changed. Outside
-/// OpenAI's own 0–2 a line is always rejected.
-fn apply_temperature(value: Option<f64>, policy: TemperaturePolicy) -> Result<(Option<f64>, bool), Rejection> {
+/// OpenAI's own 0–2 a line is always rejected. `model`'s catalogue entry gives its highest temperature; without
+/// a model, Bedrock's chat models' 1.
+fn apply_temperature(
+    value: Option<f64>,
+    policy: TemperaturePolicy,
+    model: Option<&BedrockModel>,
+) -> Result<(Option<f64>, bool), Rejection> {
+    let max = model.map_or(DEFAULT_MAX_TEMPERATURE, |m| m.entry.max_temperature.0);
     let Some(t) = value else {
         return Ok((None, false));
     };
@@ -392,15 +396,20 @@ fn apply_temperature(value: Option<f64>, policy: TemperaturePolicy) -> Result<(O
         ));
     }
     match policy {
-        TemperaturePolicy::Scale => Ok((Some(t / 2.0), t != 0.0)),
-        _ if t <= MAX_TEMPERATURE => Ok((Some(t), false)),
-        TemperaturePolicy::Clamp => Ok((Some(MAX_TEMPERATURE), true)),
+        // OpenAI's 0–2 onto the model's 0–max: halved for a model whose maximum is 1.
+        TemperaturePolicy::Scale => {
+            let scaled = t * max / OPENAI_MAX_TEMPERATURE;
+            Ok((Some(scaled), scaled != t))
+        }
+        _ if t <= max => Ok((Some(t), false)),
+        TemperaturePolicy::Clamp => Ok((Some(max), true)),
         TemperaturePolicy::Reject => Err(reject(
             Reason::Sampling,
             field,
             format!(
-                "{t} is above 1, the highest Bedrock's chat models accept; the temperature policy \
-                 (TemperaturePolicy, --temperature) can clamp it to 1 or halve every temperature instead"
+                "{t} is above {max}, the highest {} accepts; the temperature policy (TemperaturePolicy, \
+                 --temperature) can clamp it to {max} or scale every temperature instead",
+                model.map_or("Bedrock's chat models", |m| m.id.as_str())
             ),
         )),
     }

@@ -59,8 +59,8 @@ fn validate_names_line_custom_id_and_field_and_exits_1() {
     assert_eq!(
         printed,
         [
-            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest Bedrock's chat models accept; \
-             the temperature policy (TemperaturePolicy, --temperature) can clamp it to 1 or halve every \
+            "line 3, custom_id \"b\": body.temperature: 1.5 is above 1, the highest us.amazon.nova-lite-v1:0 \
+             accepts; the temperature policy (TemperaturePolicy, --temperature) can clamp it to 1 or scale every \
              temperature instead",
             "line 4: not valid JSON: key must be a string at column 2",
             "line 5, custom_id \"a\": custom_id: is used twice: first on line 1",
@@ -138,6 +138,83 @@ fn the_temperature_policy_rejects_clamps_or_scales_and_counts() {
     let bad = batchdrop(&["validate", file.to_str().expect("utf-8 path"), "--temperature", "round"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: reject, clamp, scale]"));
+}
+
+/// docs/models.md "Fields": a model's `max_temperature` is what the temperature policy rejects above, clamps to
+/// and scales onto.
+#[test]
+fn the_temperature_policy_follows_the_models_maximum() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, models) = (dir.path().join("in.jsonl"), dir.path().join("models.json"));
+    let entry = |id: &str, max: f64| {
+        format!(
+            r#"{{"id": "{id}", "name": "{id}", "family": "llama", "invocation": "Converse", "max_output_tokens": 8192,
+            "accepts": ["system"], "temperature_with_top_p": true, "max_temperature": {max}, "prices": null}}"#
+        )
+    };
+    let catalogue = format!(
+        r#"{{"models": [{}, {}]}}"#,
+        entry("google.gemma-3-27b", 0.8),
+        entry("google.gemma-3-12b", 2.0)
+    );
+    fs::write(&models, catalogue).expect("write");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let mut lines = Vec::new();
+    for (model, t) in [("27b", 0.5), ("27b", 1.0), ("27b", 2.0), ("12b", 1.5)] {
+        let body = json!({"model": format!("google.gemma-3-{model}-it-v1:0"), "temperature": t});
+        lines.push(chat(&format!("{model}-{t}"), body));
+    }
+    fs::write(&file, lines.join("\n")).expect("write");
+    // (policy, temperatures sent to the 27b model, to the 12b model)
+    for (policy, small, large) in [
+        ("reject", vec![0.5], vec![1.5]),
+        ("clamp", vec![0.5, 0.8, 0.8], vec![1.5]),
+        ("scale", vec![0.2, 0.4, 0.8], vec![1.5]),
+    ] {
+        let out_dir = dir.path().join(policy);
+        let out = batchdrop(&[
+            "translate",
+            &path(&file),
+            "--model",
+            NOVA,
+            "--models",
+            &path(&models),
+            "--out",
+            &path(&out_dir),
+            "--temperature",
+            policy,
+        ]);
+        assert!(
+            out.status.success(),
+            "{policy}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent = |name: &str| -> Vec<f64> {
+            jsonl(&out_dir.join(format!("bedrock/google.gemma-3-{name}-it-v1_3a0.jsonl")))
+                .iter()
+                .map(|r| {
+                    r["modelInput"]["inferenceConfig"]["temperature"]
+                        .as_f64()
+                        .expect("temperature")
+                })
+                .map(|t| (t * 1e9).round() / 1e9)
+                .collect()
+        };
+        assert_eq!((sent("27b"), sent("12b")), (small, large), "{policy}");
+    }
+    let errors = fs::read_to_string(dir.path().join("reject/errors.jsonl")).expect("errors");
+    assert!(
+        errors.contains("1 is above 0.8, the highest google.gemma-3-27b-it-v1:0 accepts"),
+        "{errors}"
+    );
+    fs::write(
+        &models,
+        format!(r#"{{"models": [{}]}}"#, entry("google.gemma-3-27b", 2.5)),
+    )
+    .expect("write");
+    let out = batchdrop(&["validate", &path(&file), "--models", &path(&models)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_temperature is 2.5"));
 }
 
 #[test]

@@ -143,6 +143,8 @@ pub struct Entry {
     pub accepts: Accepts,
     /// Whether a request may set both `temperature` and `top_p` (Claude 4.5 models take one or the other).
     pub temperature_with_top_p: bool,
+    /// The highest `temperature` the model takes; 1 unless the entry says otherwise.
+    pub max_temperature: Temperature,
     /// The fewest records Bedrock accepts in one batch job of this model.
     pub min_records: u64,
     /// Keys of the catalogue's `sources` the facts come from.
@@ -151,6 +153,23 @@ pub struct Entry {
     /// What an embeddings model takes; `Some` exactly for embeddings models.
     pub embedding: Option<Embedding>,
 }
+
+/// A temperature, compared and hashed by its bits: the catalogue accepts only numbers above 0 and at most 2,
+/// never NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Temperature(pub f64);
+
+impl Eq for Temperature {}
+
+impl std::hash::Hash for Temperature {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// The highest temperature of a model whose entry gives none: Claude's, Nova's and the other Bedrock chat
+/// models' in the built-in table.
+pub const DEFAULT_MAX_TEMPERATURE: f64 = 1.0;
 
 /// What one embeddings request may ask of an embeddings model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -194,6 +213,7 @@ struct EntryWire {
     max_output_tokens: Option<u64>,
     accepts: Vec<Feature>,
     temperature_with_top_p: bool,
+    max_temperature: Option<f64>,
     min_records: Option<u64>,
     #[serde(default)]
     facts: Vec<String>,
@@ -362,6 +382,13 @@ impl Catalogue {
                 w.id
             ));
         }
+        let max_temperature = w.max_temperature.unwrap_or(DEFAULT_MAX_TEMPERATURE);
+        if !(max_temperature > 0.0 && max_temperature <= 2.0) {
+            return Err(format!(
+                "'{}': max_temperature is {max_temperature}; it must be above 0 and at most 2 (OpenAI's highest)",
+                w.id
+            ));
+        }
         let min_records = w.min_records.unwrap_or(default_min);
         if min_records == 0 {
             return Err(format!("'{}': min_records must be at least 1", w.id));
@@ -404,6 +431,7 @@ impl Catalogue {
             invocation: w.invocation,
             max_output_tokens: w.max_output_tokens,
             temperature_with_top_p: w.temperature_with_top_p,
+            max_temperature: Temperature(max_temperature),
             min_records,
             facts: w.facts,
             prices,
