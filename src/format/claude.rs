@@ -7,7 +7,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{join, not_an_object, not_shaped, role, schema, unreadable, Seq};
+use super::{join, not_an_object, not_shaped, schema, unreadable, Seq, Turns};
 use crate::completion::{Completion, ToolCallOut, Unusable, Usage};
 use crate::request::{Block, Request, ToolMode, ToolSpec};
 
@@ -26,15 +26,7 @@ impl Serialize for Body<'_, '_> {
         if !r.system.is_empty() {
             m.serialize_entry("system", &Seq(|| r.system.iter().map(|t| SystemText(t))))?;
         }
-        m.serialize_entry(
-            "messages",
-            &Seq(|| {
-                r.turns.iter().map(|t| MessageOut {
-                    role: role(t.role),
-                    content: &t.blocks,
-                })
-            }),
-        )?;
+        m.serialize_entry("messages", &Turns(&r.turns, BlockOut))?;
         if let Some(t) = r.temperature {
             m.serialize_entry("temperature", &t)?;
         }
@@ -66,17 +58,6 @@ impl Serialize for SystemText<'_> {
         m.serialize_entry("text", self.0)?;
         m.end()
     }
-}
-
-#[derive(serde::Serialize)]
-struct MessageOut<'r, 'a> {
-    role: &'static str,
-    #[serde(serialize_with = "blocks_out")]
-    content: &'r Vec<Block<'a>>,
-}
-
-fn blocks_out<S: Serializer>(blocks: &&Vec<Block<'_>>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(blocks.iter().map(BlockOut))
 }
 
 struct BlockOut<'r, 'a>(&'r Block<'a>);

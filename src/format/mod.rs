@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use crate::completion::{Completion, Unusable};
 use crate::fingerprint::{self, Fingerprint};
 use crate::model::Family;
-use crate::request::{Request, Role, ToolSpec};
+use crate::request::{Block, Request, Role, ToolSpec, Turn};
 
 /// The arguments schema of a tool that declares none.
 const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
@@ -69,7 +69,27 @@ pub fn read(family: Family, model_output: &str) -> Result<Completion<'_>, Unusab
     }
 }
 
-pub(super) fn role(r: Role) -> &'static str {
+/// The turns of a request as Claude and Nova both write them, `[{"role", "content": [block, …]}, …]`, each block
+/// written by the format's own `B`.
+pub(super) struct Turns<'r, 'a, B>(pub(super) &'r [Turn<'a>], pub(super) fn(&'r Block<'a>) -> B);
+
+impl<'r, 'a, B: Serialize> Serialize for Turns<'r, 'a, B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let block = self.1;
+        s.collect_seq(self.0.iter().map(|t| TurnOut {
+            role: role(t.role),
+            content: Seq(move || t.blocks.iter().map(block)),
+        }))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct TurnOut<F> {
+    role: &'static str,
+    content: F,
+}
+
+fn role(r: Role) -> &'static str {
     match r {
         Role::User => "user",
         Role::Assistant => "assistant",

@@ -8,7 +8,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{join, not_an_object, not_shaped, role, schema, unreadable, Empty, One, Seq};
+use super::{join, not_an_object, not_shaped, schema, unreadable, Empty, One, Seq, Turns};
 use crate::completion::{Completion, ToolCallOut, Unusable, Usage};
 use crate::request::{Block, Request, ToolMode, ToolSpec};
 
@@ -42,15 +42,7 @@ impl Serialize for Body<'_, '_> {
         if !r.system.is_empty() {
             m.serialize_entry("system", &Seq(|| r.system.iter().map(|t| One("text", t))))?;
         }
-        m.serialize_entry(
-            "messages",
-            &Seq(|| {
-                r.turns.iter().map(|t| MessageOut {
-                    role: role(t.role),
-                    content: &t.blocks,
-                })
-            }),
-        )?;
+        m.serialize_entry("messages", &Turns(&r.turns, BlockOut))?;
         m.serialize_entry("inferenceConfig", &Inference(r, !self.converse))?;
         if let Some(k) = r.top_k.filter(|_| self.converse) {
             m.serialize_entry("additionalModelRequestFields", &One("top_k", k))?;
@@ -60,17 +52,6 @@ impl Serialize for Body<'_, '_> {
         }
         m.end()
     }
-}
-
-#[derive(serde::Serialize)]
-struct MessageOut<'r, 'a> {
-    role: &'static str,
-    #[serde(serialize_with = "blocks_out")]
-    content: &'r Vec<Block<'a>>,
-}
-
-fn blocks_out<S: Serializer>(blocks: &&Vec<Block<'_>>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(blocks.iter().map(BlockOut))
 }
 
 struct BlockOut<'r, 'a>(&'r Block<'a>);
