@@ -56,22 +56,22 @@ pub fn build<'a>(
         Some(Err(e)) => return Err(reject(Reason::Input, "body.input", type_error(&e))),
         Some(Ok(input)) => input,
     };
-    let (inputs, single) = match input {
-        EmbeddingInput::Text(t) => (vec![Some(t)], true),
-        EmbeddingInput::List(list) => (list, false),
+    let (inputs, single, total) = match input {
+        EmbeddingInput::Text(t) => (vec![Some(t)], true, 1),
+        EmbeddingInput::List { items, total } => (items, false, total),
     };
-    if inputs.is_empty() {
+    if total == 0 {
         return Err(reject(
             Reason::Input,
             "body.input",
             "is an empty list: give at least one text",
         ));
     }
-    if inputs.len() > MAX_INPUTS {
+    if total > MAX_INPUTS {
         return Err(reject(
             Reason::Input,
             "body.input",
-            format!("lists {} texts; one request takes at most {MAX_INPUTS}", inputs.len()),
+            format!("lists {total} texts; one request takes at most {MAX_INPUTS}"),
         ));
     }
     let mut texts = Vec::with_capacity(inputs.len());

@@ -512,7 +512,7 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
     }
     staging.commit(&["output.jsonl", "errors.jsonl"])?;
     eprintln!(
-        "{files} Bedrock output files, {} records: {} succeeded, {} failed, {} never returned, {} rejected before Bedrock",
+        "{files} Bedrock output files, {} requests sent: {} succeeded, {} failed, {} never returned, {} rejected before Bedrock",
         report.lines - report.rejected,
         report.succeeded,
         report.failed,

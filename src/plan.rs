@@ -37,6 +37,9 @@ pub struct Chunk {
     pub start: usize,
     pub records: usize,
     pub bytes: u64,
+    /// Input lines whose records the chunk holds: `records` unless a line has several (embeddings).
+    #[serde(default)]
+    pub lines: usize,
 }
 
 /// Why a model group cannot run.
@@ -44,6 +47,14 @@ pub struct Chunk {
 pub enum PlanError {
     #[error("{model} needs at least {min} records per Bedrock batch job, and this file has {count} for it")]
     BelowMinimum { model: String, count: usize, min: u64 },
+    #[error("{model}: line {line} has {records} records (one per text), more than the {max} one Bedrock job may hold")]
+    LineTooLarge {
+        model: String,
+        /// The line's place among the group's lines, from 1.
+        line: usize,
+        records: usize,
+        max: u64,
+    },
     #[error(
         "{model}: {count} records cannot be cut into jobs of at least {min} records within {max_bytes} bytes each"
     )]
@@ -76,6 +87,14 @@ pub fn plan_group(
     }
     let max_records = limits.max_records_per_file.min(limits.max_records_per_job).max(1);
     let max_bytes = limits.max_file_bytes.min(limits.max_job_bytes);
+    if let Some((line, records)) = largest_line(continues_line, n).filter(|(_, r)| *r as u64 > max_records) {
+        return Err(PlanError::LineTooLarge {
+            model: model.to_string(),
+            line,
+            records,
+            max: max_records,
+        });
+    }
     let total: u64 = sizes.iter().sum();
     let mut k = (n as u64)
         .div_ceil(max_records)
@@ -99,8 +118,27 @@ pub fn plan_group(
     })
 }
 
-/// `k` contiguous chunks whose record counts differ by at most one (a cut inside a line moves on to the line's
-/// end), if each holds `min..=max_records` records in at most `max_bytes`.
+/// The line with the most records, as (its place among the lines from 1, its records); `None` when every
+/// line has one.
+fn largest_line(continues_line: &[bool], n: usize) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    let (mut line, mut records) = (0, 0);
+    for i in 0..n {
+        if !continues_line.get(i).copied().unwrap_or(false) {
+            line += 1;
+            records = 0;
+        }
+        records += 1;
+        if records > 1 && best.is_none_or(|(_, r)| records > r) {
+            best = Some((line, records));
+        }
+    }
+    best
+}
+
+/// `k` contiguous chunks whose record counts differ by at most one, if each holds `min..=max_records` records
+/// in at most `max_bytes`. A cut that falls inside a line moves to the line's end, or else to its start,
+/// whichever keeps the chunk within the limits.
 fn even_split(
     sizes: &[u64],
     continues_line: &[bool],
@@ -110,21 +148,43 @@ fn even_split(
     let n = sizes.len();
     let (base, extra) = (n / k, n % k);
     let continues = |i: usize| continues_line.get(i).copied().unwrap_or(false);
+    let fits = |start: usize, end: usize| {
+        let records = (end - start) as u64;
+        let bytes: u64 = sizes[start..end].iter().sum();
+        records > 0 && records >= min && records <= max_records && bytes <= max_bytes
+    };
     let mut chunks = Vec::with_capacity(k);
     let mut start = 0;
     let mut even_end = 0;
     for i in 0..k {
         even_end += base + usize::from(i < extra);
-        let mut end = even_end.max(start);
-        while end < n && continues(end) {
-            end += 1;
-        }
-        let records = end - start;
-        let bytes: u64 = sizes[start..end].iter().sum();
-        if records == 0 || (records as u64) < min || records as u64 > max_records || bytes > max_bytes {
+        let end = if i + 1 == k {
+            n
+        } else {
+            let (mut later, mut earlier) = (even_end.max(start), even_end.max(start));
+            while later < n && continues(later) {
+                later += 1;
+            }
+            while earlier > start && continues(earlier) {
+                earlier -= 1;
+            }
+            if fits(start, later) || !fits(start, earlier) {
+                later
+            } else {
+                earlier
+            }
+        };
+        if !fits(start, end) {
             return None;
         }
-        chunks.push(Chunk { start, records, bytes });
+        let lines = (start..end).filter(|&r| !continues(r)).count();
+        let bytes: u64 = sizes[start..end].iter().sum();
+        chunks.push(Chunk {
+            start,
+            records: end - start,
+            bytes,
+            lines,
+        });
         start = end;
     }
     Some(chunks)
@@ -146,7 +206,8 @@ mod tests {
             vec![Chunk {
                 start: 0,
                 records: 500,
-                bytes: 50_000
+                bytes: 50_000,
+                lines: 500
             }]
         );
     }
@@ -225,5 +286,35 @@ mod tests {
             "{chunks:?}"
         );
         assert_eq!(chunks.iter().map(|c| c.records).sum::<usize>(), 300);
+    }
+
+    #[test]
+    fn a_cut_inside_a_line_may_move_back_to_its_start() {
+        // 199 records, one line of three at records 99-101: moving the cut at 100 on to 102 would leave 97 for
+        // the second job, under the minimum; moving it back to 99 gives 99 and 100.
+        let continues: Vec<bool> = (0..199).map(|i| i == 100 || i == 101).collect();
+        let limits = Limits {
+            min_records: 90,
+            max_records_per_job: 100,
+            ..Limits::default()
+        };
+        let chunks = plan_group("m", &vec![1; 199], &continues, &limits).expect("plan");
+        assert_eq!(counts(&chunks), vec![99, 100]);
+        assert_eq!(chunks.iter().map(|c| c.lines).collect::<Vec<_>>(), vec![99, 98]);
+    }
+
+    #[test]
+    fn a_line_larger_than_a_job_is_named() {
+        let continues: Vec<bool> = (0..300).map(|i| (11..250).contains(&i)).collect();
+        let limits = Limits {
+            min_records: 1,
+            max_records_per_job: 200,
+            ..Limits::default()
+        };
+        let err = plan_group("m", &vec![1; 300], &continues, &limits).expect_err("too large");
+        assert_eq!(
+            err.to_string(),
+            "m: line 11 has 240 records (one per text), more than the 200 one Bedrock job may hold"
+        );
     }
 }

@@ -619,6 +619,16 @@ fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) 
         ),
     };
     let family = families.of(map_line, model)?;
+    if let Some(e) = entry.embedding.filter(|e| e.parts as usize > embeddings::MAX_INPUTS) {
+        return Err(bad_map(
+            map_line,
+            format!(
+                "an embeddings entry of {} records, but a line has at most {}",
+                e.parts,
+                embeddings::MAX_INPUTS
+            ),
+        ));
+    }
     if (family == Family::TitanEmbed) != entry.embedding.is_some() {
         return Err(bad_map(
             map_line,

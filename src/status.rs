@@ -118,6 +118,10 @@ pub struct Job {
     pub index: usize,
     pub model: String,
     pub records: u64,
+    /// The input lines of the job's records, when fewer than its records (an embeddings line has one record per
+    /// text): the live request counts scale Bedrock's record counts to lines with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
     pub bytes: u64,
     pub input_uri: String,
     pub output_uri: String,
@@ -153,6 +157,7 @@ impl Job {
             index,
             model: model.to_string(),
             records: chunk.records as u64,
+            lines: (chunk.lines != chunk.records).then_some(chunk.lines as u64),
             bytes: chunk.bytes,
             input_uri: uris.0,
             output_uri: uris.1,
@@ -442,6 +447,7 @@ mod tests {
                 start: 0,
                 records: 1,
                 bytes: 1,
+                lines: 1,
             };
             let mut j = Job::from_chunk(i, "m", &chunk, ("n".into(), "t".into()), ("i".into(), "o".into()));
             j.status = s.to_string();

@@ -1113,6 +1113,32 @@ async fn a_folder_naming_an_embeddings_model_runs_embeddings_lines() {
         .is_some_and(|m| m.contains("is an embeddings model")));
 }
 
+/// An embeddings group below Bedrock's minimum is rejected line by line: the batch counts its lines, not its
+/// records, and the map's trailer loses its records.
+#[tokio::test]
+async fn a_rejected_embeddings_group_counts_lines_not_texts() {
+    let w = world();
+    let mut input = lines(100, "r", json!({}));
+    for i in 0..12 {
+        input.push(
+            json!({"custom_id": format!("e{i}"), "method": "POST", "url": "/v1/embeddings",
+                "body": {"input": ["a", "b", "c", "d", "e"]}})
+            .to_string(),
+        );
+    }
+    let (batch_id, _) = w.submit_and_create("inbox/f.jsonl", &input).await;
+    let doc = w.doc(&batch_id);
+    assert_eq!((doc.request_counts.total, doc.request_counts.failed), (112, 12));
+    assert_eq!(doc.bedrock.rejected, 12);
+    let map = w.jsonl(IN, &format!("staging/{batch_id}/record-map.jsonl"));
+    assert_eq!(
+        map.last().expect("trailer")["batchdrop_record_map_end"],
+        json!({"entries": 112, "records": 100})
+    );
+    assert_eq!(map[101]["rejected"]["code"], "below_bedrock_minimum");
+    assert!(map[101].get("embedding").is_none(), "{}", map[101]);
+}
+
 #[tokio::test]
 async fn failure_mode_accounts_for_every_line_and_stops_jobs() {
     let w = world();

@@ -478,6 +478,39 @@ mod map_integrity {
     }
 }
 
+mod embeddings_maps {
+    use super::*;
+
+    /// A map naming an embeddings line of more records than a line can have is refused before anything is
+    /// held for it: 4 billion parts once asked for 96 GB.
+    #[test]
+    fn an_entry_of_too_many_parts_is_refused() {
+        let map = [
+            "{\"batchdrop_record_map\":3,\"batch_id\":\"b\"}\n",
+            "{\"line\":1,\"custom_id\":\"e\",\"recordId\":\"R0000000001\",\"model\":\"amazon.titan-embed-text-v2:0\",\
+             \"embedding\":{\"parts\":4000000000,\"dimensions\":256}}\n",
+            "{\"batchdrop_record_map_end\":{\"entries\":1,\"records\":4000000000}}\n",
+        ];
+        let message = try_join(map.concat().as_bytes(), &[], 1 << 20)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            message.as_deref(),
+            Some("record map line 2: an embeddings entry of 4000000000 records, but a line has at most 2048")
+        );
+        // An embeddings model's entry without its embedding, and a chat model's with one, are refused too.
+        let without = map[1].replace(",\"embedding\":{\"parts\":4000000000,\"dimensions\":256}", "");
+        let message = try_join([map[0], without.as_str(), map[2]].concat().as_bytes(), &[], 1 << 20)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("is an embeddings model, but the entry has no embedding"),
+            "{message}"
+        );
+    }
+}
+
 mod counters {
     use super::*;
 

@@ -171,10 +171,14 @@ pub struct JsonSchemaFormat<'a> {
 }
 
 /// An embeddings `input`: one text, or a list whose items are texts (`Some`) or token ids (`None`: a number or
-/// a list of numbers, which Titan cannot take).
+/// a list of numbers, which Titan cannot take). Of a list longer than [`crate::embeddings::MAX_INPUTS`], only
+/// that many items are kept; `total` counts them all.
 pub enum EmbeddingInput<'a> {
     Text(Cow<'a, str>),
-    List(Vec<Option<Cow<'a, str>>>),
+    List {
+        items: Vec<Option<Cow<'a, str>>>,
+        total: usize,
+    },
 }
 
 impl<'a> Body<'a> {
@@ -265,11 +269,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
                 Ok(EmbeddingInput::Text(Cow::Owned(v.to_owned())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
-                while let Some(InputItem(item)) = seq.next_element()? {
-                    all.push(item);
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                let mut total = 0;
+                while total < crate::embeddings::MAX_INPUTS {
+                    match seq.next_element()? {
+                        Some(InputItem(item)) => items.push(item),
+                        None => return Ok(EmbeddingInput::List { items, total }),
+                    }
+                    total += 1;
                 }
-                Ok(EmbeddingInput::List(all))
+                // Past the limit the line is rejected: the rest is only counted, never kept.
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    total += 1;
+                }
+                Ok(EmbeddingInput::List { items, total })
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))

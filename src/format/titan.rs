@@ -71,7 +71,11 @@ pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable>
     let Some(raw) = out.embedding else {
         return Err(malformed("it has no embedding".into()));
     };
-    let Count(n) = serde_json::from_str(raw.get()).map_err(|e| malformed(format!("embedding is not {e}")))?;
+    let Count(n) = serde_json::from_str(raw.get()).map_err(|e| {
+        let text = e.to_string();
+        let text = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
+        malformed(format!("its embedding does not read as numbers: {text}"))
+    })?;
     if n != dimensions as usize {
         return Err(malformed(format!(
             "its embedding has {n} numbers, but {dimensions} were asked for"

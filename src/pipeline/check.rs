@@ -412,9 +412,15 @@ pub fn failure_text(failure: Option<&Value>) -> String {
     format!("{error}: {cause}")
 }
 
-/// Live request counts: records answered and failed so far, plus the lines rejected at submit.
+/// Live request counts: requests answered and failed so far, plus the lines rejected at submit. Bedrock counts
+/// records; a job whose lines have several records each (embeddings) has its counts scaled to lines, an
+/// estimate that finalize replaces with the count of each line's own outcome.
 fn update_counts(doc: &mut BatchDoc) {
     let jobs = &doc.bedrock.jobs;
-    doc.request_counts.completed = jobs.iter().filter_map(|j| j.succeeded).sum();
-    doc.request_counts.failed = doc.bedrock.rejected + jobs.iter().filter_map(|j| j.failed).sum::<u64>();
+    let lines = |job: &crate::status::Job, records: Option<u64>| match (records, job.lines) {
+        (Some(r), Some(lines)) if job.records > 0 => r.min(job.records) * lines / job.records,
+        (r, _) => r.unwrap_or(0),
+    };
+    doc.request_counts.completed = jobs.iter().map(|j| lines(j, j.succeeded)).sum();
+    doc.request_counts.failed = doc.bedrock.rejected + jobs.iter().map(|j| lines(j, j.failed)).sum::<u64>();
 }

@@ -505,7 +505,7 @@ async fn stage(
             }
         }
     }
-    let rejected = report.rejected + below_minimum;
+    let rejected = report.rejected + below_minimum.lines;
     let now = now();
     let doc = update_batch(deps, batch_id, |d| {
         if d.bedrock.staged || d.status.is_terminal() {
@@ -697,12 +697,20 @@ impl Sink for LocalSink {
     }
 }
 
+/// What [`rewrite_map`] turned into rejections: input lines, and the Bedrock records they had (an embeddings
+/// line has one per text).
+#[derive(Default)]
+struct Rejected {
+    lines: u64,
+    records: u64,
+}
+
 /// Copies the record map, giving each accepted record its job, and turning the records of a group that
-/// cannot run into rejections. Returns how many records were rejected that way.
-fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -> Result<u64, StepError> {
+/// cannot run into rejections. Returns how many were rejected that way.
+fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -> Result<Rejected, StepError> {
     let mut lines = Lines::new(BufReader::new(File::open(from)?));
     let mut out = BufWriter::new(File::create(to)?);
-    let mut rejected = 0;
+    let mut rejected = Rejected::default();
     let Some((_, header)) = lines.next_line()? else {
         return Err(StepError::Fatal("the record map has no header".into()));
     };
@@ -717,7 +725,7 @@ fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -
                 &mut out,
                 &MapEnd {
                     batchdrop_record_map_end: MapCounts {
-                        records: counts.records.saturating_sub(rejected),
+                        records: counts.records.saturating_sub(rejected.records),
                         ..counts
                     },
                 },
@@ -745,7 +753,8 @@ fn rewrite_map(from: &Path, to: &Path, plans: &mut HashMap<String, GroupPlan>) -
                     *seen += records;
                 }
                 Some(GroupPlan::Rejected(why)) => {
-                    rejected += records as u64;
+                    rejected.lines += 1;
+                    rejected.records += records as u64;
                     let message = match entry.custom_id.as_deref() {
                         Some(id) => format!("line {}, custom_id {}: {why}", entry.line, serde_json::Value::from(id)),
                         None => format!("line {}: {why}", entry.line),

@@ -171,8 +171,9 @@ export interface BatchdropPipelineProps {
   /** max_tokens of lines that set none (DEFAULT_MAX_TOKENS). @default 4096 */
   readonly defaultMaxTokens?: number;
   /**
-   * A request temperature above 1, which OpenAI allows and Claude and Nova do not (TEMPERATURE_POLICY): reject
-   * the line, clamp it to 1, or scale every temperature by half (docs/formats.md, "Temperature").
+   * A request temperature above the model's maximum (1 for Claude, Nova and the other built-in models), which
+   * OpenAI allows up to 2 (TEMPERATURE_POLICY): reject the line, clamp it to the maximum, or scale every
+   * temperature onto the model's range, by half for a maximum of 1 (docs/formats.md, "Temperature").
    * @default 'reject'
    */
   readonly temperaturePolicy?: TemperaturePolicy;
