@@ -41,12 +41,12 @@ use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutio
 use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, TaskTimedOut};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
+use batchdrop::model::{classify, BedrockModel, ModelName};
 use batchdrop::pipeline::check::{self, CheckInput};
 use batchdrop::pipeline::finalize::{self, Failure, FinalizeInput};
 use batchdrop::pipeline::submit::{self, SubmitEvent, Submitted};
 use batchdrop::pipeline::wake::{self, JobEvent, Park, Woke};
 use batchdrop::pipeline::{Config, Deps};
-use batchdrop::model::{classify, BedrockModel, ModelName};
 use batchdrop::status::{BatchDoc, BatchStatus};
 use serde_json::{json, Value};
 
@@ -1207,7 +1207,10 @@ fn the_minimum_records_per_job_comes_from_the_catalogue_unless_set() {
         min_records: 50,
         ..claude.entry.clone()
     }));
-    let scout = BedrockModel { entry, ..claude.clone() };
+    let scout = BedrockModel {
+        entry,
+        ..claude.clone()
+    };
     for unset in ["", "0"] {
         assert_eq!(config(unset).limits_for(&claude).min_records, 100);
         assert_eq!(config(unset).limits_for(&scout).min_records, 50);

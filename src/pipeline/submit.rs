@@ -413,7 +413,12 @@ async fn stage(
         let Some(group) = groups.get(g).and_then(Option::as_ref) else {
             continue;
         };
-        match plan_group(&model.id, &group.sizes, &group.continues_line, &config.limits_for(model)) {
+        match plan_group(
+            &model.id,
+            &group.sizes,
+            &group.continues_line,
+            &config.limits_for(model),
+        ) {
             Ok(chunks) => {
                 let first_job = jobs.len();
                 for chunk in &chunks {
