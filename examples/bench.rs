@@ -825,13 +825,13 @@ fn print_table(options: &Options, rows: &[Row], total_seconds: f64) {
     println!();
     let at_least = rows.iter().filter(|r| r.at_least_reference()).count();
     println!(
-        "at least the reference (MB/s >= serde_json's on the same file): {} in {at_least} of {} steps",
-        verdict(at_least == rows.len()),
-        rows.len()
+        "at least the reference (MB/s >= serde_json's on the same file) in {at_least} of {} steps: {}",
+        rows.len(),
+        verdict(at_least == rows.len())
     );
     for r in rows.iter().filter(|r| !r.at_least_reference()) {
         println!(
-            "  {} {}: {:.1} MB/s, reference {:.1} MB/s",
+            "  below it: {} {}: {:.1} MB/s, reference {:.1} MB/s",
             r.step,
             r.dataset,
             r.mb_per_s(),
