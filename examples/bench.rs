@@ -30,11 +30,11 @@
 //! - The binary runs as a child process, as a user runs it: wall-clock time is taken around spawn and
 //!   wait, and peak memory is the child's `ru_maxrss` from `wait4`. Each step runs `--runs` times
 //!   (default 3); the table shows the fastest time and the highest peak RSS of those runs.
-//! - Right after each step, the reference is measured on the very file(s) the step read, `--runs` times
-//!   too: serde_json parsing each line into a `Value` and serializing it again, in this process. The table
-//!   shows each step's MB/s next to its reference's, and whether it is at least the reference; then the
-//!   project's targets, and per family and step the ratio of peak RSS of the large file over the small one
-//!   (target: at most 1.3, flat).
+//! - After each run of a step, the reference runs once on the very file(s) the step read, so that the two
+//!   take turns on the same machine: serde_json parsing each line into a `Value` and serializing it again,
+//!   in this process; its fastest run is kept. The table shows each step's MB/s next to its reference's,
+//!   and whether it is at least the reference; then the project's targets, and per family and step the
+//!   ratio of peak RSS of the large file over the small one (target: at most 1.3, flat).
 //! - The binary is the `batchdrop` next to this example's own build (`<target dir>/release/`, so that
 //!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another.
 //!
@@ -411,25 +411,46 @@ fn measure_to(mut command: Command, log: &Path, stdout: Stdio, ok_codes: &[i32])
     Ok((seconds, u64::try_from(usage.ru_maxrss)?))
 }
 
-/// Runs a step `runs` times; keeps the fastest time and the highest peak RSS.
-fn best_of(runs: usize, log_dir: &Path, step: &str, make: impl Fn() -> Command) -> Result<(f64, u64, String)> {
-    let mut best = f64::INFINITY;
-    let mut peak = 0;
-    let mut summary = String::new();
+/// A step's runs: its fastest time, its highest peak RSS, and the fastest reference on the same file(s).
+struct Measured {
+    seconds: f64,
+    peak_rss_kib: u64,
+    summary: String,
+    reference: Reference,
+}
+
+/// Runs a step `runs` times, each run followed by a run of the reference over `files`, the file(s) the step
+/// reads: taken in turns, the two see the same machine, even when something else on it comes and goes.
+/// Keeps the fastest time of each and the step's highest peak RSS.
+fn best_of(runs: usize, log_dir: &Path, step: &str, files: &[PathBuf], make: impl Fn() -> Command) -> Result<Measured> {
+    let mut best = Measured {
+        seconds: f64::INFINITY,
+        peak_rss_kib: 0,
+        summary: String::new(),
+        reference: Reference {
+            seconds: f64::INFINITY,
+            bytes: 0,
+        },
+    };
     for run in 1..=runs {
         let log = log_dir.join(format!("{step}-{run}.log"));
         let (seconds, rss) = measure(make(), &log)?;
+        let reference = serde_reference(files)?;
         eprintln!(
-            "  {step} run {run}/{runs}: {seconds:.3} s, peak RSS {:.1} MB",
-            kib_to_mb(rss)
+            "  {step} run {run}/{runs}: {seconds:.3} s, peak RSS {:.1} MB; reference {:.3} s",
+            kib_to_mb(rss),
+            reference.seconds
         );
-        best = best.min(seconds);
-        peak = peak.max(rss);
+        best.seconds = best.seconds.min(seconds);
+        best.peak_rss_kib = best.peak_rss_kib.max(rss);
+        if reference.seconds < best.reference.seconds {
+            best.reference = reference;
+        }
         if run == 1 {
-            summary = fs::read_to_string(&log)?.lines().next().unwrap_or_default().to_string();
+            best.summary = fs::read_to_string(&log)?.lines().next().unwrap_or_default().to_string();
         }
     }
-    Ok((best, peak, summary))
+    Ok(best)
 }
 
 fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Row>> {
@@ -451,7 +472,8 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
     let model = ds.subject.model.id.as_str();
 
     eprintln!("{}: translate", ds.name);
-    let (seconds, rss, summary) = best_of(options.runs, &logs, "translate", || {
+    let input_files = [input.to_path_buf()];
+    let translate = best_of(options.runs, &logs, "translate", &input_files, || {
         let mut c = Command::new(&options.bin);
         c.arg("translate")
             .arg(input)
@@ -460,7 +482,6 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
             .arg(&translated);
         c
     })?;
-    let reference = serde_reference(&[input.to_path_buf()], options.runs)?;
     let report = read_translate_report(&translated.join("report.json"))?;
     let translate_row = Row {
         family: ds.subject.family,
@@ -469,10 +490,10 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
         lines: ds.lines,
         bytes: input_bytes,
         records: ds.lines,
-        seconds,
-        peak_rss_kib: rss,
-        summary,
-        reference,
+        seconds: translate.seconds,
+        peak_rss_kib: translate.peak_rss_kib,
+        summary: translate.summary,
+        reference: translate.reference,
         check: check_translate(ds, &report),
     };
 
@@ -508,7 +529,7 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
     );
 
     eprintln!("{}: results", ds.name);
-    let (seconds, rss, summary) = best_of(options.runs, &logs, "results", || {
+    let measured = best_of(options.runs, &logs, "results", &out_files, || {
         let mut c = Command::new(&options.bin);
         c.arg("results")
             .arg("--map")
@@ -520,7 +541,6 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
             .args(&out_files);
         c
     })?;
-    let reference = serde_reference(&out_files, options.runs)?;
     let check = check_results(ds, &translated.join("record-map.jsonl"), &results, &errored, records)?;
     let results_row = Row {
         family: ds.subject.family,
@@ -529,10 +549,10 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
         lines: ds.lines,
         bytes: out_bytes,
         records,
-        seconds,
-        peak_rss_kib: rss,
-        summary,
-        reference,
+        seconds: measured.seconds,
+        peak_rss_kib: measured.peak_rss_kib,
+        summary: measured.summary,
+        reference: measured.reference,
         check,
     };
     Ok(vec![translate_row, results_row])
@@ -664,41 +684,33 @@ struct Reference {
     bytes: u64,
 }
 
-/// serde_json's own speed on the same lines: read, parse into a `Value`, serialize again. It reads
+/// serde_json's own speed on the same lines, once: read, parse into a `Value`, serialize again. It reads
 /// through a buffer like the binary does, so the two compare like for like. It holds one line's `Value`
 /// at a time, so this process stays small while children are measured (should std ever spawn by fork
 /// rather than posix_spawn, a child's ru_maxrss would start at this process's size).
-fn serde_reference(files: &[PathBuf], runs: usize) -> Result<Reference> {
-    let mut best = Reference {
-        seconds: f64::INFINITY,
-        bytes: 0,
-    };
+fn serde_reference(files: &[PathBuf]) -> Result<Reference> {
     let (mut line, mut out) = (Vec::with_capacity(64 * 1024), Vec::with_capacity(64 * 1024));
-    for run in 1..=runs {
-        let mut bytes = 0u64;
-        let start = Instant::now();
-        for path in files {
-            let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
-            loop {
-                line.clear();
-                let n = reader.read_until(b'\n', &mut line)?;
-                if n == 0 {
-                    break;
-                }
-                bytes += n as u64;
-                let value: serde_json::Value = serde_json::from_slice(&line)?;
-                out.clear();
-                serde_json::to_writer(&mut out, &value)?;
-                std::hint::black_box(&out);
+    let mut bytes = 0u64;
+    let start = Instant::now();
+    for path in files {
+        let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
             }
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        eprintln!("  reference run {run}/{runs}: {seconds:.3} s (serde_json Value round trip of the same file)");
-        if seconds < best.seconds {
-            best = Reference { seconds, bytes };
+            bytes += n as u64;
+            let value: serde_json::Value = serde_json::from_slice(&line)?;
+            out.clear();
+            serde_json::to_writer(&mut out, &value)?;
+            std::hint::black_box(&out);
         }
     }
-    Ok(best)
+    Ok(Reference {
+        seconds: start.elapsed().as_secs_f64(),
+        bytes,
+    })
 }
 
 fn kib_to_mb(kib: u64) -> f64 {
