@@ -36,7 +36,9 @@
 //!   and whether it is at least the reference; then the project's targets, and per family and step the
 //!   ratio of peak RSS of the large file over the small one (target: at most 1.3, flat).
 //! - The binary is the `batchdrop` next to this example's own build (`<target dir>/release/`, so that
-//!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another.
+//!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another. The steps run
+//!   a copy of it taken at the start (`DIR/batchdrop-under-test`), so that a build during the run cannot
+//!   change what is measured.
 //!
 //! `--hostile` (`make bench-hostile`) measures instead that memory is bounded by the longest line, not by
 //! the file, on inputs built to grow whatever a line leaves behind:
@@ -184,7 +186,10 @@ impl<'s> Dataset<'s> {
 
 struct Options {
     dir: PathBuf,
+    /// The binary named (or found): what the table names.
     bin: PathBuf,
+    /// The copy of it that runs (see `main`).
+    exe: PathBuf,
     quick: bool,
     runs: usize,
     regen: bool,
@@ -225,6 +230,7 @@ fn parse_options() -> Result<Options> {
     let mut options = Options {
         dir: root.join("bench-data"),
         bin: default_binary(root),
+        exe: PathBuf::new(),
         quick: false,
         runs: 3,
         regen: false,
@@ -278,9 +284,13 @@ fn parse_options() -> Result<Options> {
 }
 
 fn main() -> Result<()> {
-    let options = parse_options()?;
+    let mut options = parse_options()?;
     check_binary(&options.bin)?;
     fs::create_dir_all(&options.dir)?;
+    // Every step runs a copy taken now: a build during the run (another checkout sharing CARGO_TARGET_DIR
+    // writes the same release/batchdrop) would otherwise change the binary between steps without a word.
+    options.exe = options.dir.join("batchdrop-under-test");
+    fs::copy(&options.bin, &options.exe).map_err(|e| format!("{}: {e}", options.bin.display()))?;
     if options.hostile {
         return hostile(&options);
     }
@@ -474,7 +484,7 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
     eprintln!("{}: translate", ds.name);
     let input_files = [input.to_path_buf()];
     let translate = best_of(options.runs, &logs, "translate", &input_files, || {
-        let mut c = Command::new(&options.bin);
+        let mut c = Command::new(&options.exe);
         c.arg("translate")
             .arg(input)
             .args(["--model", model, "--batch-id", &ds.name])
@@ -530,7 +540,7 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
 
     eprintln!("{}: results", ds.name);
     let measured = best_of(options.runs, &logs, "results", &out_files, || {
-        let mut c = Command::new(&options.bin);
+        let mut c = Command::new(&options.exe);
         c.arg("results")
             .arg("--map")
             .arg(translated.join("record-map.jsonl"))
@@ -785,7 +795,7 @@ fn print_table(options: &Options, rows: &[Row], total_seconds: f64) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "batchdrop benchmark: {cpu} ({cores} CPUs), binary {}",
+        "batchdrop benchmark: {cpu} ({cores} CPUs), binary {} (run from a copy taken at the start)",
         options.bin.display()
     );
     println!(
@@ -1079,7 +1089,7 @@ fn hostile_step(
     let (mut best, mut peak, mut stderr_lines) = (f64::INFINITY, 0, 0);
     for run in 1..=options.runs {
         let log = logs.join(format!("{}-{run}.log", step.name()));
-        let mut c = Command::new(&options.bin);
+        let mut c = Command::new(&options.exe);
         let (seconds, rss) = match step {
             Step::Validate => {
                 c.arg("validate").arg(input).args(["--model", MODEL, "--json"]);
@@ -1180,7 +1190,7 @@ fn report_summary(path: &Path, bytes: u64) -> String {
 fn print_hostile_table(options: &Options, rows: &[HostileRow]) {
     println!();
     println!(
-        "batchdrop hostile-input benchmark: {} ({} CPUs), binary {}",
+        "batchdrop hostile-input benchmark: {} ({} CPUs), binary {} (run from a copy taken at the start)",
         cpu_name(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         options.bin.display()
