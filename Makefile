@@ -192,9 +192,10 @@ COLD_START_ROUNDS ?= 3
 bench-cold-start: $(LOCAL_STAMP) ## Time from start to the first handled event of each function (release, cargo lambda watch)
 	$(LOCAL_VENV)/bin/python infra/local/coldstart.py --rounds $(COLD_START_ROUNDS)
 
-bench: ## Translate and results throughput and peak memory on generated 75 MB and 200 MB files
+BENCH_ARGS ?=
+bench: ## Translate and results throughput and peak memory per family (Claude, Nova, Converse, Titan embeddings), 75 MB and 200 MB files, next to serde_json on the same files (BENCH_ARGS=--quick: 75 MB only)
 	$(CARGO) build --release --locked
-	$(CARGO) run --release --locked --example bench
+	$(CARGO) run --release --locked --example bench -- $(BENCH_ARGS)
 
 BENCH_HOSTILE_ARGS ?=
 bench-hostile: ## Peak memory on hostile files: 1M and 4M tiny lines, distinct names (BENCH_HOSTILE_ARGS=--quick: 250k and 1M)

@@ -1,24 +1,44 @@
-//! Throughput and peak memory of the release `batchdrop` binary, on generated files.
+//! Throughput and peak memory of the release `batchdrop` binary, per model family, on generated files.
 //!
 //! ```text
 //! cargo build --release
-//! cargo run --release --example bench -- [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+//! cargo run --release --example bench -- [DIR] [--quick] [--family F]... [--runs N] [--bin PATH] [--regen]
 //! cargo run --release --example bench -- --hostile [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
 //! ```
 //!
-//! - Generates into DIR (default `bench-data/` at the repo root, git-ignored) a mixed OpenAI chat batch
-//!   file of 50,000 lines and about 75 MB, and a second one of 133,000 lines and about 200 MB (skipped
-//!   with `--quick`), which shows whether peak memory grows with the file. The files are deterministic
-//!   and kept between runs (`--regen` rewrites them).
-//! - Runs `batchdrop translate` on each, then writes the Bedrock output a Claude job would return for
-//!   the produced Bedrock input, shuffled, and runs `batchdrop results` on it.
+//! - Covers every family batchdrop translates for, each with one model of the built-in catalogue:
+//!   Claude (`us.anthropic.claude-3-5-haiku-20241022-v1:0`, Anthropic Messages bodies), Nova
+//!   (`us.amazon.nova-lite-v1:0`, `messages-v1` bodies), Converse (`us.meta.llama3-3-70b-instruct-v1:0`,
+//!   Converse requests) and Titan embeddings (`amazon.titan-embed-text-v2:0`). `--family` (repeatable:
+//!   `claude`, `nova`, `converse`, `titan-embed`) runs only those named.
+//! - Generates into DIR (default `bench-data/` at the repo root, git-ignored), per family, a file of 50,000
+//!   lines and about 75 MB and one of 133,000 lines and about 200 MB (skipped with `--quick`), which shows
+//!   whether peak memory grows with the file. The chat files are mixed OpenAI chat requests, each holding
+//!   only what the family's model accepts by its catalogue entry (no tools or structured output for
+//!   Converse, `max_tokens` within the model's maximum). The embeddings files are `/v1/embeddings` lines of
+//!   one to four texts, 256 or 1,024 dimensions, a quarter of them answered in base64. The files are
+//!   deterministic and kept between runs (`--regen` rewrites them).
+//! - Runs `batchdrop translate` on each, then writes the Bedrock output the family's job would return for
+//!   the produced Bedrock input, shuffled, and runs `batchdrop results` on it. Every output record echoes
+//!   its record's `modelInput` as it was (results checks its fingerprint); most carry a `modelOutput` of
+//!   the family's shape (Claude's Messages response; Nova's and Converse's `output.message`, `stopReason`
+//!   and `usage`; Titan's `embedding` and `inputTextTokenCount`), a few an `error`.
+//! - Checks that each run accounted for every line: translate's report counts every input line as
+//!   accepted or rejected, all accepted ones for the family's model; results writes exactly one output or
+//!   error line per input line, as many output lines as the records answered without an error allow. A
+//!   broken run makes the benchmark exit non-zero after printing the table.
 //! - The binary runs as a child process, as a user runs it: wall-clock time is taken around spawn and
 //!   wait, and peak memory is the child's `ru_maxrss` from `wait4`. Each step runs `--runs` times
 //!   (default 3); the table shows the fastest time and the highest peak RSS of those runs.
-//! - Prints the figures next to the project's targets, then a reference point: serde_json parsing each
-//!   line into a `Value` and serializing it again, in this process.
+//! - After each run of a step, the reference runs once on the very file(s) the step read, so that the two
+//!   take turns on the same machine: serde_json parsing each line into a `Value` and serializing it again,
+//!   in this process; its fastest run is kept. The table shows each step's MB/s next to its reference's,
+//!   and whether it is at least the reference; then the project's targets, and per family and step the
+//!   ratio of peak RSS of the large file over the small one (target: at most 1.3, flat).
 //! - The binary is the `batchdrop` next to this example's own build (`<target dir>/release/`, so that
-//!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another.
+//!   `CARGO_TARGET_DIR` is followed), else `target/release/batchdrop`; `--bin` names another. The steps run
+//!   a copy of it taken at the start (`DIR/batchdrop-under-test`), so that a build during the run cannot
+//!   change what is measured.
 //!
 //! `--hostile` (`make bench-hostile`) measures instead that memory is bounded by the longest line, not by
 //! the file, on inputs built to grow whatever a line leaves behind:
@@ -39,6 +59,7 @@
 //! Nothing fails on a missed target: speed depends on the machine, so the verdicts are for reading.
 //! MB means 1,000,000 bytes and KB 1,000 bytes throughout.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::fs::{self, File};
@@ -48,63 +69,143 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
+use batchdrop::model::{self, BedrockModel, Family, ModelName};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// The model the benchmark translates for; its output is generated in Claude's shape (SPEC §3.1).
+/// The Claude model of the benchmark, and the model of `--hostile`'s files.
 const MODEL: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
 /// What Claude names itself in `modelOutput.model`.
 const CLAUDE_NAME: &str = "claude-3-5-haiku-20241022";
+const NOVA_MODEL: &str = "us.amazon.nova-lite-v1:0";
+const CONVERSE_MODEL: &str = "us.meta.llama3-3-70b-instruct-v1:0";
+const TITAN_MODEL: &str = "amazon.titan-embed-text-v2:0";
+
+/// Every family, in the order the benchmark runs and prints them.
+const FAMILIES: [Family; 4] = [Family::Claude, Family::Nova, Family::Converse, Family::TitanEmbed];
+
+/// The model the benchmark translates for in `family`: a match without a catch-all, so that a new family
+/// cannot be left out of the benchmark without the compiler saying so.
+fn family_model(family: Family) -> &'static str {
+    match family {
+        Family::Claude => MODEL,
+        Family::Nova => NOVA_MODEL,
+        Family::Converse => CONVERSE_MODEL,
+        Family::TitanEmbed => TITAN_MODEL,
+    }
+}
+
+/// Mixed into a size's seed, so that every family's files hold different text.
+fn family_seed(family: Family) -> u64 {
+    match family {
+        Family::Claude => 0,
+        Family::Nova => 0x6e6f_7661,
+        Family::Converse => 0x636f_6e76_6572_7365,
+        Family::TitanEmbed => 0x7469_7461_6e00,
+    }
+}
 
 /// The project's targets, per direction (translate, results).
 const TARGET_MB_PER_S: f64 = 90.0;
 const TARGET_RECORDS_PER_S: f64 = 60_000.0;
 const TARGET_PEAK_RSS_MB: f64 = 32.0;
+/// Peak RSS of the larger file over that of the smaller one, at most: memory does not grow with the file.
+const TARGET_RSS_RATIO: f64 = 1.3;
+/// More rejected lines than this share of a file means the generator writes lines the model refuses, and
+/// the run measures error lines rather than translation: it is reported as broken.
+const MAX_REJECTED_SHARE: f64 = 0.02;
 
-/// Bump when the generator changes, so that kept files are written again.
-const GENERATOR_VERSION: u32 = 1;
+/// Bump when the generators change, so that kept files are written again.
+const GENERATOR_VERSION: u32 = 2;
 
 const MB: f64 = 1_000_000.0;
 
-struct Dataset {
-    name: &'static str,
+/// One of the two sizes every family's file comes in.
+struct Size {
     lines: u64,
     bytes: u64,
     seed: u64,
 }
 
-const STANDARD: Dataset = Dataset {
-    name: "openai-50k",
+const SMALL: Size = Size {
     lines: 50_000,
     bytes: 75_000_000,
     seed: 0x6261_7463_6864_7270,
 };
 
-const BIG: Dataset = Dataset {
-    name: "openai-133k",
+const LARGE: Size = Size {
     lines: 133_000,
     bytes: 200_000_000,
     seed: 0x7468_6520_6269_6721,
 };
 
+/// A family as the benchmark runs it: its model, as the catalogue describes it.
+struct Subject {
+    family: Family,
+    model: BedrockModel,
+}
+
+impl Subject {
+    fn new(family: Family) -> Result<Subject> {
+        let id = family_model(family);
+        match model::classify(id) {
+            ModelName::Supported(model) if model.family == family => Ok(Subject { family, model }),
+            ModelName::Supported(model) => {
+                Err(format!("{id} is a {} model in the catalogue, not a {family} one", model.family).into())
+            }
+            ModelName::Unsupported(why) => Err(why.into()),
+            ModelName::Foreign => Err(format!("{id} is not a Bedrock model name").into()),
+        }
+    }
+}
+
+/// One generated file: a family at a size.
+struct Dataset<'s> {
+    /// `claude-50k`: also the name of its file and folder in the data folder.
+    name: String,
+    subject: &'s Subject,
+    lines: u64,
+    bytes: u64,
+    seed: u64,
+}
+
+impl<'s> Dataset<'s> {
+    fn new(subject: &'s Subject, size: &Size) -> Dataset<'s> {
+        Dataset {
+            name: format!("{}-{}k", subject.family, size.lines / 1000),
+            subject,
+            lines: size.lines,
+            bytes: size.bytes,
+            seed: size.seed ^ family_seed(subject.family),
+        }
+    }
+}
+
 struct Options {
     dir: PathBuf,
+    /// The binary named (or found): what the table names.
     bin: PathBuf,
+    /// The copy of it that runs (see `main`).
+    exe: PathBuf,
     quick: bool,
     runs: usize,
     regen: bool,
     hostile: bool,
+    families: Vec<Family>,
 }
 
 const USAGE: &str =
-    "usage: cargo run --release --example bench -- [--hostile] [DIR] [--quick] [--runs N] [--bin PATH] [--regen]
+    "usage: cargo run --release --example bench -- [--hostile] [DIR] [--quick] [--family F]... [--runs N]
+                                                  [--bin PATH] [--regen]
 
   DIR         where data and outputs go (default: bench-data/ at the repo root)
-  --hostile   peak memory on hostile files (tiny lines; distinct names) instead of throughput on mixed ones
-  --quick     only the 50,000-line (~75 MB) file, not the 133,000-line (~200 MB) one;
+  --hostile   peak memory on hostile files (tiny lines; distinct names) instead of throughput per family
+  --quick     per family only the 50,000-line (~75 MB) file, not the 133,000-line (~200 MB) one;
               with --hostile: 250,000 and 1,000,000 lines instead of 1,000,000 and 4,000,000
+  --family F  only this family: claude, nova, converse or titan-embed (repeatable; default: all four)
   --runs N    runs per measurement; the best time is shown (default 3)
   --bin PATH  the batchdrop binary (default: release/batchdrop in this example's target dir, else
               target/release/batchdrop; build it first)
@@ -129,10 +230,12 @@ fn parse_options() -> Result<Options> {
     let mut options = Options {
         dir: root.join("bench-data"),
         bin: default_binary(root),
+        exe: PathBuf::new(),
         quick: false,
         runs: 3,
         regen: false,
         hostile: false,
+        families: Vec::new(),
     };
     let mut args = std::env::args_os().skip(1);
     let mut dir_given = false;
@@ -148,6 +251,17 @@ fn parse_options() -> Result<Options> {
                 options.runs = n.filter(|n| *n > 0).ok_or("--runs needs a number of at least 1")?;
             }
             Some("--bin") => options.bin = args.next().map(PathBuf::from).ok_or("--bin needs a path")?,
+            Some("--family") => {
+                let name = args.next();
+                let name = name.as_ref().and_then(|v| v.to_str()).unwrap_or_default();
+                let family = FAMILIES
+                    .into_iter()
+                    .find(|f| f.to_string() == name)
+                    .ok_or_else(|| format!("--family needs one of claude, nova, converse, titan-embed\n{USAGE}"))?;
+                if !options.families.contains(&family) {
+                    options.families.push(family);
+                }
+            }
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -160,49 +274,82 @@ fn parse_options() -> Result<Options> {
             _ => return Err(format!("one data folder only\n{USAGE}").into()),
         }
     }
+    if options.families.is_empty() {
+        options.families = FAMILIES.to_vec();
+    } else {
+        // The table's order, whatever the order of the flags.
+        options.families.sort_by_key(|f| FAMILIES.iter().position(|x| x == f));
+    }
     Ok(options)
 }
 
 fn main() -> Result<()> {
-    let options = parse_options()?;
+    let mut options = parse_options()?;
     check_binary(&options.bin)?;
     fs::create_dir_all(&options.dir)?;
+    // Every step runs a copy taken now: a build during the run (another checkout sharing CARGO_TARGET_DIR
+    // writes the same release/batchdrop) would otherwise change the binary between steps without a word.
+    options.exe = options.dir.join("batchdrop-under-test");
+    fs::copy(&options.bin, &options.exe).map_err(|e| format!("{}: {e}", options.bin.display()))?;
     if options.hostile {
         return hostile(&options);
     }
 
-    let mut datasets = vec![&STANDARD];
-    if !options.quick {
-        datasets.push(&BIG);
-    }
+    let subjects = options
+        .families
+        .iter()
+        .map(|f| Subject::new(*f))
+        .collect::<Result<Vec<_>>>()?;
+    let sizes: &[Size] = if options.quick { &[SMALL] } else { &[SMALL, LARGE] };
+    let started = Instant::now();
     let mut rows = Vec::new();
-    for ds in datasets {
-        let input = ensure_input(&options.dir, ds, options.regen)?;
-        rows.extend(bench_dataset(&options, ds, &input)?);
+    for subject in &subjects {
+        for size in sizes {
+            let ds = Dataset::new(subject, size);
+            let input = ensure_input(&options.dir, &ds, options.regen)?;
+            rows.extend(bench_dataset(&options, &ds, &input)?);
+        }
     }
 
-    // Last, and everything before it streams: should std ever spawn by fork rather than posix_spawn, a
-    // child's ru_maxrss would start at this process's size, so this process stays small while children
-    // are measured.
-    let reference = serde_reference(&options.dir.join(format!("{}.jsonl", STANDARD.name)), options.runs)?;
-
-    print_table(&options, &rows, &reference);
+    print_table(&options, &rows, started.elapsed().as_secs_f64());
+    let broken: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.check.as_ref().err().map(|e| format!("{} {}: {e}", r.step, r.dataset)))
+        .collect();
+    if !broken.is_empty() {
+        return Err(format!(
+            "{} of {} steps did not account for every line:\n  {}",
+            broken.len(),
+            rows.len(),
+            broken.join("\n  ")
+        )
+        .into());
+    }
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Running the binary
 
-/// A step measured on one file: its fastest run, and the highest peak RSS of all runs.
+/// A step measured on one file: its fastest run, the highest peak RSS of all runs, and the reference on
+/// the same file.
 struct Row {
+    family: Family,
     step: &'static str,
-    file: String,
+    dataset: String,
+    /// Lines of the OpenAI input file.
+    lines: u64,
+    /// What the step read: the input file for translate, the Bedrock output files for results.
     bytes: u64,
+    /// Input lines for translate, Bedrock output records for results.
     records: u64,
     seconds: f64,
     peak_rss_kib: u64,
     /// The first line the binary printed (its summary), to show the run did what was meant.
     summary: String,
+    reference: Reference,
+    /// How the step's outputs account for every line, or what they lack.
+    check: std::result::Result<String, String>,
 }
 
 fn check_binary(bin: &Path) -> Result<()> {
@@ -274,29 +421,50 @@ fn measure_to(mut command: Command, log: &Path, stdout: Stdio, ok_codes: &[i32])
     Ok((seconds, u64::try_from(usage.ru_maxrss)?))
 }
 
-/// Runs a step `runs` times; keeps the fastest time and the highest peak RSS.
-fn best_of(runs: usize, log_dir: &Path, step: &str, make: impl Fn() -> Command) -> Result<(f64, u64, String)> {
-    let mut best = f64::INFINITY;
-    let mut peak = 0;
-    let mut summary = String::new();
+/// A step's runs: its fastest time, its highest peak RSS, and the fastest reference on the same file(s).
+struct Measured {
+    seconds: f64,
+    peak_rss_kib: u64,
+    summary: String,
+    reference: Reference,
+}
+
+/// Runs a step `runs` times, each run followed by a run of the reference over `files`, the file(s) the step
+/// reads: taken in turns, the two see the same machine, even when something else on it comes and goes.
+/// Keeps the fastest time of each and the step's highest peak RSS.
+fn best_of(runs: usize, log_dir: &Path, step: &str, files: &[PathBuf], make: impl Fn() -> Command) -> Result<Measured> {
+    let mut best = Measured {
+        seconds: f64::INFINITY,
+        peak_rss_kib: 0,
+        summary: String::new(),
+        reference: Reference {
+            seconds: f64::INFINITY,
+            bytes: 0,
+        },
+    };
     for run in 1..=runs {
         let log = log_dir.join(format!("{step}-{run}.log"));
         let (seconds, rss) = measure(make(), &log)?;
+        let reference = serde_reference(files)?;
         eprintln!(
-            "  {step} run {run}/{runs}: {seconds:.3} s, peak RSS {:.1} MB",
-            kib_to_mb(rss)
+            "  {step} run {run}/{runs}: {seconds:.3} s, peak RSS {:.1} MB; reference {:.3} s",
+            kib_to_mb(rss),
+            reference.seconds
         );
-        best = best.min(seconds);
-        peak = peak.max(rss);
+        best.seconds = best.seconds.min(seconds);
+        best.peak_rss_kib = best.peak_rss_kib.max(rss);
+        if reference.seconds < best.reference.seconds {
+            best.reference = reference;
+        }
         if run == 1 {
-            summary = fs::read_to_string(&log)?.lines().next().unwrap_or_default().to_string();
+            best.summary = fs::read_to_string(&log)?.lines().next().unwrap_or_default().to_string();
         }
     }
-    Ok((best, peak, summary))
+    Ok(best)
 }
 
 fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Row>> {
-    let work = options.dir.join(ds.name);
+    let work = options.dir.join(&ds.name);
     let (translated, bedrock_out, results, logs) = (
         work.join("translate"),
         work.join("bedrock-out"),
@@ -306,33 +474,44 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
     for dir in [&translated, &bedrock_out, &results, &logs] {
         fs::create_dir_all(dir)?;
     }
+    // Output files of an earlier run, perhaps for another model, must not be read as this run's.
+    for entry in fs::read_dir(&bedrock_out)?.flatten() {
+        fs::remove_file(entry.path())?;
+    }
     let input_bytes = fs::metadata(input)?.len();
+    let model = ds.subject.model.id.as_str();
 
     eprintln!("{}: translate", ds.name);
-    let (seconds, rss, summary) = best_of(options.runs, &logs, "translate", || {
-        let mut c = Command::new(&options.bin);
+    let input_files = [input.to_path_buf()];
+    let translate = best_of(options.runs, &logs, "translate", &input_files, || {
+        let mut c = Command::new(&options.exe);
         c.arg("translate")
             .arg(input)
-            .args(["--model", MODEL, "--batch-id", ds.name])
+            .args(["--model", model, "--batch-id", &ds.name])
             .arg("--out")
             .arg(&translated);
         c
     })?;
+    let report = read_translate_report(&translated.join("report.json"))?;
     let translate_row = Row {
+        family: ds.subject.family,
         step: "translate",
-        file: ds.name.to_string(),
+        dataset: ds.name.clone(),
+        lines: ds.lines,
         bytes: input_bytes,
         records: ds.lines,
-        seconds,
-        peak_rss_kib: rss,
-        summary,
+        seconds: translate.seconds,
+        peak_rss_kib: translate.peak_rss_kib,
+        summary: translate.summary,
+        reference: translate.reference,
+        check: check_translate(ds, &report),
     };
 
     // Bedrock writes one `<input file>.out` per input file (SPEC §2.2); with one model there is one.
     eprintln!("{}: writing the Bedrock output (shuffled)", ds.name);
     let started = Instant::now();
     let mut out_files = Vec::new();
-    let mut records = 0;
+    let (mut records, mut errored) = (0, Vec::new());
     let mut inputs: Vec<PathBuf> = fs::read_dir(translated.join("bedrock"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
@@ -341,23 +520,27 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
     for (i, bedrock_in) in inputs.iter().enumerate() {
         let name = bedrock_in.file_name().ok_or("Bedrock input file without a name")?;
         let out = bedrock_out.join(format!("{}.out", name.to_string_lossy()));
-        records += write_bedrock_output(bedrock_in, &out, ds.seed ^ (i as u64 + 1))?;
+        let written = write_bedrock_output(ds.subject.family, bedrock_in, &out, ds.seed ^ (i as u64 + 1))?;
+        records += written.records;
+        errored.extend(written.errored);
         out_files.push(out);
     }
+    errored.sort_unstable();
     let out_bytes = out_files
         .iter()
         .map(|f| fs::metadata(f).map(|m| m.len()))
         .sum::<io::Result<u64>>()?;
     eprintln!(
-        "  {} records, {:.1} MB in {:.1} s",
+        "  {} records ({} with an error), {:.1} MB in {:.1} s",
         records,
+        errored.len(),
         out_bytes as f64 / MB,
         started.elapsed().as_secs_f64()
     );
 
     eprintln!("{}: results", ds.name);
-    let (seconds, rss, summary) = best_of(options.runs, &logs, "results", || {
-        let mut c = Command::new(&options.bin);
+    let measured = best_of(options.runs, &logs, "results", &out_files, || {
+        let mut c = Command::new(&options.exe);
         c.arg("results")
             .arg("--map")
             .arg(translated.join("record-map.jsonl"))
@@ -368,16 +551,139 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
             .args(&out_files);
         c
     })?;
+    let check = check_results(ds, &translated.join("record-map.jsonl"), &results, &errored, records)?;
     let results_row = Row {
+        family: ds.subject.family,
         step: "results",
-        file: ds.name.to_string(),
+        dataset: ds.name.clone(),
+        lines: ds.lines,
         bytes: out_bytes,
         records,
-        seconds,
-        peak_rss_kib: rss,
-        summary,
+        seconds: measured.seconds,
+        peak_rss_kib: measured.peak_rss_kib,
+        summary: measured.summary,
+        reference: measured.reference,
+        check,
     };
     Ok(vec![translate_row, results_row])
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Every line accounted for
+
+/// The counts of translate's report.json (`batchdrop::translate::Report`) that the check needs.
+#[derive(Deserialize)]
+struct TranslateReport {
+    lines: u64,
+    accepted: u64,
+    rejected: u64,
+    records: u64,
+    #[serde(default)]
+    accepted_by_model: BTreeMap<String, u64>,
+}
+
+fn read_translate_report(path: &Path) -> Result<TranslateReport> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// Every input line is accepted or rejected, the accepted ones all for the dataset's model (its output is
+/// written in that model's shape), and few rejected.
+fn check_translate(ds: &Dataset, r: &TranslateReport) -> std::result::Result<String, String> {
+    let model = ds.subject.model.id.as_str();
+    let counts = format!(
+        "{} lines: {} accepted + {} rejected, {} Bedrock records",
+        grouped(r.lines),
+        grouped(r.accepted),
+        grouped(r.rejected),
+        grouped(r.records)
+    );
+    let others: Vec<&String> = r.accepted_by_model.keys().filter(|m| *m != model).collect();
+    if r.lines != ds.lines || r.accepted + r.rejected != r.lines {
+        Err(format!("{counts}, of a file of {} lines", grouped(ds.lines)))
+    } else if !others.is_empty() {
+        Err(format!("{counts}; some accepted for {others:?}, not {model}"))
+    } else if r.rejected as f64 > r.lines as f64 * MAX_REJECTED_SHARE {
+        Err(format!(
+            "{counts}: more than {:.0}% rejected (see errors.jsonl)",
+            MAX_REJECTED_SHARE * 100.0
+        ))
+    } else {
+        Ok(counts)
+    }
+}
+
+/// An entry of the record map (docs/formats.md, "The record map"): an accepted line has a `recordId` and,
+/// for embeddings, its number of records; the header, a rejected line and the trailer have neither.
+#[derive(Deserialize)]
+struct MapEntry {
+    #[serde(rename = "recordId", default)]
+    record_id: Option<String>,
+    #[serde(default)]
+    embedding: Option<MapEmbedding>,
+}
+
+#[derive(Deserialize)]
+struct MapEmbedding {
+    parts: u64,
+}
+
+/// `R0000000042` → 42.
+fn record_number(id: &str) -> Option<u64> {
+    id.strip_prefix('R')?.parse().ok()
+}
+
+/// results wrote one line per input line: an output line for each accepted line whose records (one, or one
+/// per text) all came back without an error (`errored`: the numbers of those that did not, sorted), and
+/// an error line for every other line.
+fn check_results(
+    ds: &Dataset,
+    map: &Path,
+    results: &Path,
+    errored: &[u64],
+    records: u64,
+) -> Result<std::result::Result<String, String>> {
+    let (mut accepted, mut failing, mut mapped) = (0u64, 0u64, 0u64);
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(map)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let entry: MapEntry = serde_json::from_slice(&line).map_err(|e| format!("{}: {e}", map.display()))?;
+        let Some(id) = entry.record_id else {
+            continue;
+        };
+        let first = record_number(&id).ok_or_else(|| format!("{}: recordId {id}", map.display()))?;
+        let parts = entry.embedding.map_or(1, |e| e.parts);
+        accepted += 1;
+        mapped += parts;
+        let i = errored.partition_point(|n| *n < first);
+        if errored.get(i).is_some_and(|n| *n < first + parts) {
+            failing += 1;
+        }
+    }
+    let output = count_lines(&results.join("output.jsonl"))?;
+    let errors = count_lines(&results.join("errors.jsonl"))?;
+    let (want_output, want_errors) = (accepted - failing, ds.lines - (accepted - failing));
+    let counts = format!(
+        "{} lines = {} output + {} error lines",
+        grouped(ds.lines),
+        grouped(output),
+        grouped(errors)
+    );
+    Ok(if output == want_output && errors == want_errors && mapped == records {
+        Ok(counts)
+    } else {
+        Err(format!(
+            "{counts}, expected {} + {} ({} records in the map, {} in the Bedrock output)",
+            grouped(want_output),
+            grouped(want_errors),
+            grouped(mapped),
+            grouped(records)
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -386,23 +692,18 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
 struct Reference {
     seconds: f64,
     bytes: u64,
-    lines: u64,
 }
 
-/// serde_json's own speed on the same lines: read, parse into a `Value`, serialize again. It reads
-/// through a buffer like the binary does, so the two compare like for like.
-fn serde_reference(path: &Path, runs: usize) -> Result<Reference> {
-    eprintln!("reference: serde_json Value round trip of {}", path.display());
-    let mut best = Reference {
-        seconds: f64::INFINITY,
-        bytes: 0,
-        lines: 0,
-    };
-    for run in 1..=runs {
+/// serde_json's own speed on the same lines, once: read, parse into a `Value`, serialize again. It reads
+/// through a buffer like the binary does, so the two compare like for like. It holds one line's `Value`
+/// at a time, so this process stays small while children are measured (should std ever spawn by fork
+/// rather than posix_spawn, a child's ru_maxrss would start at this process's size).
+fn serde_reference(files: &[PathBuf]) -> Result<Reference> {
+    let (mut line, mut out) = (Vec::with_capacity(64 * 1024), Vec::with_capacity(64 * 1024));
+    let mut bytes = 0u64;
+    let start = Instant::now();
+    for path in files {
         let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
-        let (mut line, mut out) = (Vec::with_capacity(64 * 1024), Vec::with_capacity(64 * 1024));
-        let (mut bytes, mut lines) = (0u64, 0u64);
-        let start = Instant::now();
         loop {
             line.clear();
             let n = reader.read_until(b'\n', &mut line)?;
@@ -414,15 +715,12 @@ fn serde_reference(path: &Path, runs: usize) -> Result<Reference> {
             out.clear();
             serde_json::to_writer(&mut out, &value)?;
             std::hint::black_box(&out);
-            lines += 1;
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        eprintln!("  run {run}/{runs}: {seconds:.3} s");
-        if seconds < best.seconds {
-            best = Reference { seconds, bytes, lines };
         }
     }
-    Ok(best)
+    Ok(Reference {
+        seconds: start.elapsed().as_secs_f64(),
+        bytes,
+    })
 }
 
 fn kib_to_mb(kib: u64) -> f64 {
@@ -463,92 +761,150 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
+impl Row {
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / MB / self.seconds
+    }
+
+    fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+
+    fn reference_mb_per_s(&self) -> f64 {
+        self.reference.bytes as f64 / MB / self.reference.seconds
+    }
+
+    /// At least the reference: the step went through the same bytes at least as fast as serde_json did.
+    fn at_least_reference(&self) -> bool {
+        self.mb_per_s() >= self.reference_mb_per_s()
+    }
+
+    fn rss_mb(&self) -> f64 {
+        kib_to_mb(self.peak_rss_kib)
+    }
+
+    fn meets_targets(&self) -> bool {
+        self.mb_per_s() >= TARGET_MB_PER_S
+            && self.records_per_s() >= TARGET_RECORDS_PER_S
+            && self.rss_mb() < TARGET_PEAK_RSS_MB
+    }
+}
+
+fn print_table(options: &Options, rows: &[Row], total_seconds: f64) {
     let cpu = cpu_name();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "batchdrop benchmark: {cpu} ({cores} CPUs), binary {}",
+        "batchdrop benchmark: {cpu} ({cores} CPUs), binary {} (run from a copy taken at the start)",
         options.bin.display()
     );
     println!(
         "seconds: fastest of {} runs; peak RSS: highest of them; MB = 10^6 bytes; records and MB are the input \
-         lines and file for translate, the Bedrock output records and files for results",
+         lines and file for translate, the Bedrock output records and files for results; ref MB/s: serde_json \
+         parse to Value + serialize, per line, 1 thread, of the same file(s), fastest of as many runs, in this run",
         options.runs
     );
     println!();
     println!(
-        "{:<10} {:<12} {:>6} {:>8} {:>7} {:>9} {:>6} {:>11}   {:<11} {:<16} {:<11}",
+        "{:<11} {:<9} {:>7} {:>7} {:>8} {:>7} {:>9} {:>6} {:>8} {:>5}  {:<11} {:>11}  {:<10} {:<12} {:<11}",
+        "family",
         "step",
-        "file",
+        "lines",
         "MB",
         "records",
         "seconds",
         "records/s",
         "MB/s",
+        "ref MB/s",
+        "x ref",
+        "MB/s >= ref",
         "peak RSS MB",
         "MB/s >= 90",
-        "records/s >= 60k",
+        "rec/s >= 60k",
         "RSS < 32 MB"
     );
     for r in rows {
-        let mb = r.bytes as f64 / MB;
-        let mb_s = mb / r.seconds;
-        let rec_s = r.records as f64 / r.seconds;
-        let rss = kib_to_mb(r.peak_rss_kib);
         println!(
-            "{:<10} {:<12} {:>6.1} {:>8} {:>7.3} {:>9} {:>6.1} {:>11.1}   {:<11} {:<16} {:<11}",
+            "{:<11} {:<9} {:>7} {:>7.1} {:>8} {:>7.3} {:>9} {:>6.1} {:>8.1} {:>5.2}  {:<11} {:>11.1}  {:<10} {:<12} {:<11}",
+            r.family.to_string(),
             r.step,
-            r.file,
-            mb,
+            grouped(r.lines),
+            r.bytes as f64 / MB,
             grouped(r.records),
             r.seconds,
-            grouped(rec_s as u64),
-            mb_s,
-            rss,
-            verdict(mb_s >= TARGET_MB_PER_S),
-            verdict(rec_s >= TARGET_RECORDS_PER_S),
-            verdict(rss < TARGET_PEAK_RSS_MB),
+            grouped(r.records_per_s() as u64),
+            r.mb_per_s(),
+            r.reference_mb_per_s(),
+            r.mb_per_s() / r.reference_mb_per_s(),
+            verdict(r.at_least_reference()),
+            r.rss_mb(),
+            verdict(r.mb_per_s() >= TARGET_MB_PER_S),
+            verdict(r.records_per_s() >= TARGET_RECORDS_PER_S),
+            verdict(r.rss_mb() < TARGET_PEAK_RSS_MB),
         );
     }
+
     println!();
+    let at_least = rows.iter().filter(|r| r.at_least_reference()).count();
     println!(
-        "targets per direction: >= {TARGET_MB_PER_S} MB/s, >= {} records/s, peak RSS < {TARGET_PEAK_RSS_MB} MB",
-        grouped(TARGET_RECORDS_PER_S as u64)
+        "at least the reference (MB/s >= serde_json's on the same file) in {at_least} of {} steps: {}",
+        rows.len(),
+        verdict(at_least == rows.len())
     );
-    let all_met = rows.iter().all(|r| {
-        r.bytes as f64 / MB / r.seconds >= TARGET_MB_PER_S
-            && r.records as f64 / r.seconds >= TARGET_RECORDS_PER_S
-            && kib_to_mb(r.peak_rss_kib) < TARGET_PEAK_RSS_MB
-    });
-    println!("all targets: {}", verdict(all_met));
-    // The point of the second file: memory should stay flat as the file grows.
-    for step in ["translate", "results"] {
-        let of_step: Vec<&Row> = rows.iter().filter(|r| r.step == step).collect();
-        if let [small, .., big] = of_step.as_slice() {
-            println!(
-                "{step} peak RSS from {} to {} records: {:.1} MB -> {:.1} MB",
-                grouped(small.records),
-                grouped(big.records),
-                kib_to_mb(small.peak_rss_kib),
-                kib_to_mb(big.peak_rss_kib)
-            );
-        }
+    for r in rows.iter().filter(|r| !r.at_least_reference()) {
+        println!(
+            "  below it: {} {}: {:.1} MB/s, reference {:.1} MB/s",
+            r.step,
+            r.dataset,
+            r.mb_per_s(),
+            r.reference_mb_per_s()
+        );
     }
-    println!();
     println!(
-        "reference: serde_json parse to Value + serialize, per line, 1 thread, {} ({:.1} MB, {} lines): {:.1} MB/s, \
-         {} lines/s",
-        STANDARD.name,
-        reference.bytes as f64 / MB,
-        grouped(reference.lines),
-        reference.bytes as f64 / MB / reference.seconds,
-        grouped((reference.lines as f64 / reference.seconds) as u64),
+        "targets per direction: >= {TARGET_MB_PER_S} MB/s, >= {} records/s, peak RSS < {TARGET_PEAK_RSS_MB} MB: {}",
+        grouped(TARGET_RECORDS_PER_S as u64),
+        verdict(rows.iter().all(Row::meets_targets))
     );
+
+    println!();
+    if options.quick {
+        println!("peak RSS of the large file over the small one: not measured (--quick runs the small files only)");
+    } else {
+        println!("peak RSS of the large file over the small one (target <= {TARGET_RSS_RATIO}: flat):");
+        let mut all_flat = true;
+        for family in &options.families {
+            for step in ["translate", "results"] {
+                let of: Vec<&Row> = rows.iter().filter(|r| r.family == *family && r.step == step).collect();
+                let [small, .., big] = of.as_slice() else {
+                    continue;
+                };
+                let ratio = big.peak_rss_kib as f64 / small.peak_rss_kib.max(1) as f64;
+                all_flat &= ratio <= TARGET_RSS_RATIO;
+                println!(
+                    "  {:<11} {:<9} {:>7} -> {:>7} lines: {:>5.1} MB -> {:>5.1} MB, x{ratio:.2}  {}",
+                    family.to_string(),
+                    step,
+                    grouped(small.lines),
+                    grouped(big.lines),
+                    small.rss_mb(),
+                    big.rss_mb(),
+                    verdict(ratio <= TARGET_RSS_RATIO)
+                );
+            }
+        }
+        println!("flat in file size: {}", verdict(all_flat));
+    }
+
     println!();
     for r in rows {
-        println!("{} {}: {}", r.step, r.file, r.summary);
+        let check = match &r.check {
+            Ok(counts) => format!("accounted: {counts}"),
+            Err(why) => format!("NOT ACCOUNTED: {why}"),
+        };
+        println!("{} {}: {}; {check}", r.step, r.dataset, r.summary);
     }
+    println!();
+    println!("total time: {total_seconds:.0} s");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -556,12 +912,10 @@ fn print_table(options: &Options, rows: &[Row], reference: &Reference) {
 
 /// Bump when the hostile generator changes, so that kept files are written again.
 const HOSTILE_GENERATOR_VERSION: u32 = 1;
-/// Peak RSS of the larger file over that of the smaller one, at most: memory does not grow with the file.
-const TARGET_RSS_RATIO: f64 = 1.3;
 /// translate's report.json on a distinct-names file stays under this many bytes: its tables are bounded.
 const TARGET_REPORT_BYTES: u64 = 64_000;
 /// A report larger than this is not read back for its summary: its size is already the finding, and
-/// this process stays small (see `main`).
+/// this process stays small (see `serde_reference`).
 const REPORT_READ_LIMIT: u64 = 4_000_000;
 const KB: f64 = 1_000.0;
 
@@ -735,7 +1089,7 @@ fn hostile_step(
     let (mut best, mut peak, mut stderr_lines) = (f64::INFINITY, 0, 0);
     for run in 1..=options.runs {
         let log = logs.join(format!("{}-{run}.log", step.name()));
-        let mut c = Command::new(&options.bin);
+        let mut c = Command::new(&options.exe);
         let (seconds, rss) = match step {
             Step::Validate => {
                 c.arg("validate").arg(input).args(["--model", MODEL, "--json"]);
@@ -836,7 +1190,7 @@ fn report_summary(path: &Path, bytes: u64) -> String {
 fn print_hostile_table(options: &Options, rows: &[HostileRow]) {
     println!();
     println!(
-        "batchdrop hostile-input benchmark: {} ({} CPUs), binary {}",
+        "batchdrop hostile-input benchmark: {} ({} CPUs), binary {} (run from a copy taken at the start)",
         cpu_name(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         options.bin.display()
@@ -1300,19 +1654,45 @@ const STOPS: &[&str] = &[
     "🛑",
 ];
 
+/// What a chat line may hold for a model: what its catalogue entry accepts, so that the file is one a
+/// user would send it (a Converse model takes no tools and no structured output), and `max_tokens` within
+/// the most it can write.
+struct ChatProfile<'m> {
+    /// Named in `body.model` by some lines.
+    model: &'m str,
+    tools: bool,
+    structured_output: bool,
+    top_k: bool,
+    max_tokens: u64,
+}
+
+impl<'m> ChatProfile<'m> {
+    fn of(model: &'m BedrockModel) -> ChatProfile<'m> {
+        let accepts = model.accepts();
+        ChatProfile {
+            model: &model.id,
+            tools: accepts.tools,
+            structured_output: accepts.structured_output,
+            top_k: accepts.top_k,
+            max_tokens: model.max_output_tokens(),
+        }
+    }
+}
+
 /// A line sized to about `target` bytes, newline not included.
-struct LineGen {
+struct LineGen<'m> {
+    profile: ChatProfile<'m>,
     head: Vec<u8>,
     params: Vec<u8>,
     tail: Vec<u8>,
 }
 
-impl LineGen {
+impl LineGen<'_> {
     fn line(&mut self, rng: &mut Rng, index: u64, target: usize, out: &mut Vec<u8>) {
         // About one line in a thousand breaks a rule, as real files do; each becomes an error line.
         let defect = rng.permille(1);
         let mut tools: Vec<&'static ToolDef> = Vec::new();
-        if !defect && rng.percent(20) {
+        if !defect && self.profile.tools && rng.percent(20) {
             let n = rng.range(1, 4);
             while tools.len() < n {
                 let t = &TOOLS[rng.below(TOOLS.len())];
@@ -1323,7 +1703,7 @@ impl LineGen {
         }
         let tool_history = !tools.is_empty() && rng.percent(50);
         self.params.clear();
-        write_params(&mut self.params, rng, &tools, tool_history, defect);
+        write_params(&mut self.params, rng, &self.profile, &tools, tool_history, defect);
 
         // custom_id
         let custom_id = match rng.below(100) {
@@ -1374,13 +1754,20 @@ impl LineGen {
 }
 
 /// Body fields other than `messages`, each written as `,"name":value`.
-fn write_params(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_history: bool, defect: bool) {
+fn write_params(
+    out: &mut Vec<u8>,
+    rng: &mut Rng,
+    profile: &ChatProfile,
+    tools: &[&ToolDef],
+    tool_history: bool,
+    defect: bool,
+) {
     match rng.below(100) {
         0..=49 => out.extend_from_slice(b",\"model\":\"gpt-4o-mini\""),
         50..=59 => out.extend_from_slice(b",\"model\":\"gpt-4.1-nano-2025-04-14\""),
         60..=74 => {
             out.extend_from_slice(b",\"model\":");
-            string(out, rng, MODEL);
+            string(out, rng, profile.model);
         }
         _ => {}
     }
@@ -1407,24 +1794,26 @@ fn write_params(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_histo
         out.extend_from_slice(b",\"top_p\":");
         out.extend_from_slice(rng.pick(&["0.9", "0.95", "1", "0.5", "9.5E-1"]).as_bytes());
     }
-    if rng.percent(2) {
+    if profile.top_k && rng.percent(2) {
         out.extend_from_slice(b",\"top_k\":40");
     }
+    // Ascending: the values the model can write are a prefix.
     const TOKENS: &[u64] = &[64, 128, 256, 512, 1000, 1024, 2048, 4096, 8192];
+    let tokens = &TOKENS[..TOKENS.partition_point(|t| *t <= profile.max_tokens).max(1)];
     match rng.below(100) {
         0..=39 => {
             out.extend_from_slice(b",\"max_tokens\":");
-            number(out, rng.pick(TOKENS));
+            number(out, rng.pick(tokens));
         }
         40..=69 => {
             out.extend_from_slice(b",\"max_completion_tokens\":");
-            number(out, rng.pick(TOKENS));
+            number(out, rng.pick(tokens));
         }
         70..=79 => {
             out.extend_from_slice(b",\"max_tokens\":");
-            number(out, rng.pick(TOKENS));
+            number(out, rng.pick(tokens));
             out.extend_from_slice(b",\"max_completion_tokens\":");
-            number(out, rng.pick(TOKENS));
+            number(out, rng.pick(tokens));
         }
         _ => {}
     }
@@ -1465,7 +1854,7 @@ fn write_params(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_histo
         out.extend_from_slice(b",\"n\":1,\"stream\":false,\"logprobs\":false");
     }
     if rng.percent(5) {
-        out.extend_from_slice(if rng.percent(60) {
+        out.extend_from_slice(if profile.structured_output && rng.percent(60) {
             b",\"response_format\":{\"type\":\"json_object\"}".as_slice()
         } else {
             b",\"response_format\":{\"type\":\"text\"}"
@@ -1618,6 +2007,147 @@ fn write_messages(out: &mut Vec<u8>, rng: &mut Rng, tools: &[&ToolDef], tool_his
     out.extend_from_slice(b"}]");
 }
 
+/// OpenAI's embeddings model names: ignored (and counted) by translate, which runs the batch's model.
+const OPENAI_EMBEDDING_MODELS: &[&str] = &[
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+];
+
+/// `/v1/embeddings` lines of one to four texts (docs/formats.md, "Embeddings"), sized to about `target`
+/// bytes like the chat lines.
+struct EmbeddingsGen<'m> {
+    /// Named in `body.model` by some lines.
+    model: &'m str,
+    /// The vector lengths asked for: 256 and 1,024, those of them the model's catalogue entry gives.
+    dimensions: Vec<u32>,
+    params: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl<'m> EmbeddingsGen<'m> {
+    fn of(model: &'m BedrockModel) -> Result<EmbeddingsGen<'m>> {
+        let gives = model.embedding().map_or(&[][..], |e| e.dimensions.as_slice());
+        let dimensions: Vec<u32> = [256, 1024].into_iter().filter(|d| gives.contains(d)).collect();
+        if dimensions.is_empty() {
+            return Err(format!(
+                "{} gives neither 256 nor 1,024 dimensions (its catalogue entry)",
+                model.id
+            )
+            .into());
+        }
+        Ok(EmbeddingsGen {
+            model: &model.id,
+            dimensions,
+            params: Vec::new(),
+            tail: Vec::new(),
+        })
+    }
+
+    fn line(&mut self, rng: &mut Rng, index: u64, target: usize, out: &mut Vec<u8>) {
+        // As in the chat files, about one line in a thousand breaks a rule.
+        let defect = rng.permille(1).then(|| rng.below(5));
+        let custom_id = match rng.below(100) {
+            0..=79 => format!("embed-{index:07}"),
+            80..=94 => format!("doc-{}/chunk-{index}", rng.below(20_000)),
+            _ => format!("文書-{index}-チャンク"),
+        };
+        let mut id = Vec::with_capacity(64);
+        string(&mut id, rng, &custom_id);
+        let envelope_first = !rng.percent(10);
+        let input_first = rng.percent(70);
+
+        // Body fields other than `input`, each written as `,"name":value`.
+        let p = &mut self.params;
+        p.clear();
+        match rng.below(100) {
+            0..=69 => {
+                p.extend_from_slice(b",\"model\":");
+                let name = rng.pick(OPENAI_EMBEDDING_MODELS);
+                string(p, rng, name);
+            }
+            70..=84 => {
+                p.extend_from_slice(b",\"model\":");
+                string(p, rng, self.model);
+            }
+            _ => {}
+        }
+        let (small, large) = (self.dimensions[0], self.dimensions[self.dimensions.len() - 1]);
+        match (defect, rng.below(100)) {
+            (Some(3), _) => p.extend_from_slice(b",\"dimensions\":300"),
+            (_, 0..=59) => {
+                p.extend_from_slice(b",\"dimensions\":");
+                number(p, small);
+            }
+            (_, 60..=89) => {
+                p.extend_from_slice(b",\"dimensions\":");
+                number(p, large);
+            }
+            // Without dimensions the model's default (1,024) is sent.
+            _ => {}
+        }
+        match (defect, rng.below(100)) {
+            (Some(4), _) => p.extend_from_slice(b",\"encoding_format\":\"int8\""),
+            (_, 0..=24) => p.extend_from_slice(b",\"encoding_format\":\"base64\""),
+            (_, 25..=39) => p.extend_from_slice(b",\"encoding_format\":\"float\""),
+            _ => {}
+        }
+        if rng.percent(8) {
+            p.extend_from_slice(b",\"user\":");
+            let user = format!("user-{}", rng.below(100_000));
+            string(p, rng, &user);
+        }
+
+        out.clear();
+        self.tail.clear();
+        if envelope_first {
+            out.extend_from_slice(b"{\"custom_id\":");
+            out.extend_from_slice(&id);
+            out.extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{");
+        } else {
+            out.extend_from_slice(b"{\"body\":{");
+        }
+        if input_first || self.params.is_empty() {
+            self.tail.extend_from_slice(&self.params);
+        } else {
+            out.extend_from_slice(&self.params[1..]);
+            out.push(b',');
+        }
+        self.tail.push(b'}');
+        if envelope_first {
+            self.tail.push(b'}');
+        } else {
+            self.tail.extend_from_slice(b",\"custom_id\":");
+            self.tail.extend_from_slice(&id);
+            self.tail
+                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/embeddings\"}");
+        }
+
+        out.extend_from_slice(b"\"input\":");
+        let limit = target.saturating_sub(self.tail.len() + 8);
+        match defect {
+            Some(0) => out.extend_from_slice(b"\"\""),
+            Some(1) => out.extend_from_slice(b"[]"),
+            Some(2) => out.extend_from_slice(b"[[1917,374,264],[1296]]"),
+            _ if rng.percent(40) => text_until(out, rng, limit),
+            _ => {
+                let texts = rng.range(1, 4);
+                let share = limit.saturating_sub(out.len()) / texts;
+                out.push(b'[');
+                for i in 0..texts {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let until = out.len() + share;
+                    text_until(out, rng, until);
+                }
+                out.push(b']');
+            }
+        }
+        out.extend_from_slice(&self.tail);
+    }
+}
+
 /// The size a line aims for: mostly short, some long, a few documents of tens of KB.
 fn draw_size(rng: &mut Rng) -> usize {
     match rng.below(100) {
@@ -1628,21 +2158,41 @@ fn draw_size(rng: &mut Rng) -> usize {
     }
 }
 
+/// Writes the lines of a family's files: chat requests, or embeddings requests.
+enum Generator<'m> {
+    Chat(LineGen<'m>),
+    Embeddings(EmbeddingsGen<'m>),
+}
+
+impl Generator<'_> {
+    fn line(&mut self, rng: &mut Rng, index: u64, target: usize, out: &mut Vec<u8>) {
+        match self {
+            Generator::Chat(gen) => gen.line(rng, index, target, out),
+            Generator::Embeddings(gen) => gen.line(rng, index, target, out),
+        }
+    }
+}
+
 /// The generated input of `ds`, written unless an up-to-date copy is already there.
 fn ensure_input(dir: &Path, ds: &Dataset, regen: bool) -> Result<PathBuf> {
+    let model = &ds.subject.model;
     let stamp = |size: u64| {
         format!(
-            "generator {GENERATOR_VERSION}, lines {}, aimed at {} bytes, seed {:x}, size {size}\n",
-            ds.lines, ds.bytes, ds.seed
+            "generator {GENERATOR_VERSION}, {} lines for {}, lines {}, aimed at {} bytes, seed {:x}, size {size}\n",
+            ds.subject.family, model.id, ds.lines, ds.bytes, ds.seed
         )
     };
-    let (path, _) = generated(dir, ds.name, ds.lines, &stamp, regen, |w| {
-        let mut rng = Rng(ds.seed);
-        let mut gen = LineGen {
+    let mut gen = match ds.subject.family {
+        Family::Claude | Family::Nova | Family::Converse => Generator::Chat(LineGen {
+            profile: ChatProfile::of(model),
             head: Vec::new(),
             params: Vec::new(),
             tail: Vec::new(),
-        };
+        }),
+        Family::TitanEmbed => Generator::Embeddings(EmbeddingsGen::of(model)?),
+    };
+    let (path, _) = generated(dir, &ds.name, ds.lines, &stamp, regen, |w| {
+        let mut rng = Rng(ds.seed);
         let mut line = Vec::with_capacity(64 * 1024);
         let average = ds.bytes / ds.lines;
         let mut written = 0u64;
@@ -1736,13 +2286,87 @@ struct ClaudeToolChoice {
     name: Option<String>,
 }
 
-/// Writes the output Bedrock would return for a Claude job over `input`: every record echoes its
-/// `modelInput`, most carry a `modelOutput`, a few an `error`, in shuffled order (SPEC §2.2). Returns
-/// the number of records.
-fn write_bedrock_output(input: &Path, out: &Path, seed: u64) -> Result<u64> {
+/// What of a Nova body, or of a Converse request, decides the shape of its answer. A Converse request
+/// never has a `toolConfig` (docs/formats.md, "Converse").
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NovaBody {
+    #[serde(default)]
+    inference_config: NovaInference,
+    #[serde(default)]
+    tool_config: Option<NovaToolConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct NovaInference {
+    #[serde(default)]
+    max_tokens: u64,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NovaToolConfig {
+    #[serde(default)]
+    tools: Vec<NovaTool>,
+    #[serde(default)]
+    tool_choice: Option<NovaToolChoice>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NovaTool {
+    tool_spec: NamedTool,
+}
+
+/// `{"auto":{}}`, `{"any":{}}` or `{"tool":{"name":…}}`.
+#[derive(Deserialize)]
+struct NovaToolChoice {
+    #[serde(default)]
+    any: Option<IgnoredAny>,
+    #[serde(default)]
+    tool: Option<NamedTool>,
+}
+
+/// What of a Titan body decides the shape of its answer: the vector's length.
+#[derive(Deserialize)]
+struct TitanBody {
+    #[serde(default)]
+    dimensions: usize,
+}
+
+/// What [`write_bedrock_output`] wrote.
+struct BedrockOutput {
+    records: u64,
+    /// The numbers of the records answered with an `error`, in no order.
+    errored: Vec<u64>,
+}
+
+/// Record errors as Bedrock writes them for chat models.
+const CHAT_ERRORS: &[&[u8]] = &[
+    br#"{"errorCode":400,"errorMessage":"ValidationException: messages.0.content: text content blocks must be non-empty"}"#,
+    br#"{"errorCode":429,"errorMessage":"ThrottlingException: Too many requests, please wait before trying again."}"#,
+    br#"{"errorCode":500,"errorMessage":"InternalServerException: The system encountered an unexpected error during processing. Try your request again."}"#,
+    br#"{"errorCode":424,"errorMessage":"ModelErrorException: The model produced an invalid response \u2014 retry."}"#,
+    br#"{"errorCode":"400","errorMessage":"Malformed input request: #/temperature: expected maximum: 1, please reformat your input and try again."}"#,
+];
+
+/// Record errors as Bedrock writes them for Titan embeddings.
+const TITAN_ERRORS: &[&[u8]] = &[
+    br#"{"errorCode":400,"errorMessage":"ValidationException: Malformed input request: #/inputText: expected maxLength: 50000, actual: 50211, please reformat your input and try again."}"#,
+    br#"{"errorCode":429,"errorMessage":"ThrottlingException: Too many requests, please wait before trying again."}"#,
+    br#"{"errorCode":500,"errorMessage":"InternalServerException: The system encountered an unexpected error during processing. Try your request again."}"#,
+];
+
+/// Writes the output Bedrock would return for a job of `family` over `input`: every record echoes its
+/// `modelInput` byte for byte, most carry a `modelOutput` in the family's shape, a few an `error`, in
+/// shuffled order (SPEC §2.2).
+fn write_bedrock_output(family: Family, input: &Path, out: &Path, seed: u64) -> Result<BedrockOutput> {
     let file = File::open(input)?;
     // Offsets, not lines: records are read back in shuffled order with positioned reads, so that this
-    // process stays small even for the 200 MB file (see `main`).
+    // process stays small even for the 200 MB file (see `serde_reference`).
     let mut spans: Vec<(u64, usize)> = Vec::new();
     {
         let mut reader = BufReader::with_capacity(1 << 20, &file);
@@ -1764,15 +2388,21 @@ fn write_bedrock_output(input: &Path, out: &Path, seed: u64) -> Result<u64> {
     for i in (1..spans.len()).rev() {
         spans.swap(i, rng.below(i + 1));
     }
+    let numbers = Numbers::new(&mut rng);
+    let errors = match family {
+        Family::TitanEmbed => TITAN_ERRORS,
+        Family::Claude | Family::Nova | Family::Converse => CHAT_ERRORS,
+    };
 
     let mut w = BufWriter::with_capacity(1 << 20, File::create(out)?);
     let (mut buf, mut record) = (Vec::new(), Vec::with_capacity(64 * 1024));
+    let mut errored = Vec::new();
     for &(at, len) in &spans {
         buf.resize(len, 0);
         file.read_exact_at(&mut buf, at)?;
         let bad = |e: serde_json::Error| format!("{}: record at byte {at}: {e}", input.display());
         let rec: InputRecord = serde_json::from_slice(&buf).map_err(bad)?;
-        let body: ClaudeBody = serde_json::from_str(rec.model_input.get()).map_err(bad)?;
+        let model_input = rec.model_input.get();
 
         record.clear();
         let id_first = rng.percent(50);
@@ -1787,19 +2417,35 @@ fn write_bedrock_output(input: &Path, out: &Path, seed: u64) -> Result<u64> {
             record.push(b',');
         }
         record.extend_from_slice(b"\"modelInput\":");
-        record.extend_from_slice(rec.model_input.get().as_bytes());
+        record.extend_from_slice(model_input.as_bytes());
         if rng.permille(3) {
             record.extend_from_slice(b",\"error\":");
-            record.extend_from_slice(match rng.below(5) {
-                0 => br#"{"errorCode":400,"errorMessage":"ValidationException: messages.0.content: text content blocks must be non-empty"}"#.as_slice(),
-                1 => br#"{"errorCode":429,"errorMessage":"ThrottlingException: Too many requests, please wait before trying again."}"#,
-                2 => br#"{"errorCode":500,"errorMessage":"InternalServerException: The system encountered an unexpected error during processing. Try your request again."}"#,
-                3 => br#"{"errorCode":424,"errorMessage":"ModelErrorException: The model produced an invalid response \u2014 retry."}"#,
-                _ => br#"{"errorCode":"400","errorMessage":"Malformed input request: #/temperature: expected maximum: 1, please reformat your input and try again."}"#,
-            });
+            record.extend_from_slice(rng.pick(errors));
+            let number = record_number(&rec.record_id)
+                .ok_or_else(|| format!("{}: record at byte {at}: recordId {}", input.display(), rec.record_id))?;
+            errored.push(number);
         } else {
             record.extend_from_slice(b",\"modelOutput\":");
-            claude_output(&mut record, &mut rng, &body, rec.model_input.get().len());
+            match family {
+                Family::Claude => {
+                    let body: ClaudeBody = serde_json::from_str(model_input).map_err(bad)?;
+                    claude_output(&mut record, &mut rng, &body, model_input.len());
+                }
+                Family::Nova | Family::Converse => {
+                    let body: NovaBody = serde_json::from_str(model_input).map_err(bad)?;
+                    nova_output(
+                        &mut record,
+                        &mut rng,
+                        &body,
+                        model_input.len(),
+                        family == Family::Converse,
+                    );
+                }
+                Family::TitanEmbed => {
+                    let body: TitanBody = serde_json::from_str(model_input).map_err(bad)?;
+                    titan_output(&mut record, &mut rng, &numbers, &body, model_input.len());
+                }
+            }
         }
         if !id_first {
             record.push(b',');
@@ -1809,33 +2455,70 @@ fn write_bedrock_output(input: &Path, out: &Path, seed: u64) -> Result<u64> {
         w.write_all(&record)?;
     }
     w.flush()?;
-    Ok(spans.len() as u64)
+    Ok(BedrockOutput {
+        records: spans.len() as u64,
+        errored,
+    })
 }
 
-/// A Claude Messages response (SPEC §3.1): text, sometimes a tool call when tools were offered, and
-/// the stop reasons a real job returns.
-fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len: usize) {
-    let forced = body
-        .tool_choice
-        .as_ref()
-        .filter(|c| c.kind == "any" || c.kind == "tool");
-    let call = if body.tools.is_empty() || !(forced.is_some() || rng.percent(45)) {
+/// Which tool a chat answer calls, if any, and why it stops, in the words Claude, Nova and Converse share.
+/// With tools offered, a forced choice (`Some(None)`: any tool; `Some(Some(name))`: that one) always gets
+/// a call, else about every other answer calls one.
+fn plan_answer<'b>(
+    rng: &mut Rng,
+    tools: &[&'b str],
+    forced: Option<Option<&'b str>>,
+    stops: bool,
+) -> (Option<&'b str>, &'static str) {
+    let call = if tools.is_empty() || !(forced.is_some() || rng.percent(45)) {
         None
     } else {
-        Some(match forced.and_then(|c| c.name.as_deref()) {
+        Some(match forced.flatten() {
             Some(name) => name,
-            None => body.tools[rng.below(body.tools.len())].name.as_str(),
+            None => rng.pick(tools),
         })
     };
     let stop_reason = if call.is_some() {
         "tool_use"
     } else if rng.percent(7) {
         "max_tokens"
-    } else if !body.stop_sequences.is_empty() && rng.percent(10) {
+    } else if stops && rng.percent(10) {
         "stop_sequence"
     } else {
         "end_turn"
     };
+    (call, stop_reason)
+}
+
+/// The text of an answer, as a JSON string: short beside a tool call, long when cut by `max_tokens`.
+fn answer_text(out: &mut Vec<u8>, rng: &mut Rng, call: Option<&str>, stop_reason: &str) {
+    let fragments = match (call, stop_reason) {
+        (Some(_), _) => 1,
+        (None, "max_tokens") => rng.range(8, 20),
+        _ => rng.range(1, 10),
+    };
+    text(out, rng, fragments);
+}
+
+/// The arguments of a call to `name`, as raw JSON: those a model might pass to one of [`TOOLS`], `{}` for
+/// another (the tool of structured output).
+fn tool_arguments(rng: &mut Rng, name: &str) -> &'static str {
+    TOOLS
+        .iter()
+        .find(|t| t.name == name)
+        .map_or("{}", |t| rng.pick(t.arguments))
+}
+
+/// A Claude Messages response (SPEC §3.1): text, sometimes a tool call when tools were offered, and
+/// the stop reasons a real job returns.
+fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len: usize) {
+    let tools: Vec<&str> = body.tools.iter().map(|t| t.name.as_str()).collect();
+    let forced = body
+        .tool_choice
+        .as_ref()
+        .filter(|c| c.kind == "any" || c.kind == "tool")
+        .map(|c| c.name.as_deref());
+    let (call, stop_reason) = plan_answer(rng, &tools, forced, !body.stop_sequences.is_empty());
 
     out.extend_from_slice(b"{\"id\":\"msg_bdrk_01");
     rng.alnum(out, 22);
@@ -1845,12 +2528,7 @@ fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len:
     let content_start = out.len();
     if call.is_none() || rng.percent(50) {
         out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
-        let fragments = match (call, stop_reason) {
-            (Some(_), _) => 1,
-            (None, "max_tokens") => rng.range(8, 20),
-            _ => rng.range(1, 10),
-        };
-        text(out, rng, fragments);
+        answer_text(out, rng, call, stop_reason);
         out.push(b'}');
     }
     if let Some(name) = call {
@@ -1862,10 +2540,7 @@ fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len:
         out.extend_from_slice(b"\",\"name\":\"");
         escaped(out, name, Escape::Raw);
         out.extend_from_slice(b"\",\"input\":");
-        let arguments = TOOLS
-            .iter()
-            .find(|t| t.name == name)
-            .map_or("{}", |t| rng.pick(t.arguments));
+        let arguments = tool_arguments(rng, name);
         out.extend_from_slice(arguments.as_bytes());
         out.push(b'}');
     }
@@ -1892,4 +2567,109 @@ fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len:
         number(out, rng.range(1024, 4096));
     }
     out.extend_from_slice(b"}}");
+}
+
+/// A Nova response (SPEC §3.2), or with `converse` a Converse response (docs/formats.md, "Converse"):
+/// `output.message` with text and, when tools were offered, sometimes a `toolUse`; `stopReason`;
+/// `usage`. Converse responses also carry `metrics`, and name the cache counter `…Tokens`, not
+/// `…TokenCount`.
+fn nova_output(out: &mut Vec<u8>, rng: &mut Rng, body: &NovaBody, input_len: usize, converse: bool) {
+    let config = body.tool_config.as_ref();
+    let tools: Vec<&str> = config
+        .map(|c| c.tools.iter().map(|t| t.tool_spec.name.as_str()).collect())
+        .unwrap_or_default();
+    let forced = config
+        .and_then(|c| c.tool_choice.as_ref())
+        .and_then(|c| match (&c.tool, &c.any) {
+            (Some(tool), _) => Some(Some(tool.name.as_str())),
+            (None, Some(_)) => Some(None),
+            (None, None) => None,
+        });
+    let stops = &body.inference_config.stop_sequences;
+    let (call, stop_reason) = plan_answer(rng, &tools, forced, !stops.is_empty());
+
+    out.extend_from_slice(b"{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[");
+    let content_start = out.len();
+    if call.is_none() || rng.percent(50) {
+        out.extend_from_slice(b"{\"text\":");
+        answer_text(out, rng, call, stop_reason);
+        out.push(b'}');
+    }
+    if let Some(name) = call {
+        if out.len() > content_start {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"toolUse\":{\"toolUseId\":\"tooluse_");
+        rng.alnum(out, 22);
+        out.extend_from_slice(b"\",\"name\":\"");
+        escaped(out, name, Escape::Raw);
+        out.extend_from_slice(b"\",\"input\":");
+        let arguments = tool_arguments(rng, name);
+        out.extend_from_slice(arguments.as_bytes());
+        out.extend_from_slice(b"}}");
+    }
+    let output_tokens = if stop_reason == "max_tokens" {
+        body.inference_config.max_tokens
+    } else {
+        ((out.len() - content_start) / 4 + 1) as u64
+    };
+    let input_tokens = (input_len / 4 + rng.below(50)) as u64;
+    out.extend_from_slice(b"]}},\"stopReason\":\"");
+    out.extend_from_slice(stop_reason.as_bytes());
+    out.extend_from_slice(b"\",\"usage\":{\"inputTokens\":");
+    number(out, input_tokens);
+    out.extend_from_slice(b",\"outputTokens\":");
+    number(out, output_tokens);
+    out.extend_from_slice(b",\"totalTokens\":");
+    number(out, input_tokens + output_tokens);
+    if rng.percent(10) {
+        out.extend_from_slice(if converse {
+            b",\"cacheReadInputTokens\":".as_slice()
+        } else {
+            b",\"cacheReadInputTokenCount\":"
+        });
+        number(out, rng.range(1024, 4096));
+    }
+    out.push(b'}');
+    if converse {
+        out.extend_from_slice(b",\"metrics\":{\"latencyMs\":");
+        number(out, rng.range(200, 9000));
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// Vector components of the size a unit vector of 256 to 1,024 has (up to about ±0.15, as the shortest
+/// float32 text), made once: each answer picks from them rather than formatting numbers of its own, which
+/// keeps writing the largest output (about 2 GB) to seconds.
+struct Numbers(Vec<String>);
+
+impl Numbers {
+    fn new(rng: &mut Rng) -> Numbers {
+        Numbers(
+            (0..4096)
+                .map(|_| {
+                    let magnitude = (rng.next() >> 40) as f32 / (1u64 << 24) as f32 * 0.15;
+                    let x = if rng.percent(50) { -magnitude } else { magnitude };
+                    x.to_string()
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A Titan Text Embeddings V2 response: `embedding`, as many numbers as the request's `dimensions` (1,024
+/// when it names none, the model's default), and `inputTextTokenCount`.
+fn titan_output(out: &mut Vec<u8>, rng: &mut Rng, numbers: &Numbers, body: &TitanBody, input_len: usize) {
+    let dimensions = if body.dimensions == 0 { 1024 } else { body.dimensions };
+    out.extend_from_slice(b"{\"embedding\":[");
+    for i in 0..dimensions {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(numbers.0[rng.below(numbers.0.len())].as_bytes());
+    }
+    out.extend_from_slice(b"],\"inputTextTokenCount\":");
+    number(out, (input_len / 5).max(1));
+    out.push(b'}');
 }
