@@ -15,7 +15,7 @@ use crate::request::{Block, Request, ToolMode, ToolSpec};
 /// Nova's body schema version (SPEC §3.2).
 pub const NOVA_SCHEMA_VERSION: &str = "messages-v1";
 
-/// Body's `messages-v1` body, or with `converse` a Converse request without `modelId` (docs/formats.md,
+/// Nova's `messages-v1` body, or with `converse` a Converse request without `modelId` (docs/formats.md,
 /// "Converse"), which shares its content blocks, `system` and `inferenceConfig`. A Converse request has no
 /// `schemaVersion`, and `topK` goes in `additionalModelRequestFields` as `top_k`. The catalogue's Converse
 /// models take no tools: Bedrock fails Converse-type batch records with a `toolConfig`.
@@ -112,7 +112,7 @@ impl Serialize for ToolResultOut<'_> {
     }
 }
 
-/// `inferenceConfig`; the flag says whether `topK` belongs in it (Body's body) or not (Converse's).
+/// `inferenceConfig`; the flag says whether `topK` belongs in it (Nova's body) or not (Converse's).
 struct Inference<'r, 'a>(&'r Request<'a>, bool);
 
 impl Serialize for Inference<'_, '_> {
@@ -149,7 +149,7 @@ impl Serialize for ToolConfig<'_, '_> {
         match &r.tool_choice {
             None => {}
             Some(ToolMode::Auto) => m.serialize_entry("toolChoice", &One("auto", Empty))?,
-            // SPEC §3.2: the Body docs conflict on `any`/`tool`; the tool-choice page, the newer, allows both.
+            // SPEC §3.2: the Nova docs conflict on `any`/`tool`; the tool-choice page, the newer, allows both.
             Some(ToolMode::Any) => m.serialize_entry("toolChoice", &One("any", Empty))?,
             Some(ToolMode::Tool(name)) => m.serialize_entry("toolChoice", &One("tool", One("name", name)))?,
         }
