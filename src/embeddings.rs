@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use crate::catalogue::Embedding;
-use crate::error::{shown, Reason, Rejection};
+use crate::error::{serde_message, shown, Reason, Rejection};
 use crate::fingerprint::{self, Fingerprint};
 use crate::format::openai_input::{raw_str, Body, EmbeddingInput};
 use crate::format::titan;
@@ -43,14 +43,9 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
 }
 
 /// Checks an embeddings body for `model` (`None` when validating without one: the checks that need the
-/// model's facts are then skipped). Chat fields in the body have no meaning here; their names are returned,
-/// to be counted as dropped.
-pub fn build<'a>(
-    body: Body<'a>,
-    model: Option<&BedrockModel>,
-) -> Result<(Embeddings<'a>, Vec<&'static str>), Rejection> {
+/// model's facts are then skipped).
+pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddings<'a>, Rejection> {
     let facts: Option<&Embedding> = model.and_then(BedrockModel::embedding);
-    let dropped = body.chat_fields();
     let input = match body.input.map(|raw| serde_json::from_str::<EmbeddingInput>(raw.get())) {
         None => return Err(reject(Reason::Input, "body.input", "is missing")),
         Some(Err(e)) => return Err(reject(Reason::Input, "body.input", type_error(&e))),
@@ -160,24 +155,16 @@ pub fn build<'a>(
         (Some(d), None) => u32::try_from(d).ok(),
         (None, f) => f.map(|f| f.default_dimensions),
     };
-    Ok((
-        Embeddings {
-            inputs: texts,
-            dimensions,
-            encoding,
-        },
-        dropped,
-    ))
+    Ok(Embeddings {
+        inputs: texts,
+        dimensions,
+        encoding,
+    })
 }
 
 /// What is wrong with an `input` that does not read, in serde_json's words without its position.
 fn type_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let text = match text.rfind(" at line ") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    format!("must be a text or a list of texts ({text})")
+    format!("must be a text or a list of texts ({})", serde_message(e))
 }
 
 fn list(dims: &[u32]) -> String {
@@ -188,13 +175,11 @@ fn list(dims: &[u32]) -> String {
 }
 
 impl Embeddings<'_> {
-    /// Writes one Titan body per text into `out`, one after another, and returns where each ends (offsets into
-    /// `out`) and the fingerprint of all of them together (see [`combined`]). `None` when validating without a
-    /// model (no dimensions).
-    pub fn write_bodies(&self, out: &mut Vec<u8>) -> serde_json::Result<Option<(Vec<usize>, Fingerprint)>> {
-        let Some(dimensions) = self.dimensions else {
-            return Ok(None);
-        };
+    /// Writes one Titan body per text, of vectors `dimensions` long, into `out`, one after another, and returns
+    /// where each ends (counted from where `out` ended before) and the fingerprint of all of them together
+    /// ([`fingerprint::combined`]).
+    pub fn write_bodies(&self, dimensions: u32, out: &mut Vec<u8>) -> serde_json::Result<(Vec<usize>, Fingerprint)> {
+        let start = out.len();
         let mut ends = Vec::with_capacity(self.inputs.len());
         let mut prints = Vec::with_capacity(self.inputs.len());
         for text in &self.inputs {
@@ -204,22 +189,11 @@ impl Embeddings<'_> {
                 normalize: true,
             };
             serde_json::to_writer(&mut *out, &body)?;
-            ends.push(out.len());
+            ends.push(out.len() - start);
             let fp = fingerprint::of_value(&body)
                 .ok_or_else(|| <serde_json::Error as serde::ser::Error>::custom("a Titan body has no fingerprint"))?;
             prints.push(fp);
         }
-        Ok(Some((ends, combined(prints))))
+        Ok((ends, fingerprint::combined(prints)))
     }
-}
-
-/// One fingerprint for the records of one line, in order: the record map keeps one per line, and the
-/// results step recomputes it from the `modelInput` each record echoes. A line of one record keeps that
-/// record's own fingerprint.
-pub fn combined(parts: impl IntoIterator<Item = Fingerprint>) -> Fingerprint {
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return Fingerprint(0);
-    };
-    parts.fold(first, |acc, p| Fingerprint(fingerprint::mix(acc.0, p.0)))
 }

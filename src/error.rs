@@ -162,6 +162,17 @@ pub fn cut(s: &str, limit: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// serde_json's message for `e` without its ` at line 1 column N`: a JSONL line is one line, and where the
+/// fault is, when it matters, is said apart.
+pub fn serde_message(e: &serde_json::Error) -> String {
+    without_position(&e.to_string()).to_string()
+}
+
+/// A serde_json message without its ` at line L column C` ending.
+pub fn without_position(message: &str) -> &str {
+    message.rfind(" at line ").map_or(message, |i| &message[..i])
+}
+
 /// `s` as a report or a warning shows it: control characters escaped, then [`cut`] to `limit` bytes.
 pub fn shown(s: &str, limit: usize) -> String {
     cut(&escape_controls(s), limit)

@@ -25,8 +25,7 @@ const ARRAY: u64 = 3;
 const OBJECT: u64 = 4;
 const KEY: u64 = 5;
 
-/// Two hashes mixed into one; order matters.
-pub(crate) fn mix(a: u64, b: u64) -> u64 {
+fn mix(a: u64, b: u64) -> u64 {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&a.to_le_bytes());
     bytes[8..].copy_from_slice(&b.to_le_bytes());
@@ -63,6 +62,17 @@ impl Fingerprint {
         }
         u64::from_str_radix(s, 16).ok().map(Fingerprint)
     }
+}
+
+/// One fingerprint for the records of one line, in order: the record map keeps one per line, and the
+/// results step recomputes it from the `modelInput` each record echoes. A line of one record keeps that
+/// record's own fingerprint.
+pub fn combined(parts: impl IntoIterator<Item = Fingerprint>) -> Fingerprint {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Fingerprint(0);
+    };
+    parts.fold(first, |acc, p| Fingerprint(mix(acc.0, p.0)))
 }
 
 struct FpVisitor;

@@ -148,10 +148,11 @@ fn even_split(
     let n = sizes.len();
     let (base, extra) = (n / k, n % k);
     let continues = |i: usize| continues_line.get(i).copied().unwrap_or(false);
+    // The bytes of records `start..end`, when they make a job within every limit.
     let fits = |start: usize, end: usize| {
         let records = (end - start) as u64;
         let bytes: u64 = sizes[start..end].iter().sum();
-        records > 0 && records >= min && records <= max_records && bytes <= max_bytes
+        (records > 0 && records >= min && records <= max_records && bytes <= max_bytes).then_some(bytes)
     };
     let mut chunks = Vec::with_capacity(k);
     let mut start = 0;
@@ -168,17 +169,14 @@ fn even_split(
             while earlier > start && continues(earlier) {
                 earlier -= 1;
             }
-            if fits(start, later) || !fits(start, earlier) {
+            if fits(start, later).is_some() || fits(start, earlier).is_none() {
                 later
             } else {
                 earlier
             }
         };
-        if !fits(start, end) {
-            return None;
-        }
+        let bytes = fits(start, end)?;
         let lines = (start..end).filter(|&r| !continues(r)).count();
-        let bytes: u64 = sizes[start..end].iter().sum();
         chunks.push(Chunk {
             start,
             records: end - start,

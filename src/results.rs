@@ -26,8 +26,8 @@ use serde_json::value::RawValue;
 use crate::completion::Usage;
 use crate::counts::Counts;
 use crate::embeddings;
-use crate::error::shown;
-use crate::fingerprint::Fingerprint;
+use crate::error::{serde_message, shown};
+use crate::fingerprint::{self, Fingerprint};
 use crate::format::openai_output::{
     write_batch_error, write_http_error, write_success, ChatCompletion, EmbeddingOut, EmbeddingsResponse,
     EmbeddingsUsage, HttpError, Ids, Written,
@@ -311,16 +311,6 @@ fn quoted(s: &str) -> String {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// serde_json's message without its ` at line 1 column N` (a Bedrock line is one line: the byte is said
-/// apart).
-fn serde_text(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
 /// Why a line that is not a Bedrock output record is not, precisely enough to find the damage: `e` is
 /// serde_json's error, `None` when the line does not start as an object. Bytes are counted from 1, as
 /// an editor's columns are.
@@ -342,7 +332,7 @@ fn unreadable_why(line: &[u8], e: Option<&serde_json::Error>) -> String {
     }
     format!(
         "is not a Bedrock output record: {} at byte {}",
-        shown(&serde_text(e), SAMPLE_BYTES),
+        shown(&serde_message(e), SAMPLE_BYTES),
         e.column()
     )
 }
@@ -450,7 +440,7 @@ fn read_header<M: BufRead>(lines: &mut Lines<M>) -> io::Result<MapHeader> {
         return Err(bad_map(1, "the record map is empty"));
     };
     let header: MapHeader = serde_json::from_slice(header)
-        .map_err(|e| bad_map(1, format!("not a record map header: {}", serde_text(&e))))?;
+        .map_err(|e| bad_map(1, format!("not a record map header: {}", serde_message(&e))))?;
     if !(OLDEST_MAP_VERSION..=MAP_VERSION).contains(&header.batchdrop_record_map) {
         return Err(bad_map(
             1,
@@ -683,12 +673,12 @@ pub fn join<M: BufRead, O: Write, E: Write>(
         }
         if let Some(counts) = MapEnd::parse(entry) {
             let counts =
-                counts.map_err(|e| bad_map(map_line, format!("not a record map trailer: {}", serde_text(&e))))?;
+                counts.map_err(|e| bad_map(map_line, format!("not a record map trailer: {}", serde_message(&e))))?;
             walk.end = Some((map_line, counts));
             continue;
         }
         let entry: MapLine = serde_json::from_slice(entry)
-            .map_err(|e| bad_map(map_line, format!("not a record map entry: {}", serde_text(&e))))?;
+            .map_err(|e| bad_map(map_line, format!("not a record map entry: {}", serde_message(&e))))?;
         walk.entry(map_line, entry.line)?;
         report.lines += 1;
         if let Some(rej) = &entry.rejected {
@@ -805,30 +795,8 @@ impl Ctx<'_> {
         for payload in payloads.iter().flatten() {
             parts.push(decode(payload)?);
         }
-        let which = |i: usize| {
-            if embedding.parts > 1 {
-                format!("input[{i}]: ")
-            } else {
-                String::new()
-            }
-        };
-        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Unreadable) {
-            report.unreadable += 1;
-            let message = format!("{}{}", which(i), part.text);
-            return self.fail(errors, report, 500, Some("unreadable_result"), &message);
-        }
-        let echoed: Option<Vec<Fingerprint>> = parts.iter().map(|p| p.echoed).collect();
-        match (self.accepted.sent, echoed.map(embeddings::combined)) {
-            (Some(sent), Some(echoed)) if sent != echoed => {
-                report.mismatched += 1;
-                return self.fail(errors, report, 500, Some("mismatched_result"), &self.mismatch());
-            }
-            (Some(_), Some(_)) => {}
-            _ => report.unverified += 1,
-        }
-        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Error) {
-            let (status, message) = record_error(part.text);
-            return self.fail(errors, report, status, None, &format!("{}{message}", which(i)));
+        if self.refused(&parts, errors, report)? {
+            return Ok(());
         }
         let mut data = Vec::with_capacity(parts.len());
         let mut tokens: u64 = 0;
@@ -848,7 +816,7 @@ impl Ctx<'_> {
                     embedding: w,
                 }),
                 Err(unusable) => {
-                    let message = format!("{}{}", which(i), unusable.message);
+                    let message = format!("{}{}", which_part(parts.len(), i), unusable.message);
                     return self.fail(errors, report, 500, Some(unusable.code), &message);
                 }
             }
@@ -879,21 +847,8 @@ impl Ctx<'_> {
         errors: &mut E,
         report: &mut ResultsReport,
     ) -> io::Result<()> {
-        if result.kind == Kind::Unreadable {
-            report.unreadable += 1;
-            return self.fail(errors, report, 500, Some("unreadable_result"), result.text);
-        }
-        match (self.accepted.sent, result.echoed) {
-            (Some(sent), Some(echoed)) if sent != echoed => {
-                report.mismatched += 1;
-                return self.fail(errors, report, 500, Some("mismatched_result"), &self.mismatch());
-            }
-            (Some(_), Some(_)) => {}
-            _ => report.unverified += 1,
-        }
-        if result.kind == Kind::Error {
-            let (status, message) = record_error(result.text);
-            return self.fail(errors, report, status, None, &message);
+        if self.refused(std::slice::from_ref(&result), errors, report)? {
+            return Ok(());
         }
         let read = format::read(self.accepted.family, result.text);
         match read.and_then(|c| match self.accepted.structured {
@@ -917,6 +872,42 @@ impl Ctx<'_> {
                 write_success(output, self.ids, self.line, self.accepted.custom_id, body)
             }
         }
+    }
+
+    /// Writes the error line of a record whose results (one per record of its line, in order) are not all
+    /// answers to its own request: a result that came back unreadable, an echo whose fingerprint is not that of
+    /// the request sent (for a line of several records, of all of them together), or a Bedrock record error, in
+    /// that order. `true` when it wrote one; otherwise the results are counted as verified or not, and are the
+    /// line's to read.
+    fn refused<E: Write>(
+        &self,
+        parts: &[Collected<'_>],
+        errors: &mut E,
+        report: &mut ResultsReport,
+    ) -> io::Result<bool> {
+        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Unreadable) {
+            report.unreadable += 1;
+            let message = format!("{}{}", which_part(parts.len(), i), part.text);
+            self.fail(errors, report, 500, Some("unreadable_result"), &message)?;
+            return Ok(true);
+        }
+        let echoed: Option<Vec<Fingerprint>> = parts.iter().map(|p| p.echoed).collect();
+        match (self.accepted.sent, echoed.map(fingerprint::combined)) {
+            (Some(sent), Some(echoed)) if sent != echoed => {
+                report.mismatched += 1;
+                self.fail(errors, report, 500, Some("mismatched_result"), &self.mismatch())?;
+                return Ok(true);
+            }
+            (Some(_), Some(_)) => {}
+            _ => report.unverified += 1,
+        }
+        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| p.kind == Kind::Error) {
+            let (status, message) = record_error(part.text);
+            let message = format!("{}{message}", which_part(parts.len(), i));
+            self.fail(errors, report, status, None, &message)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn mismatch(&self) -> String {
@@ -950,6 +941,15 @@ impl Ctx<'_> {
                 code,
             },
         )
+    }
+}
+
+/// How a message names the text `i` of a line of `parts` records: not at all when there is one.
+fn which_part(parts: usize, i: usize) -> String {
+    if parts > 1 {
+        format!("input[{i}]: ")
+    } else {
+        String::new()
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::counts::Counts;
 use crate::embeddings::{self, Encoding};
-use crate::error::{cut, LineError, Reason, Rejection};
+use crate::error::{cut, without_position, LineError, Reason, Rejection};
 use crate::fingerprint::Fingerprint;
 use crate::format;
 use crate::format::openai_input::{CowStr, InputLine, LineHead};
@@ -400,8 +400,13 @@ impl Translator {
             }
         }
         let dropped = std::mem::take(&mut body.dropped);
+        // The other endpoint's fields mean nothing here: dropped, and counted with the unknown ones.
+        let foreign = match endpoint {
+            Endpoint::Chat => body.embedding_fields(),
+            Endpoint::Embeddings => body.chat_fields(),
+        };
         if endpoint == Endpoint::Embeddings {
-            let (request, chat_fields) = embeddings::build(body, model).map_err(|r| fail(id, r))?;
+            let request = embeddings::build(body, model).map_err(|r| fail(id, r))?;
             let mut accepted = Accepted {
                 custom_id,
                 group,
@@ -411,33 +416,24 @@ impl Translator {
                 part_ends: Vec::new(),
             };
             if let (Some(out), Some(_), Some(dimensions)) = (body_out, model, request.dimensions) {
-                let start = out.len();
-                let written = request.write_bodies(out).map_err(|e| {
+                let (ends, fingerprint) = request.write_bodies(dimensions, out).map_err(|e| {
                     fail(
                         Some(&accepted.custom_id),
                         Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
                     )
                 })?;
-                if let Some((ends, fingerprint)) = written {
-                    accepted.part_ends = ends.into_iter().map(|e| e - start).collect();
-                    accepted.fingerprint = Some(fingerprint);
-                    self.report.records += accepted.part_ends.len() as u64;
-                }
+                self.report.records += ends.len() as u64;
+                accepted.part_ends = ends;
+                accepted.fingerprint = Some(fingerprint);
                 accepted.embedding = Some(MapEmbedding {
                     parts: request.inputs.len() as u32,
                     dimensions,
                     base64: request.encoding == Encoding::Base64,
                 });
             }
-            for name in &dropped {
-                self.report.dropped_fields.bump(name);
-            }
-            for name in chat_fields {
-                self.report.dropped_fields.bump(name);
-            }
+            self.count_dropped(&dropped, &foreign);
             return Ok(accepted);
         }
-        let embedding_fields = body.embedding_fields();
         let request = request::build(body, &self.policy, model).map_err(|r| fail(id, r))?;
         let mut fingerprint = None;
         if let (Some(out), Some(m)) = (body_out, model) {
@@ -451,12 +447,7 @@ impl Translator {
                 )
             })?;
         }
-        for name in &dropped {
-            self.report.dropped_fields.bump(name);
-        }
-        for name in embedding_fields {
-            self.report.dropped_fields.bump(name);
-        }
+        self.count_dropped(&dropped, &foreign);
         self.report.temperature_changed += u64::from(request.temperature_changed);
         Ok(Accepted {
             custom_id,
@@ -466,6 +457,13 @@ impl Translator {
             embedding: None,
             part_ends: Vec::new(),
         })
+    }
+
+    /// Counts the body fields an accepted line had no use for: unknown ones, and the other endpoint's.
+    fn count_dropped(&mut self, unknown: &[Cow<'_, str>], foreign: &[&str]) {
+        for name in unknown.iter().map(|n| n.as_ref()).chain(foreign.iter().copied()) {
+            self.report.dropped_fields.bump(name);
+        }
     }
 
     /// The group of a line that names no Bedrock model: the batch's chat model for a chat line; for an
@@ -713,11 +711,7 @@ fn not_an_object(line_no: u64, line: &[u8]) -> LineError {
 /// serde_json ends messages with " at line 1 column N"; within one JSONL line only the column helps.
 /// Its Rust type names are put in words.
 fn strip_position(message: &str) -> String {
-    let message = match message.rfind(" at line ") {
-        Some(i) => &message[..i],
-        None => message,
-    };
-    message
+    without_position(message)
         .replace("expected u64", "expected a whole number, 0 or more")
         .replace("expected f64", "expected a number")
         .replace("expected a borrowed string", "expected a string")
@@ -876,10 +870,7 @@ pub fn translate<R: BufRead, S: Sink>(
             translator.blank();
             continue;
         }
-        record.clear();
-        record.extend_from_slice(b"{\"recordId\":\"");
-        record.extend_from_slice(next_record.as_bytes());
-        record.extend_from_slice(b"\",\"modelInput\":");
+        start_record(&mut record, next_record);
         let body_start = record.len();
         scratch.clear();
         match translator.line(line_no, line, Some(&mut record)) {
@@ -900,10 +891,7 @@ pub fn translate<R: BufRead, S: Sink>(
                     bodies.extend_from_slice(&record[body_start..]);
                     let mut from = 0;
                     for (i, &end) in accepted.part_ends.iter().enumerate() {
-                        record.clear();
-                        record.extend_from_slice(b"{\"recordId\":\"");
-                        record.extend_from_slice(next_record.as_bytes());
-                        record.extend_from_slice(b"\",\"modelInput\":");
+                        start_record(&mut record, next_record);
                         record.extend_from_slice(&bodies[from..end]);
                         record.extend_from_slice(b"}\n");
                         sink.record(group, model, &record, i > 0)?;
@@ -942,6 +930,14 @@ pub fn translate<R: BufRead, S: Sink>(
     end.push(b'\n');
     sink.map_entry(&end)?;
     Ok(report.clone())
+}
+
+/// Starts the Bedrock input record `id` in `record`, up to its `modelInput` body.
+fn start_record(record: &mut Vec<u8>, id: RecordId) {
+    record.clear();
+    record.extend_from_slice(b"{\"recordId\":\"");
+    record.extend_from_slice(id.as_bytes());
+    record.extend_from_slice(b"\",\"modelInput\":");
 }
 
 /// A rejected line's map entry and error line, through `scratch`.

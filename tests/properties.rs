@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use batchdrop::embeddings;
-use batchdrop::fingerprint::Fingerprint;
+use batchdrop::fingerprint::{self, Fingerprint};
 use batchdrop::policy::Policy;
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
 use batchdrop::spill::{Sorter, FAN_IN};
@@ -197,7 +196,7 @@ proptest! {
                 prints.push(Fingerprint::of_json(&body).expect("JSON"));
                 next += 1;
             }
-            let expected = embeddings::combined(prints).to_hex();
+            let expected = fingerprint::combined(prints).to_hex();
             prop_assert_eq!(entry["fp"].as_str(), Some(expected.as_str()));
         }
         prop_assert!(records.next().is_none());

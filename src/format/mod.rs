@@ -26,6 +26,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 use crate::completion::{Completion, Unusable};
+use crate::error::serde_message;
 use crate::fingerprint::{self, Fingerprint};
 use crate::model::Family;
 use crate::request::{Block, Request, Role, ToolSpec, Turn};
@@ -144,10 +145,9 @@ impl Serialize for Empty {
 }
 
 pub(super) fn unreadable(family: &str, e: serde_json::Error) -> Unusable {
-    let text = e.to_string();
-    let text = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
     Unusable::malformed(format!(
-        "Bedrock returned a {family} response batchdrop could not read: {text}"
+        "Bedrock returned a {family} response batchdrop could not read: {}",
+        serde_message(&e)
     ))
 }
 

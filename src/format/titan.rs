@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::completion::{Unusable, MALFORMED_MODEL_OUTPUT};
+use crate::error::serde_message;
 
 /// The Titan Text Embeddings V2 request body of one text (docs/formats.md, "Embeddings"). `normalize` is
 /// always sent as true: OpenAI's vectors have unit length, and so do Titan's by default.
@@ -71,11 +72,8 @@ pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable>
     let Some(raw) = out.embedding else {
         return Err(malformed("it has no embedding".into()));
     };
-    let Count(n) = serde_json::from_str(raw.get()).map_err(|e| {
-        let text = e.to_string();
-        let text = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
-        malformed(format!("its embedding does not read as numbers: {text}"))
-    })?;
+    let Count(n) = serde_json::from_str(raw.get())
+        .map_err(|e| malformed(format!("its embedding does not read as numbers: {}", serde_message(&e))))?;
     if n != dimensions as usize {
         return Err(malformed(format!(
             "its embedding has {n} numbers, but {dimensions} were asked for"
