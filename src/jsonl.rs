@@ -6,6 +6,16 @@ use std::io::{self, BufRead};
 /// returns (docs/formats.md, "Limits"), low enough that a runaway line cannot exhaust memory.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
 
+/// `line` as text when it is valid UTF-8. Input files are mostly text over many lines, checked once or twice
+/// each: the SIMD check is several times std's speed on them, and std's runs only on a failure, to say
+/// where the first bad byte is.
+pub fn utf8(line: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(line) {
+        Ok(text) => Ok(text),
+        Err(_) => std::str::from_utf8(line),
+    }
+}
+
 /// One line as read: its text, or only its length when it is longer than the limit (its bytes were
 /// skipped, never held in memory).
 #[derive(Debug, PartialEq, Eq)]
@@ -114,6 +124,26 @@ pub fn is_blank(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_agrees_with_std_and_says_where() {
+        let long_ascii = "a".repeat(100);
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            "{\"t\":\"h\u{e9}llo \u{1F600}\"}".as_bytes().to_vec(),
+            format!("{long_ascii}\u{e9}{long_ascii}").into_bytes(),
+            [long_ascii.as_bytes(), b"\xff", long_ascii.as_bytes()].concat(),
+            // A sequence cut short at the end, an overlong form, a surrogate.
+            [long_ascii.as_bytes(), b"\xe2\x82"].concat(),
+            b"ab\xc0\xafcd".to_vec(),
+            b"\xed\xa0\x80".to_vec(),
+        ];
+        for bytes in cases {
+            let (ours, std) = (utf8(&bytes), std::str::from_utf8(&bytes));
+            assert_eq!(ours.as_ref().ok(), std.as_ref().ok());
+            assert_eq!(ours.err().map(|e| e.valid_up_to()), std.err().map(|e| e.valid_up_to()));
+        }
+    }
 
     #[test]
     fn numbers_lines_strips_bom_and_crlf() {

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use crate::fingerprint::Fingerprint;
 use crate::format;
 use crate::format::openai_input::{CowStr, InputLine, LineHead};
 use crate::format::openai_output::{write_http_error, HttpError, Ids};
-use crate::jsonl::{is_blank, Line, Lines};
+use crate::jsonl::{self, is_blank, Line, Lines};
 use crate::model::{self, BedrockModel, Family, ModelName};
 use crate::policy::{Policy, CHAT_COMPLETIONS_URL, DEFAULT_EMBEDDING_MODEL, EMBEDDINGS_URL, MAX_MODELS_PER_BATCH};
 use crate::record_id::RecordId;
@@ -87,27 +87,115 @@ impl Hasher for PassThrough {
 enum Duplicates {
     /// Found by [`scan_duplicates`] before translation: later lines in line order, with their first line.
     Scanned(Sorted),
-    /// Lines fed one by one ([`Translator::line`] without a scan): each claimed id is remembered as it
-    /// comes, about 40 bytes a line.
-    Live(HashMap<u128, u64, BuildHasherDefault<PassThrough>>),
+    /// Each claimed id remembered as it comes: lines fed one by one ([`Translator::line`] without a
+    /// scan), or a file [`scan_duplicates`] found small enough to keep every id of in its budget.
+    Live(IdTable),
+}
+
+/// The claimed custom_ids of the lines seen so far, each with the first line that claimed it: a table of
+/// open addressing over the ids' 128-bit hashes, 20 bytes a slot and at least a quarter of the slots
+/// free, so about 27 bytes an id (a `HashMap` would take 25 bytes a slot over a power of two of slots,
+/// up to twice that). Sized once for a file whose line count is known, it never grows.
+struct IdTable {
+    keys: Vec<u128>,
+    /// The line of each slot's id; 0 (no line has that number) marks a free slot.
+    lines: Vec<u32>,
+    used: usize,
+    /// Ids first claimed on a line past `u32::MAX`: later than every one in the table, so looked up last.
+    beyond: HashMap<u128, u64, BuildHasherDefault<PassThrough>>,
+}
+
+/// What [`IdTable`] takes per id, at its fullest.
+const LIVE_BYTES_PER_ID: usize = 27;
+
+impl IdTable {
+    /// Room for `ids` ids before it grows.
+    fn with_room_for(ids: usize) -> IdTable {
+        let slots = ids + ids / 3 + 1;
+        IdTable {
+            keys: vec![0; slots],
+            lines: vec![0; slots],
+            used: 0,
+            beyond: HashMap::default(),
+        }
+    }
+
+    fn slot(&self, hash: u128) -> usize {
+        // The low 64 bits, scaled onto the slots (xxh3's bits are all equally good).
+        ((u128::from(hash as u64) * self.keys.len() as u128) >> 64) as usize
+    }
+
+    /// The first line of `hash`'s id if an earlier line claimed it; else `line_no` claims it.
+    fn first_use(&mut self, line_no: u64, hash: u128) -> Option<u64> {
+        let mut i = self.slot(hash);
+        loop {
+            match self.lines[i] {
+                0 => break,
+                first if self.keys[i] == hash => return Some(u64::from(first)),
+                _ => i = if i + 1 == self.keys.len() { 0 } else { i + 1 },
+            }
+        }
+        if let Some(first) = self.beyond.get(&hash) {
+            return Some(*first);
+        }
+        match u32::try_from(line_no) {
+            Ok(line) if line > 0 => {
+                self.keys[i] = hash;
+                self.lines[i] = line;
+                self.used += 1;
+                if self.used * 4 >= self.keys.len() * 3 {
+                    self.grow();
+                }
+            }
+            _ => {
+                self.beyond.insert(hash, line_no);
+            }
+        }
+        None
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, IdTable::with_room_for(self.keys.len() * 2));
+        self.beyond = old.beyond;
+        for (hash, line) in old.keys.into_iter().zip(old.lines).filter(|(_, line)| *line > 0) {
+            let mut i = self.slot(hash);
+            while self.lines[i] != 0 {
+                i = if i + 1 == self.keys.len() { 0 } else { i + 1 };
+            }
+            self.keys[i] = hash;
+            self.lines[i] = line;
+            self.used += 1;
+        }
+    }
 }
 
 /// Memory for finding duplicate custom_ids before translation; beyond it, sorted runs go to disk.
 pub const SCAN_BUDGET: usize = 16 << 20;
 
-/// Finds, before translation, every line that reuses the custom_id of an earlier line, and tells the
-/// translator. Memory stays within `budget` bytes (use [`SCAN_BUDGET`]) whatever the file's size: the
-/// claimed ids' hashes are sorted externally (runs spilled to `spill_dir`, the system temp folder when
-/// `None`), and the translator then reads the duplicates back in line order as it meets them.
-pub fn scan_duplicates<R: BufRead>(
-    input: R,
+/// Prepares the translator to find every line that reuses the custom_id of an earlier line, in at most
+/// `budget` bytes (use [`SCAN_BUDGET`]) whatever the file's size, and leaves `input` where it found it.
+///
+/// It first counts the lines. When the ids of that many fit in the budget, the translator remembers
+/// them as it meets them, and the file is read once more only, by the translation. Otherwise the ids
+/// are read now and their hashes sorted externally (runs spilled to `spill_dir`, the system temp folder
+/// when `None`), and the translator reads the duplicates back in line order as it meets them.
+pub fn scan_duplicates<R: BufRead + Seek>(
+    mut input: R,
     translator: &mut Translator,
     spill_dir: Option<PathBuf>,
     budget: usize,
 ) -> io::Result<()> {
+    let start = input.stream_position()?;
+    let fits = budget / LIVE_BYTES_PER_ID;
+    let lines = count_lines(&mut input, fits)?;
+    input.seek(SeekFrom::Start(start))?;
+    if lines <= fits {
+        translator.duplicates = Duplicates::Live(IdTable::with_room_for(lines));
+        return Ok(());
+    }
     let policy = translator.policy().clone();
     let mut by_id = Sorter::new(budget, spill_dir.clone());
-    let mut lines = Lines::with_limit(input, policy.max_line_bytes);
+    let mut lines = Lines::with_limit(&mut input, policy.max_line_bytes);
     while let Some((n, line)) = lines.next_any()? {
         if let Line::Text(text) = line {
             if let Some(id) = claimed_id(text, &policy) {
@@ -115,6 +203,7 @@ pub fn scan_duplicates<R: BufRead>(
             }
         }
     }
+    input.seek(SeekFrom::Start(start))?;
     // Equal hashes come out in line order: the first owns the id, each later one is a duplicate of it.
     let mut sorted = by_id.finish()?;
     let mut later = Sorter::new(budget, spill_dir);
@@ -128,6 +217,25 @@ pub fn scan_duplicates<R: BufRead>(
     }
     translator.duplicates = Duplicates::Scanned(later.finish()?);
     Ok(())
+}
+
+/// The number of lines in `input` (a last line without an ending counts), or some number above `most`
+/// once it is certain there are more than `most`.
+fn count_lines<R: BufRead>(input: &mut R, most: usize) -> io::Result<usize> {
+    let (mut endings, mut unended) = (0usize, false);
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(endings + usize::from(unended));
+        }
+        endings += memchr::memchr_iter(b'\n', buf).count();
+        unended = buf.last() != Some(&b'\n');
+        let n = buf.len();
+        input.consume(n);
+        if endings > most {
+            return Ok(endings);
+        }
+    }
 }
 
 fn line_number(payload: &[u8]) -> io::Result<u64> {
@@ -157,17 +265,15 @@ impl Duplicates {
                     _ => None,
                 }
             }
-            Duplicates::Live(seen) => match seen.entry(id_hash(id)) {
-                std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(line_no);
-                    None
-                }
-            },
+            Duplicates::Live(seen) => seen.first_use(line_no, id_hash(id)),
         }
     }
 }
 
+/// How many distinct `body.model` strings a [`Translator`] remembers the resolution of.
+const MODEL_NAMES_KEPT: usize = 64;
+
+#[derive(Clone)]
 enum Resolution {
     Group(usize),
     Foreign,
@@ -207,8 +313,10 @@ pub struct Translator {
     /// The group of embeddings lines that name no Bedrock model, once one has come.
     embedding_model: Option<usize>,
     models: Vec<BedrockModel>,
-    /// The last `body.model` string met and what it resolved to: files repeat one name on every line.
-    last_model: Option<(String, Resolution)>,
+    /// The `body.model` strings met and what each resolved to: a file uses a few names on every line, and
+    /// checking a name against Bedrock's model id pattern costs more than the rest of a small line. At
+    /// most [`MODEL_NAMES_KEPT`], so that a file of a distinct name per line cannot grow it.
+    model_names: HashMap<String, Resolution>,
     duplicates: Duplicates,
     report: Report,
 }
@@ -226,8 +334,8 @@ impl Translator {
             batch_model: if embeds { None } else { first },
             embedding_model: if embeds { first } else { None },
             models,
-            last_model: None,
-            duplicates: Duplicates::Live(HashMap::default()),
+            model_names: HashMap::new(),
+            duplicates: Duplicates::Live(IdTable::with_room_for(1024)),
             report: Report::default(),
         }
     }
@@ -285,7 +393,7 @@ impl Translator {
         line: &'l [u8],
         body_out: Option<&mut Vec<u8>>,
     ) -> Result<Accepted<'l>, LineError> {
-        let line = match std::str::from_utf8(line) {
+        let line = match jsonl::utf8(line) {
             Ok(text) => text,
             Err(e) => return Err(not_utf8(line_no, line, &e)),
         };
@@ -357,16 +465,13 @@ impl Translator {
         let group = match body.model.as_deref() {
             None => self.default_group(endpoint),
             Some(name) => match self.resolve(name) {
-                Resolution::Group(g) => Some(*g),
+                Resolution::Group(g) => Some(g),
                 Resolution::Foreign => {
                     self.report.ignored_model_names.bump(name);
                     self.default_group(endpoint)
                 }
                 Resolution::Unsupported(why) => {
-                    return Err(fail(
-                        id,
-                        Rejection::new(Reason::UnsupportedModel, "body.model", why.clone()),
-                    ))
+                    return Err(fail(id, Rejection::new(Reason::UnsupportedModel, "body.model", why)))
                 }
             },
         };
@@ -475,7 +580,7 @@ impl Translator {
             Endpoint::Embeddings => {
                 if self.embedding_model.is_none() {
                     if let Resolution::Group(g) = self.resolve(DEFAULT_EMBEDDING_MODEL) {
-                        self.embedding_model = Some(*g);
+                        self.embedding_model = Some(g);
                     }
                 }
                 self.embedding_model
@@ -494,32 +599,31 @@ impl Translator {
         ))
     }
 
-    fn resolve(&mut self, name: &str) -> &Resolution {
-        let hit = matches!(&self.last_model, Some((last, _)) if last == name);
-        if !hit {
-            let resolution = match model::classify(name) {
-                ModelName::Foreign => Resolution::Foreign,
-                ModelName::Unsupported(why) => Resolution::Unsupported(why),
-                ModelName::Supported(m) => match self.models.iter().position(|g| g.id == m.id) {
-                    Some(g) => Resolution::Group(g),
-                    None if self.models.len() >= MAX_MODELS_PER_BATCH => Resolution::Unsupported(format!(
-                        "'{}' would be model number {} of this file; a batch runs on at most \
-                         {MAX_MODELS_PER_BATCH} Bedrock models",
-                        m.id,
-                        MAX_MODELS_PER_BATCH + 1
-                    )),
-                    None => {
-                        self.models.push(m);
-                        Resolution::Group(self.models.len() - 1)
-                    }
-                },
-            };
-            self.last_model = Some((name.to_string(), resolution));
+    fn resolve(&mut self, name: &str) -> Resolution {
+        if let Some(known) = self.model_names.get(name) {
+            return known.clone();
         }
-        match &self.last_model {
-            Some((_, r)) => r,
-            None => &Resolution::Foreign,
+        let resolution = match model::classify(name) {
+            ModelName::Foreign => Resolution::Foreign,
+            ModelName::Unsupported(why) => Resolution::Unsupported(why),
+            ModelName::Supported(m) => match self.models.iter().position(|g| g.id == m.id) {
+                Some(g) => Resolution::Group(g),
+                None if self.models.len() >= MAX_MODELS_PER_BATCH => Resolution::Unsupported(format!(
+                    "'{}' would be model number {} of this file; a batch runs on at most \
+                     {MAX_MODELS_PER_BATCH} Bedrock models",
+                    m.id,
+                    MAX_MODELS_PER_BATCH + 1
+                )),
+                None => {
+                    self.models.push(m);
+                    Resolution::Group(self.models.len() - 1)
+                }
+            },
+        };
+        if self.model_names.len() < MODEL_NAMES_KEPT {
+            self.model_names.insert(name.to_string(), resolution.clone());
         }
+        resolution
     }
 
     /// The line did not parse: find what is wrong, where, and whose line it is. Only rejected lines pay
@@ -648,7 +752,7 @@ fn check_custom_id<'l>(
 /// that claims it is a duplicate. A line claims its id when it is UTF-8, a JSON object whose head reads,
 /// and its custom_id is valid. One rule for the scan before translation and for lines fed one by one.
 pub fn claimed_id<'l>(line: &'l [u8], policy: &Policy) -> Option<Cow<'l, str>> {
-    let line = std::str::from_utf8(line).ok()?;
+    let line = jsonl::utf8(line).ok()?;
     if line.bytes().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
         return None;
     }
@@ -965,4 +1069,93 @@ pub fn write_rejection<W: Write>(out: &mut W, ids: &Ids, error: &LineError) -> i
             code: Some(error.rejection.reason.as_str()),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    #[test]
+    fn id_table_grows_and_keeps_every_first_line() {
+        // Room for 2 ids, then 10,000: it must grow many times and lose none.
+        let mut table = IdTable::with_room_for(2);
+        for line in 1..=10_000u64 {
+            assert_eq!(table.first_use(line, id_hash(&format!("id-{line}"))), None);
+        }
+        assert!(table.keys.len() >= 10_000 * 4 / 3);
+        for line in 1..=10_000u64 {
+            let again = 10_000 + line;
+            assert_eq!(table.first_use(again, id_hash(&format!("id-{line}"))), Some(line));
+        }
+        assert_eq!(table.used, 10_000);
+    }
+
+    #[test]
+    fn id_table_sized_for_a_count_never_grows() {
+        let mut table = IdTable::with_room_for(1_000);
+        let slots = table.keys.len();
+        for line in 1..=1_000u64 {
+            table.first_use(line, id_hash(&line.to_string()));
+        }
+        assert_eq!(table.keys.len(), slots);
+    }
+
+    #[test]
+    fn id_table_takes_lines_past_u32() {
+        let mut table = IdTable::with_room_for(4);
+        let far = u64::from(u32::MAX) + 7;
+        assert_eq!(table.first_use(3, id_hash("a")), None);
+        assert_eq!(table.first_use(far, id_hash("b")), None);
+        assert_eq!(table.first_use(far + 1, id_hash("a")), Some(3));
+        assert_eq!(table.first_use(far + 2, id_hash("b")), Some(far));
+    }
+
+    #[test]
+    fn count_lines_counts_a_last_line_without_ending_and_stops_past_most() {
+        for (text, lines) in [
+            ("", 0),
+            ("a", 1),
+            ("a\n", 1),
+            ("a\nb", 2),
+            ("\n\n\n", 3),
+            ("a\n\nb\n", 3),
+        ] {
+            assert_eq!(
+                count_lines(&mut Cursor::new(text), 10).expect("in memory"),
+                lines,
+                "{text:?}"
+            );
+        }
+        // A reader of one byte at a time: the count must hold across refills.
+        let text = "x\n".repeat(50) + "y";
+        let mut slow = io::BufReader::with_capacity(1, Cursor::new(text.as_bytes()));
+        assert_eq!(count_lines(&mut slow, 1_000).expect("in memory"), 51);
+        let mut slow = io::BufReader::with_capacity(1, Cursor::new(text.as_bytes()));
+        assert!(count_lines(&mut slow, 10).expect("in memory") > 10);
+    }
+
+    #[test]
+    fn the_scan_keeps_ids_in_memory_only_when_they_fit_and_leaves_the_input_where_it_was() {
+        let line = |id: &str| {
+            format!(
+                r#"{{"custom_id":"{id}","method":"POST","url":"/v1/chat/completions","body":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#
+            )
+        };
+        let input = [line("a"), line("b"), line("a"), line("c"), line("b")].join("\n");
+        // A budget for 5 ids keeps them; a budget for 4 does not, and the ids are sorted instead.
+        for (budget, live) in [(5 * LIVE_BYTES_PER_ID, true), (4 * LIVE_BYTES_PER_ID, false)] {
+            let mut t = Translator::new(Policy::default(), None);
+            let mut reader = Cursor::new(input.as_bytes());
+            let dir = tempfile::tempdir().expect("temp dir");
+            scan_duplicates(&mut reader, &mut t, Some(dir.path().to_path_buf()), budget).expect("scan");
+            assert_eq!(reader.position(), 0);
+            assert_eq!(matches!(t.duplicates, Duplicates::Live(_)), live, "budget {budget}");
+            let firsts: Vec<Option<u64>> = (1..=5u64)
+                .map(|n| t.duplicates.first_use(n, ["a", "b", "a", "c", "b"][n as usize - 1]))
+                .collect();
+            assert_eq!(firsts, [None, None, Some(1), None, Some(2)], "budget {budget}");
+        }
+    }
 }
