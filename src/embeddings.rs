@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crate::catalogue::Embedding;
 use crate::error::{serde_message, shown, Reason, Rejection};
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::{self, Fingerprint, NotJson};
 use crate::format::openai_input::{raw_str, Body, EmbeddingInput};
 use crate::format::titan;
 use crate::model::BedrockModel;
@@ -92,7 +92,8 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddi
                 "is empty: Titan embeds text of at least one character",
             ));
         }
-        if let Some(f) = facts {
+        // A text of no more bytes than the limit has no more characters either: only longer ones are counted.
+        if let Some(f) = facts.filter(|f| text.len() as u64 > f.max_input_chars) {
             let chars = text.chars().count() as u64;
             if chars > f.max_input_chars {
                 return Err(reject(
@@ -178,7 +179,7 @@ impl Embeddings<'_> {
     /// Writes one Titan body per text, of vectors `dimensions` long, into `out`, one after another, and returns
     /// where each ends (counted from where `out` ended before) and the fingerprint of all of them together
     /// ([`fingerprint::combined`]).
-    pub fn write_bodies(&self, dimensions: u32, out: &mut Vec<u8>) -> serde_json::Result<(Vec<usize>, Fingerprint)> {
+    pub fn write_bodies(&self, dimensions: u32, out: &mut Vec<u8>) -> Result<(Vec<usize>, Fingerprint), NotJson> {
         let start = out.len();
         let mut ends = Vec::with_capacity(self.inputs.len());
         let mut prints = Vec::with_capacity(self.inputs.len());
@@ -188,11 +189,8 @@ impl Embeddings<'_> {
                 dimensions,
                 normalize: true,
             };
-            serde_json::to_writer(&mut *out, &body)?;
+            prints.push(fingerprint::write(&body, out)?);
             ends.push(out.len() - start);
-            let fp = fingerprint::of_value(&body)
-                .ok_or_else(|| <serde_json::Error as serde::ser::Error>::custom("a Titan body has no fingerprint"))?;
-            prints.push(fp);
         }
         Ok((ends, fingerprint::combined(prints)))
     }

@@ -144,10 +144,24 @@ impl<'de> Deserialize<'de> for KeyHash {
 }
 
 /// The fingerprint of a value as serde_json would write it, computed without writing or parsing it:
-/// the same number [`Fingerprint::of_json`] gives for its JSON text, at a fraction of the cost (translate
-/// fingerprints every body it writes). `None` when serde_json could not write the value either.
+/// the same number [`Fingerprint::of_json`] gives for its JSON text. `None` when serde_json could not
+/// write the value either.
 pub fn of_value<T: Serialize + ?Sized>(value: &T) -> Option<Fingerprint> {
-    value.serialize(ValueHasher { raw: false }).ok().map(Fingerprint)
+    value
+        .serialize(ValueHasher {
+            raw: false,
+            out: &mut Discard,
+        })
+        .ok()
+        .map(Fingerprint)
+}
+
+/// Appends `value` to `out` as JSON, byte for byte what `serde_json::to_writer` writes, and returns its
+/// fingerprint, in one pass: translate writes and fingerprints every body. Strings are checked for what
+/// needs escaping eight bytes at a time, where serde_json goes byte by byte; long texts are most of a
+/// body. On an error `out` may hold part of the value.
+pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Fingerprint, NotJson> {
+    value.serialize(ValueHasher { raw: false, out }).map(Fingerprint)
 }
 
 /// Why a value has no fingerprint: what serde_json would refuse to write (a map key that is not a
@@ -176,10 +190,126 @@ fn not_a_key() -> NotJson {
 /// serde_json's token for a `RawValue`: a struct of that name whose one field is the raw JSON text.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
-/// A serde Serializer that hashes what serde_json would write; `raw` while reading a RawValue's text.
-#[derive(Clone, Copy)]
-struct ValueHasher {
+/// Where the JSON text goes: nowhere when only the fingerprint is wanted ([`of_value`]), else a buffer
+/// ([`write`]). Both compile to their own serializer, so hashing alone pays nothing for writing.
+trait Out {
+    fn bytes(&mut self, b: &[u8]);
+    fn string(&mut self, s: &str);
+    /// An integer, as itoa writes it for serde_json.
+    fn integer<I: itoa::Integer>(&mut self, v: I);
+    /// A finite float, as ryu writes it for serde_json.
+    fn float<F: ryu::Float>(&mut self, v: F);
+}
+
+struct Discard;
+
+impl Out for Discard {
+    fn bytes(&mut self, _: &[u8]) {}
+    fn string(&mut self, _: &str) {}
+    fn integer<I: itoa::Integer>(&mut self, _: I) {}
+    fn float<F: ryu::Float>(&mut self, _: F) {}
+}
+
+impl Out for Vec<u8> {
+    fn bytes(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    fn string(&mut self, s: &str) {
+        write_string(self, s);
+    }
+    fn integer<I: itoa::Integer>(&mut self, v: I) {
+        self.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+    fn float<F: ryu::Float>(&mut self, v: F) {
+        self.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `v` that JSON escapes (control characters, `"` and `\`), as the high bit of each: exact
+/// for the lowest such byte, which is all [`write_string`] reads (a borrow can flag a byte above a flagged
+/// one, never below). Bytes of 0x80 and above are never flagged: `!v` clears their high bit.
+fn escapes(v: u64) -> u64 {
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
+    let below_space = v.wrapping_sub(ONES * 0x20) & !v;
+    let quote = zero_in(v ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(v ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash) & HIGHS
+}
+
+/// The escape of a byte JSON escapes; `None` for the others.
+fn escape(b: u8) -> Option<[u8; 6]> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x08 => b'b',
+        0x0c => b'f',
+        0x00..=0x1f => 0,
+        _ => return None,
+    };
+    Some(if short == 0 {
+        [
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]
+    } else {
+        [b'\\', short, 0, 0, 0, 0]
+    })
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, and
+/// the other control characters as `\u00XX` in lowercase hex; everything else as it is.
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        // Eight bytes at a time to the next byte to escape, then that byte alone.
+        let at = match bytes.get(i..i + 8) {
+            Some(chunk) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                match escapes(u64::from_le_bytes(word)) {
+                    0 => {
+                        i += 8;
+                        continue;
+                    }
+                    flags => i + (flags.trailing_zeros() / 8) as usize,
+                }
+            }
+            None => i,
+        };
+        match escape(bytes[at]) {
+            Some(esc) => {
+                out.extend_from_slice(&bytes[start..at]);
+                let len = if esc[1] == b'u' { 6 } else { 2 };
+                out.extend_from_slice(&esc[..len]);
+                start = at + 1;
+            }
+            None => debug_assert!(at == i, "a word flagged a byte that needs no escape"),
+        }
+        i = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// A serde Serializer that writes what serde_json would write to `out` and returns its hash; `raw` while
+/// reading a RawValue's text.
+struct ValueHasher<'o, O: Out> {
     raw: bool,
+    out: &'o mut O,
 }
 
 fn string(s: &str) -> u64 {
@@ -202,29 +332,46 @@ fn wrap_variant(variant: Option<u64>, h: u64) -> u64 {
     }
 }
 
-/// An array being hashed, in order.
-struct SeqHasher {
-    h: u64,
-    variant: Option<u64>,
+/// Opens `{"variant":` for an enum variant with data.
+fn open_variant<O: Out>(out: &mut O, variant: &str) -> u64 {
+    out.bytes(b"{");
+    out.string(variant);
+    out.bytes(b":");
+    key(variant)
 }
 
-/// An object being hashed: the wrapping sum of its entries' hashes.
-struct MapHasher {
+/// An array being written and hashed, in order.
+struct SeqHasher<'o, O: Out> {
+    h: u64,
+    variant: Option<u64>,
+    first: bool,
+    out: &'o mut O,
+}
+
+/// An object being written and hashed: the wrapping sum of its entries' hashes.
+struct MapHasher<'o, O: Out> {
     sum: u64,
     pending_key: Option<u64>,
     variant: Option<u64>,
     raw: bool,
     raw_hash: Option<u64>,
+    first: bool,
+    out: &'o mut O,
 }
 
-impl MapHasher {
-    fn new(variant: Option<u64>, raw: bool) -> MapHasher {
+impl<'o, O: Out> MapHasher<'o, O> {
+    fn new(variant: Option<u64>, raw: bool, out: &'o mut O) -> MapHasher<'o, O> {
+        if !raw {
+            out.bytes(b"{");
+        }
         MapHasher {
             sum: 0,
             pending_key: None,
             variant,
             raw,
             raw_hash: None,
+            first: true,
+            out,
         }
     }
 }
@@ -233,66 +380,83 @@ impl MapHasher {
 macro_rules! integers_as_numbers {
     ($($name:ident: $ty:ty),*) => {
         $(fn $name(self, v: $ty) -> Result<u64, NotJson> {
+            self.out.integer(v);
             Ok(number(v as f64))
         })*
     };
 }
 
-impl Serializer for ValueHasher {
+impl<'o, O: Out> Serializer for ValueHasher<'o, O> {
     type Ok = u64;
     type Error = NotJson;
-    type SerializeSeq = SeqHasher;
-    type SerializeTuple = SeqHasher;
-    type SerializeTupleStruct = SeqHasher;
-    type SerializeTupleVariant = SeqHasher;
-    type SerializeMap = MapHasher;
-    type SerializeStruct = MapHasher;
-    type SerializeStructVariant = MapHasher;
+    type SerializeSeq = SeqHasher<'o, O>;
+    type SerializeTuple = SeqHasher<'o, O>;
+    type SerializeTupleStruct = SeqHasher<'o, O>;
+    type SerializeTupleVariant = SeqHasher<'o, O>;
+    type SerializeMap = MapHasher<'o, O>;
+    type SerializeStruct = MapHasher<'o, O>;
+    type SerializeStructVariant = MapHasher<'o, O>;
 
     fn serialize_bool(self, v: bool) -> Result<u64, NotJson> {
+        self.out.bytes(if v { b"true" } else { b"false" });
         Ok(if v { TRUE } else { FALSE })
     }
     integers_as_numbers!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
         serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
     fn serialize_f32(self, v: f32) -> Result<u64, NotJson> {
-        // serde_json writes an f32 in its shortest form, which reads back as the nearest f64.
-        match v.to_string().parse::<f64>() {
-            Ok(x) if v.is_finite() => Ok(number(x)),
-            _ => Ok(NULL),
+        if !v.is_finite() {
+            return self.serialize_unit();
         }
+        self.out.float(v);
+        // serde_json writes an f32 in its shortest form, which reads back as the nearest f64.
+        v.to_string()
+            .parse::<f64>()
+            .map(number)
+            .map_err(|e| NotJson(format!("an f32 that does not read back: {e}")))
     }
     fn serialize_f64(self, v: f64) -> Result<u64, NotJson> {
         // serde_json writes NaN and the infinities as null.
-        Ok(if v.is_finite() { number(v) } else { NULL })
+        if !v.is_finite() {
+            return self.serialize_unit();
+        }
+        self.out.float(v);
+        Ok(number(v))
     }
     fn serialize_char(self, v: char) -> Result<u64, NotJson> {
-        Ok(string(v.encode_utf8(&mut [0u8; 4])))
+        self.serialize_str(v.encode_utf8(&mut [0u8; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<u64, NotJson> {
         if self.raw {
-            return Fingerprint::of_json(v.as_bytes())
-                .map(|f| f.0)
-                .ok_or_else(|| NotJson("a raw value that is not JSON".into()));
+            let fp =
+                Fingerprint::of_json(v.as_bytes()).ok_or_else(|| NotJson("a raw value that is not JSON".into()))?;
+            self.out.bytes(v.as_bytes());
+            return Ok(fp.0);
         }
+        self.out.string(v);
         Ok(string(v))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<u64, NotJson> {
-        Ok(v.iter().fold(ARRAY, |h, b| mix(h, number(f64::from(*b)))))
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            ser::SerializeSeq::serialize_element(&mut seq, b)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
     fn serialize_none(self) -> Result<u64, NotJson> {
-        Ok(NULL)
+        self.serialize_unit()
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<u64, NotJson> {
         value.serialize(self)
     }
     fn serialize_unit(self) -> Result<u64, NotJson> {
+        self.out.bytes(b"null");
         Ok(NULL)
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<u64, NotJson> {
-        Ok(NULL)
+        self.serialize_unit()
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<u64, NotJson> {
-        Ok(string(variant))
+        self.serialize_str(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<u64, NotJson> {
         value.serialize(self)
@@ -304,18 +468,27 @@ impl Serializer for ValueHasher {
         variant: &'static str,
         value: &T,
     ) -> Result<u64, NotJson> {
-        Ok(wrap_variant(Some(key(variant)), value.serialize(self)?))
+        let k = open_variant(self.out, variant);
+        let h = value.serialize(ValueHasher {
+            raw: false,
+            out: &mut *self.out,
+        })?;
+        self.out.bytes(b"}");
+        Ok(wrap_variant(Some(k), h))
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<SeqHasher, NotJson> {
+    fn serialize_seq(self, _: Option<usize>) -> Result<SeqHasher<'o, O>, NotJson> {
+        self.out.bytes(b"[");
         Ok(SeqHasher {
             h: ARRAY,
             variant: None,
+            first: true,
+            out: self.out,
         })
     }
-    fn serialize_tuple(self, _: usize) -> Result<SeqHasher, NotJson> {
+    fn serialize_tuple(self, _: usize) -> Result<SeqHasher<'o, O>, NotJson> {
         self.serialize_seq(None)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<SeqHasher, NotJson> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<SeqHasher<'o, O>, NotJson> {
         self.serialize_seq(None)
     }
     fn serialize_tuple_variant(
@@ -324,17 +497,21 @@ impl Serializer for ValueHasher {
         _: u32,
         variant: &'static str,
         _: usize,
-    ) -> Result<SeqHasher, NotJson> {
+    ) -> Result<SeqHasher<'o, O>, NotJson> {
+        let k = open_variant(self.out, variant);
+        self.out.bytes(b"[");
         Ok(SeqHasher {
             h: ARRAY,
-            variant: Some(key(variant)),
+            variant: Some(k),
+            first: true,
+            out: self.out,
         })
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<MapHasher, NotJson> {
-        Ok(MapHasher::new(None, false))
+    fn serialize_map(self, _: Option<usize>) -> Result<MapHasher<'o, O>, NotJson> {
+        Ok(MapHasher::new(None, false, self.out))
     }
-    fn serialize_struct(self, name: &'static str, _: usize) -> Result<MapHasher, NotJson> {
-        Ok(MapHasher::new(None, name == RAW_VALUE_TOKEN))
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<MapHasher<'o, O>, NotJson> {
+        Ok(MapHasher::new(None, name == RAW_VALUE_TOKEN, self.out))
     }
     fn serialize_struct_variant(
         self,
@@ -342,17 +519,26 @@ impl Serializer for ValueHasher {
         _: u32,
         variant: &'static str,
         _: usize,
-    ) -> Result<MapHasher, NotJson> {
-        Ok(MapHasher::new(Some(key(variant)), false))
+    ) -> Result<MapHasher<'o, O>, NotJson> {
+        let k = open_variant(self.out, variant);
+        Ok(MapHasher::new(Some(k), false, self.out))
     }
 }
 
-impl SeqHasher {
+impl<O: Out> SeqHasher<'_, O> {
     fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
-        self.h = mix(self.h, value.serialize(ValueHasher { raw: false })?);
+        if !std::mem::take(&mut self.first) {
+            self.out.bytes(b",");
+        }
+        let e = value.serialize(ValueHasher {
+            raw: false,
+            out: &mut *self.out,
+        })?;
+        self.h = mix(self.h, e);
         Ok(())
     }
     fn done(self) -> u64 {
+        self.out.bytes(if self.variant.is_some() { b"]}" } else { b"]" });
         wrap_variant(self.variant, self.h)
     }
 }
@@ -360,7 +546,7 @@ impl SeqHasher {
 /// The four sequence traits of serde, all an array to serde_json.
 macro_rules! seq_hasher {
     ($($trait:ident::$method:ident),*) => {
-        $(impl ser::$trait for SeqHasher {
+        $(impl<O: Out> ser::$trait for SeqHasher<'_, O> {
             type Ok = u64;
             type Error = NotJson;
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
@@ -380,32 +566,51 @@ seq_hasher!(
     SerializeTupleVariant::serialize_field
 );
 
-impl MapHasher {
+impl<O: Out> MapHasher<'_, O> {
     fn entry(&mut self, k: u64, value_hash: u64) {
         self.sum = self.sum.wrapping_add(mix(k, value_hash));
+    }
+    fn comma(&mut self) {
+        if !std::mem::take(&mut self.first) {
+            self.out.bytes(b",");
+        }
     }
     fn done(self) -> u64 {
         match self.raw_hash {
             Some(h) => h,
-            None => wrap_variant(self.variant, object(self.sum)),
+            None => {
+                self.out.bytes(if self.variant.is_some() { b"}}" } else { b"}" });
+                wrap_variant(self.variant, object(self.sum))
+            }
         }
     }
     fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
         if self.raw {
-            self.raw_hash = Some(value.serialize(ValueHasher { raw: true })?);
+            self.raw_hash = Some(value.serialize(ValueHasher {
+                raw: true,
+                out: &mut *self.out,
+            })?);
             return Ok(());
         }
-        let v = value.serialize(ValueHasher { raw: false })?;
+        self.comma();
+        self.out.string(name);
+        self.out.bytes(b":");
+        let v = value.serialize(ValueHasher {
+            raw: false,
+            out: &mut *self.out,
+        })?;
         self.entry(key(name), v);
         Ok(())
     }
 }
 
-impl ser::SerializeMap for MapHasher {
+impl<O: Out> ser::SerializeMap for MapHasher<'_, O> {
     type Ok = u64;
     type Error = NotJson;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), NotJson> {
-        self.pending_key = Some(k.serialize(KeyHasher)?);
+        self.comma();
+        self.pending_key = Some(k.serialize(KeyHasher { out: &mut *self.out })?);
+        self.out.bytes(b":");
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotJson> {
@@ -413,7 +618,10 @@ impl ser::SerializeMap for MapHasher {
             .pending_key
             .take()
             .ok_or_else(|| NotJson("a map value without its key".into()))?;
-        let v = value.serialize(ValueHasher { raw: false })?;
+        let v = value.serialize(ValueHasher {
+            raw: false,
+            out: &mut *self.out,
+        })?;
         self.entry(k, v);
         Ok(())
     }
@@ -425,7 +633,7 @@ impl ser::SerializeMap for MapHasher {
 /// Structs and struct variants, both objects to serde_json.
 macro_rules! struct_hasher {
     ($($trait:ident),*) => {
-        $(impl ser::$trait for MapHasher {
+        $(impl<O: Out> ser::$trait for MapHasher<'_, O> {
             type Ok = u64;
             type Error = NotJson;
             fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), NotJson> {
@@ -441,17 +649,26 @@ macro_rules! struct_hasher {
 struct_hasher!(SerializeStruct, SerializeStructVariant);
 
 /// A map key as serde_json writes it: a string, or an integer, boolean or char as its text.
-struct KeyHasher;
+struct KeyHasher<'o, O: Out> {
+    out: &'o mut O,
+}
+
+impl<O: Out> KeyHasher<'_, O> {
+    fn text(self, s: &str) -> Result<u64, NotJson> {
+        self.out.string(s);
+        Ok(key(s))
+    }
+}
 
 macro_rules! key_as_text {
     ($($name:ident: $ty:ty),*) => {
         $(fn $name(self, v: $ty) -> Result<u64, NotJson> {
-            Ok(key(&v.to_string()))
+            self.text(&v.to_string())
         })*
     };
 }
 
-impl Serializer for KeyHasher {
+impl<O: Out> Serializer for KeyHasher<'_, O> {
     type Ok = u64;
     type Error = NotJson;
     type SerializeSeq = ser::Impossible<u64, NotJson>;
@@ -467,13 +684,13 @@ impl Serializer for KeyHasher {
         serialize_char: char);
 
     fn serialize_str(self, v: &str) -> Result<u64, NotJson> {
-        Ok(key(v))
+        self.text(v)
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<u64, NotJson> {
         value.serialize(self)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<u64, NotJson> {
-        Ok(key(variant))
+        self.text(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<u64, NotJson> {
         value.serialize(self)
@@ -629,5 +846,56 @@ mod tests {
         let text = serde_json::to_vec(&value).expect("serializes");
         assert!(of_value(&value).is_some());
         assert_eq!(of_value(&value), Fingerprint::of_json(&text));
+        // write gives serde_json's very bytes, after what the buffer already held, and the same hash.
+        let mut out = b"prefix ".to_vec();
+        let written = write(&value, &mut out).expect("writes");
+        assert_eq!(String::from_utf8_lossy(&out[7..]), String::from_utf8_lossy(&text));
+        assert_eq!(Some(written), of_value(&value));
+    }
+
+    #[test]
+    fn a_word_flags_its_first_byte_to_escape_exactly() {
+        // Every byte at every place among neighbours that need no escape, and after one that does.
+        for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xbf, 0xff] {
+            for b in 0..=255u8 {
+                for at in 0..8 {
+                    let mut word = [filler; 8];
+                    word[at] = b;
+                    let flags = escapes(u64::from_le_bytes(word));
+                    match escape(b) {
+                        None => assert_eq!(flags, 0, "{b:#x} at {at} among {filler:#x}"),
+                        Some(_) => assert_eq!(flags.trailing_zeros() / 8, at as u32, "{b:#x} at {at}"),
+                    }
+                    if at < 7 {
+                        // A control character below: it is found first, whatever comes above it.
+                        word[at + 1] = b;
+                        word[at] = 0x1f;
+                        assert_eq!(escapes(u64::from_le_bytes(word)).trailing_zeros() / 8, at as u32);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        // Every byte that needs escaping, at every offset of an 8-byte word and next to multibyte text.
+        let mut cases: Vec<String> = vec![String::new(), "plain ascii, longer than one word".into()];
+        let specials: Vec<char> = (0u8..0x20).map(char::from).chain(['"', '\\', '\u{7f}', '/']).collect();
+        for c in &specials {
+            for at in 0..17 {
+                let mut s: String = "abcdefghijklmnop".chars().take(at).collect();
+                s.push(*c);
+                s.push_str("h\u{e9}llo \u{1F600} \u{2028} tail");
+                cases.push(s);
+            }
+        }
+        cases.push(specials.iter().collect());
+        cases.push("\u{e9}".repeat(40) + "\"" + &"\u{80}".repeat(9));
+        for s in cases {
+            let mut out = Vec::new();
+            write(s.as_str(), &mut out).expect("writes");
+            assert_eq!(out, serde_json::to_vec(&s).expect("serializes"), "{s:?}");
+        }
     }
 }

@@ -543,14 +543,14 @@ impl Translator {
         let mut fingerprint = None;
         if let (Some(out), Some(m)) = (body_out, model) {
             self.report.records += 1;
-            fingerprint = format::body_fingerprint(m.family, &request);
             // Writing to a Vec fails only on a serializer bug; it is still reported, never a panic.
-            format::write_body(m.family, &request, out).map_err(|e| {
+            let written = format::write_body(m.family, &request, out).map_err(|e| {
                 fail(
                     id,
                     Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
                 )
             })?;
+            fingerprint = Some(written);
         }
         self.count_dropped(&dropped, &foreign);
         self.report.temperature_changed += u64::from(request.temperature_changed);

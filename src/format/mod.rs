@@ -27,33 +27,21 @@ use serde_json::value::RawValue;
 
 use crate::completion::{Completion, Unusable};
 use crate::error::serde_message;
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::{self, Fingerprint, NotJson};
 use crate::model::Family;
 use crate::request::{Block, Request, Role, ToolSpec, Turn};
 
 /// The arguments schema of a tool that declares none.
 const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 
-/// Writes the `modelInput` body of a chat request for `family`.
-pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+/// Writes the `modelInput` body of a chat request for `family` and returns its fingerprint (the one
+/// [`Fingerprint::of_json`] gives for the bytes written), in one pass.
+pub fn write_body(family: Family, request: &Request<'_>, out: &mut Vec<u8>) -> Result<Fingerprint, NotJson> {
     match family {
-        Family::Claude => serde_json::to_writer(out, &claude::Body(request)),
-        Family::Nova => serde_json::to_writer(out, &nova::body(request)),
-        Family::Converse => serde_json::to_writer(out, &converse::body(request)),
-        Family::TitanEmbed => Err(<serde_json::Error as serde::ser::Error>::custom(
-            "an embeddings model takes no chat request",
-        )),
-    }
-}
-
-/// The fingerprint of the body [`write_body`] writes, without writing or parsing it (it equals
-/// [`Fingerprint::of_json`] of those bytes).
-pub fn body_fingerprint(family: Family, request: &Request<'_>) -> Option<Fingerprint> {
-    match family {
-        Family::Claude => fingerprint::of_value(&claude::Body(request)),
-        Family::Nova => fingerprint::of_value(&nova::body(request)),
-        Family::Converse => fingerprint::of_value(&converse::body(request)),
-        Family::TitanEmbed => None,
+        Family::Claude => fingerprint::write(&claude::Body(request), out),
+        Family::Nova => fingerprint::write(&nova::body(request), out),
+        Family::Converse => fingerprint::write(&converse::body(request), out),
+        Family::TitanEmbed => Err(serde::ser::Error::custom("an embeddings model takes no chat request")),
     }
 }
 
@@ -281,5 +269,54 @@ mod tests {
         sum.add(&usage);
         assert_eq!(sum.total_tokens, max);
         assert_eq!(sum.cached_tokens, 10);
+    }
+
+    /// `write_body` writes serde_json's very bytes for every golden fixture's request, in every chat family.
+    #[test]
+    fn bodies_are_written_as_serde_json_writes_them() {
+        use crate::model::{classify, ModelName};
+        use crate::policy::Policy;
+
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden/translate");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("the golden fixtures") {
+            let path = entry.expect("a fixture").path();
+            let text = std::fs::read_to_string(&path).expect("a fixture");
+            let fixture: serde_json::Value = serde_json::from_str(&text).expect("a fixture is JSON");
+            let line = fixture["input"].to_string();
+            for model in [
+                "anthropic.claude-3-5-haiku-20241022-v1:0",
+                "amazon.nova-lite-v1:0",
+                "meta.llama3-3-70b-instruct-v1:0",
+            ] {
+                let ModelName::Supported(model) = classify(model) else {
+                    panic!("{model} is in the catalogue");
+                };
+                let input: openai_input::InputLine = serde_json::from_str(&line).expect("a request line");
+                let Some(body) = input.body else { continue };
+                // A fixture a family cannot run (tools through Converse) has no body to compare.
+                let Ok(request) = crate::request::build(body, &Policy::default(), Some(&model)) else {
+                    continue;
+                };
+                let mut ours = Vec::new();
+                let fingerprint = write_body(model.family, &request, &mut ours).expect("written");
+                let theirs = match model.family {
+                    Family::Claude => serde_json::to_vec(&claude::Body(&request)),
+                    Family::Nova => serde_json::to_vec(&nova::body(&request)),
+                    _ => serde_json::to_vec(&converse::body(&request)),
+                }
+                .expect("serde_json writes it");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs),
+                    "{} for {}",
+                    path.display(),
+                    model.id
+                );
+                assert_eq!(Some(fingerprint), Fingerprint::of_json(&theirs));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} bodies compared");
     }
 }
