@@ -45,7 +45,13 @@ pub struct Fingerprint(pub u64);
 impl Fingerprint {
     /// The fingerprint of a JSON text; `None` when it is not valid JSON (or nests too deep for serde_json).
     pub fn of_json(json: &[u8]) -> Option<Fingerprint> {
-        let mut de = serde_json::Deserializer::from_slice(json);
+        Fingerprint::of_json_text(crate::jsonl::utf8(json).ok()?)
+    }
+
+    /// [`Fingerprint::of_json`] of a text already known to be UTF-8, which serde_json then does not check
+    /// again string by string.
+    pub fn of_json_text(json: &str) -> Option<Fingerprint> {
+        let mut de = serde_json::Deserializer::from_str(json);
         let fp = Fingerprint::deserialize(&mut de).ok()?;
         de.end().ok()?;
         Some(fp)

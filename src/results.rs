@@ -33,7 +33,7 @@ use crate::format::openai_output::{
     EmbeddingsUsage, HttpError, Ids, Written,
 };
 use crate::format::{self, titan};
-use crate::jsonl::{is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
+use crate::jsonl::{self, is_blank, Line, Lines, DEFAULT_MAX_LINE_BYTES};
 use crate::model::{self, Family, ModelName};
 use crate::record_id::RecordId;
 use crate::spill::{Sorted, Sorter};
@@ -148,7 +148,7 @@ fn decode(payload: &[u8]) -> io::Result<Collected<'_>> {
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&payload[2..PAYLOAD_HEADER]);
     let echoed = (payload[1] == 1).then_some(Fingerprint(u64::from_le_bytes(fp)));
-    let text = std::str::from_utf8(&payload[PAYLOAD_HEADER..]).map_err(|_| corrupt())?;
+    let text = jsonl::utf8(&payload[PAYLOAD_HEADER..]).map_err(|_| corrupt())?;
     Ok(Collected { kind, echoed, text })
 }
 
@@ -239,11 +239,11 @@ impl Collector {
 
     fn line(&mut self, name: &str, line_no: u64, line: &[u8]) -> io::Result<()> {
         // serde would read an array as the fields in order: a line must be an object to be a record.
+        // Checked as UTF-8 once, here: serde_json reading a `&str` checks no string of it again.
         let starts_an_object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        let parsed = if starts_an_object {
-            serde_json::from_slice::<OutputLine>(line).map_err(Some)
-        } else {
-            Err(None)
+        let parsed = match jsonl::utf8(line) {
+            Ok(text) if starts_an_object => serde_json::from_str::<OutputLine>(text).map_err(Some),
+            _ => Err(None),
         };
         match parsed {
             Ok(record) => self.record(name, line_no, record),
@@ -263,9 +263,7 @@ impl Collector {
             let why = format!("recordId {} was not written by batchdrop", shown(&quoted(&id), 60));
             return self.unmatched(name, line_no, &why);
         };
-        let echoed = line
-            .model_input
-            .and_then(|raw| Fingerprint::of_json(raw.get().as_bytes()));
+        let echoed = line.model_input.and_then(|raw| Fingerprint::of_json_text(raw.get()));
         match (line.error, line.model_output) {
             // An error wins over a modelOutput, should a record carry both.
             (Some(err), _) => self.push(record, Kind::Error, echoed, err.get().as_bytes()),
