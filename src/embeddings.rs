@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use crate::catalogue::Embedding;
-use crate::error::{serde_message, shown, Reason, Rejection};
+use crate::error::{shown, Reason, Rejection};
 use crate::fingerprint::{self, Fingerprint, NotJson};
 use crate::format::openai_input::{raw_str, Body, EmbeddingInput};
 use crate::format::titan;
@@ -46,14 +46,17 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
 /// model's facts are then skipped).
 pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddings<'a>, Rejection> {
     let facts: Option<&Embedding> = model.and_then(BedrockModel::embedding);
-    let input = match body.input.map(|raw| serde_json::from_str::<EmbeddingInput>(raw.get())) {
+    let (inputs, single, total) = match body.input {
         None => return Err(reject(Reason::Input, "body.input", "is missing")),
-        Some(Err(e)) => return Err(reject(Reason::Input, "body.input", type_error(&e))),
-        Some(Ok(input)) => input,
-    };
-    let (inputs, single, total) = match input {
-        EmbeddingInput::Text(t) => (vec![Some(t)], true, 1),
-        EmbeddingInput::List { items, total } => (items, false, total),
+        Some(EmbeddingInput::Invalid(why)) => {
+            return Err(reject(
+                Reason::Input,
+                "body.input",
+                format!("must be a text or a list of texts ({why})"),
+            ))
+        }
+        Some(EmbeddingInput::Text(t)) => (vec![Some(t)], true, 1),
+        Some(EmbeddingInput::List { items, total }) => (items, false, total),
     };
     if total == 0 {
         return Err(reject(
@@ -164,10 +167,6 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddi
 }
 
 /// What is wrong with an `input` that does not read, in serde_json's words without its position.
-fn type_error(e: &serde_json::Error) -> String {
-    format!("must be a text or a list of texts ({})", serde_message(e))
-}
-
 fn list(dims: &[u32]) -> String {
     let mut sorted = dims.to_vec();
     sorted.sort_unstable();
@@ -193,5 +192,38 @@ impl Embeddings<'_> {
             ends.push(out.len() - start);
         }
         Ok((ends, fingerprint::combined(prints)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(body: &str) -> Rejection {
+        let body: Body = serde_json::from_str(body).expect("the body reads, whatever input holds");
+        match build(body, None) {
+            Ok(_) => panic!("accepted"),
+            Err(r) => r,
+        }
+    }
+
+    #[test]
+    fn an_input_of_the_wrong_type_is_named_in_serdes_words() {
+        for (body, field, message) in [
+            (r#"{"input":true}"#, "body.input", "must be a text or a list of texts (invalid type: boolean `true`, expected a string or a list of strings)"),
+            (r#"{"input":7}"#, "body.input", "must be a text or a list of texts (invalid type: integer `7`, expected a string or a list of strings)"),
+            (r#"{"input":{"text":"a"}}"#, "body.input", "must be a text or a list of texts (invalid type: map, expected a string or a list of strings)"),
+            (r#"{"input":["a",null,"b"]}"#, "body.input", "must be a text or a list of texts (invalid type: null, expected a string)"),
+            (r#"{"input":["a",1.5,{"x":[1]}]}"#, "body.input", "must be a text or a list of texts (invalid type: floating point `1.5`, expected a string)"),
+            (r#"{"input":[{"x":1},"a"]}"#, "body.input", "must be a text or a list of texts (invalid type: map, expected a string)"),
+            (r#"{"input":null}"#, "body.input", "is missing"),
+            (r#"{"input":["a",[1,2]]}"#, "body.input[1]", ""),
+        ] {
+            let r = rejected(body);
+            assert_eq!((r.reason, r.field.as_str()), (Reason::Input, field), "{body}");
+            if !message.is_empty() {
+                assert_eq!(r.message, message, "{body}");
+            }
+        }
     }
 }

@@ -50,9 +50,10 @@ pub struct Body<'a> {
     pub response_format: Option<ResponseFormat<'a>>,
     /// `functions` or `function_call`, the deprecated forerunners of `tools`.
     pub legacy_functions: Option<&'static str>,
-    /// The fields of an embeddings request (`/v1/embeddings`), kept raw: only an embeddings line reads them
-    /// ([`crate::embeddings::build`]), so on a chat line they are dropped whatever their type.
-    pub input: Option<&'a RawValue>,
+    /// The fields of an embeddings request (`/v1/embeddings`), read whatever their type: only an embeddings
+    /// line checks them ([`crate::embeddings::build`]), so on a chat line they are dropped. `input`, most of
+    /// an embeddings line, is read in the same pass as the rest; the other two are kept raw.
+    pub input: Option<EmbeddingInput<'a>>,
     pub encoding_format: Option<&'a RawValue>,
     pub dimensions: Option<&'a RawValue>,
     /// Fields present in the body that have no Bedrock meaning, in the order met.
@@ -172,13 +173,20 @@ pub struct JsonSchemaFormat<'a> {
 
 /// An embeddings `input`: one text, or a list whose items are texts (`Some`) or token ids (`None`: a number or
 /// a list of numbers, which Titan cannot take). Of a list longer than [`crate::embeddings::MAX_INPUTS`], only
-/// that many items are kept; `total` counts them all.
+/// that many items are kept; `total` counts them all. Any other JSON is `Invalid`, with what serde would
+/// say of it, so that the line still reads and its error names `input`.
 pub enum EmbeddingInput<'a> {
     Text(Cow<'a, str>),
     List {
         items: Vec<Option<Cow<'a, str>>>,
         total: usize,
     },
+    Invalid(String),
+}
+
+/// serde's words for a value of the wrong type.
+fn wrong_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> String {
+    <serde_json::Error as de::Error>::invalid_type(unexpected, expected).to_string()
 }
 
 impl<'a> Body<'a> {
@@ -222,32 +230,51 @@ impl<'a> Body<'a> {
     }
 }
 
-/// One item of an `input` list: a text, or anything else (a token id, a list of them).
-struct InputItem<'a>(Option<Cow<'a, str>>);
+/// One item of an `input` list: a text (`Some`), token ids (`None`: a number or a list), or something else
+/// (`Err`, in serde's words).
+struct InputItem<'a>(Result<Option<Cow<'a, str>>, String>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for InputItem<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'a> V<'a> {
+            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<InputItem<'a>, E> {
+                Ok(InputItem(Err(wrong_type(unexpected, self))))
+            }
+        }
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
             type Value = InputItem<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(InputItem(Some(Cow::Borrowed(v))))
+                Ok(InputItem(Ok(Some(Cow::Borrowed(v)))))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(InputItem(Some(Cow::Owned(v.to_owned()))))
+                Ok(InputItem(Ok(Some(Cow::Owned(v.to_owned())))))
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(InputItem(None))
+                Ok(InputItem(Ok(None)))
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(InputItem(None))
+                Ok(InputItem(Ok(None)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(InputItem(None))
+                Ok(InputItem(Ok(None)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Bool(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Unit)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                self.wrong(de::Unexpected::Map)
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -257,6 +284,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for InputItem<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'a> V<'a> {
+            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<EmbeddingInput<'a>, E> {
+                Ok(EmbeddingInput::Invalid(wrong_type(unexpected, self)))
+            }
+        }
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
             type Value = EmbeddingInput<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -271,9 +303,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
                 let mut total = 0;
+                let mut invalid = None;
                 while total < crate::embeddings::MAX_INPUTS {
                     match seq.next_element()? {
-                        Some(InputItem(item)) => items.push(item),
+                        Some(InputItem(Ok(item))) => items.push(item),
+                        // The first item of a wrong type is the answer; the rest is read past.
+                        Some(InputItem(Err(why))) => {
+                            invalid = Some(why);
+                            break;
+                        }
                         None => return Ok(EmbeddingInput::List { items, total }),
                     }
                     total += 1;
@@ -282,7 +320,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {
                     total += 1;
                 }
-                Ok(EmbeddingInput::List { items, total })
+                Ok(match invalid {
+                    Some(why) => EmbeddingInput::Invalid(why),
+                    None => EmbeddingInput::List { items, total },
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Unsigned(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Signed(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                self.wrong(de::Unexpected::Bool(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                self.wrong(de::Unexpected::Map)
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
