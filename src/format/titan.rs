@@ -1,15 +1,11 @@
 //! Amazon Titan Text Embeddings, both ways (docs/formats.md, "Embeddings"): the `modelInput` of one text, and
 //! the vector its `modelOutput` holds. Titan embeds one text per request.
 
-use std::fmt;
-
 use base64::Engine as _;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::completion::{Unusable, MALFORMED_MODEL_OUTPUT};
-use crate::error::serde_message;
 
 /// The Titan Text Embeddings V2 request body of one text (docs/formats.md, "Embeddings"). `normalize` is
 /// always sent as true: OpenAI's vectors have unit length, and so do Titan's by default.
@@ -36,29 +32,84 @@ pub struct Vector<'a> {
     pub tokens: u64,
 }
 
-/// Counts the numbers of a JSON array without keeping them, refusing anything that is not a finite number.
-struct Count(usize);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of numbers")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
-                let mut n = 0;
-                while let Some(x) = seq.next_element::<f64>()? {
-                    if !x.is_finite() {
-                        return Err(de::Error::custom("a number out of range"));
-                    }
-                    n += 1;
-                }
-                Ok(Count(n))
-            }
+/// Calls `each` with the text of every number of the JSON array `array`, in order, and returns how many
+/// there are; an error says what is not a finite number. A vector is a thousand numbers or so, read
+/// twice per answer (checked here, copied or converted later): a scan of the bytes against JSON's number
+/// grammar is several times faster than serde_json's parse to f64, which only a number too large for
+/// its exponent to say for sure still goes through.
+fn each_number<'a>(array: &'a str, mut each: impl FnMut(&'a str)) -> Result<usize, String> {
+    let bytes = array.as_bytes();
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
         }
-        d.deserialize_seq(V)
+        i
+    };
+    let digits = |mut i: usize| {
+        let from = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i, i - from)
+    };
+    let mut i = skip_space(0);
+    if bytes.get(i) != Some(&b'[') {
+        return Err("it is not an array".into());
+    }
+    i = skip_space(i + 1);
+    let mut n = 0;
+    if bytes.get(i) == Some(&b']') {
+        return match skip_space(i + 1) == bytes.len() {
+            true => Ok(0),
+            false => Err("something follows the array".into()),
+        };
+    }
+    loop {
+        let start = i;
+        if bytes.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let (after, int_digits) = digits(i);
+        if int_digits == 0 || (int_digits > 1 && bytes[i] == b'0') {
+            return Err(format!("item {n} is not a number"));
+        }
+        i = after;
+        if bytes.get(i) == Some(&b'.') {
+            let (after, frac) = digits(i + 1);
+            if frac == 0 {
+                return Err(format!("item {n} is not a number"));
+            }
+            i = after;
+        }
+        let mut exponent_digits = 0;
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let (after, e) = digits(i);
+            if e == 0 {
+                return Err(format!("item {n} is not a number"));
+            }
+            exponent_digits = e;
+            i = after;
+        }
+        let number = &array[start..i];
+        // Under 10^300 (fewer than 300 integer digits, with room for a two-digit exponent) a number is
+        // finite as an f64, whose largest is about 1.8e308; beyond, only reading it says.
+        let large = exponent_digits >= 3 || int_digits + if exponent_digits > 0 { 99 } else { 0 } >= 300;
+        if large && !number.parse::<f64>().is_ok_and(f64::is_finite) {
+            return Err(format!("item {n} is out of range"));
+        }
+        each(number);
+        n += 1;
+        i = skip_space(i);
+        match bytes.get(i) {
+            Some(b',') => i = skip_space(i + 1),
+            Some(b']') if skip_space(i + 1) == bytes.len() => return Ok(n),
+            Some(b']') => return Err("something follows the array".into()),
+            _ => return Err(format!("item {n} is not followed by a comma or the end of the array")),
+        }
     }
 }
 
@@ -72,8 +123,8 @@ pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable>
     let Some(raw) = out.embedding else {
         return Err(malformed("it has no embedding".into()));
     };
-    let Count(n) = serde_json::from_str(raw.get())
-        .map_err(|e| malformed(format!("its embedding does not read as numbers: {}", serde_message(&e))))?;
+    let n = each_number(raw.get(), |_| {})
+        .map_err(|why| malformed(format!("its embedding does not read as numbers: {why}")))?;
     if n != dimensions as usize {
         return Err(malformed(format!(
             "its embedding has {n} numbers, but {dimensions} were asked for"
@@ -86,14 +137,116 @@ pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable>
 }
 
 /// The vector as base64 of its little-endian float32 bytes, as OpenAI's `encoding_format: base64` gives it.
+/// Each number is read as an f64, then rounded to f32.
 pub fn to_base64(raw: &RawValue) -> Result<String, Unusable> {
-    let numbers: Vec<f64> = serde_json::from_str(raw.get()).map_err(|e| Unusable {
-        code: MALFORMED_MODEL_OUTPUT,
-        message: format!("Bedrock's embedding is not an array of numbers: {e}"),
-    })?;
-    let mut bytes = Vec::with_capacity(numbers.len() * 4);
-    for x in numbers {
-        bytes.extend_from_slice(&(x as f32).to_le_bytes());
+    let mut bytes = Vec::with_capacity(raw.get().len() / 2);
+    // A number the grammar accepts always reads as an f64; should one not, the vector is refused all the same.
+    let mut unread = None;
+    let read = each_number(raw.get(), |number| match number.parse::<f64>() {
+        Ok(x) => bytes.extend_from_slice(&(x as f32).to_le_bytes()),
+        Err(e) => {
+            unread.get_or_insert_with(|| format!("{number}: {e}"));
+        }
+    });
+    if let Some(why) = read.err().or(unread) {
+        return Err(Unusable {
+            code: MALFORMED_MODEL_OUTPUT,
+            message: format!("Bedrock's embedding is not an array of numbers: {why}"),
+        });
     }
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What serde_json says of the same text: an array of finite numbers, and how many.
+    fn serde_count(array: &str) -> Option<usize> {
+        let numbers: Vec<f64> = serde_json::from_str(array).ok()?;
+        numbers.iter().all(|x| x.is_finite()).then_some(numbers.len())
+    }
+
+    #[test]
+    fn numbers_are_read_as_serde_json_reads_them() {
+        let long = "9".repeat(400);
+        let cases = [
+            "[]",
+            " [ ] ",
+            "[0]",
+            "[-0]",
+            "[1,2,3]",
+            " [ 1 , -2.5 ,3e2, 4E-2,5e+1 ] ",
+            "[0.000123, -0.9876543210123]",
+            "[1e308]",
+            "[1.7e308]",
+            "[1e309]",
+            "[1e400]",
+            "[-1e400]",
+            "[1e-400]",
+            "[99e99]",
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[-]",
+            "[+1]",
+            "[1e]",
+            "[1e+]",
+            "[NaN]",
+            "[Infinity]",
+            "[\"1\"]",
+            "[null]",
+            "[true]",
+            "[[1]]",
+            "[{}]",
+            "[1,]",
+            "[,1]",
+            "[1 2]",
+            "[1]x",
+            "[1] ",
+            "1",
+            "",
+            "[",
+            "[1",
+            "[1,",
+            "{\"a\":1}",
+            "[0x10]",
+            "[1_000]",
+            "[-01]",
+            "[00]",
+            "[0.0e0]",
+        ];
+        let big = [
+            format!("[{long}]"),
+            format!("[0.{long}]"),
+            format!("[{}e99]", "9".repeat(250)),
+            format!("[{}]", "9".repeat(299)),
+        ];
+        for case in cases.iter().map(|c| c.to_string()).chain(big) {
+            let mut seen = Vec::new();
+            let ours = each_number(&case, |n| seen.push(n.to_string())).ok();
+            assert_eq!(ours, serde_count(&case), "{case:.60}");
+            if let Some(n) = ours {
+                assert_eq!(seen.len(), n);
+                let theirs: Vec<f64> = serde_json::from_str(&case).expect("read above");
+                let ours: Vec<f64> = seen.iter().map(|t| t.parse().expect("a number")).collect();
+                assert_eq!(ours, theirs, "{case:.60}");
+            }
+        }
+    }
+
+    #[test]
+    fn base64_holds_each_number_rounded_to_f32() {
+        let raw: Box<RawValue> = serde_json::from_str("[0.1, -2, 3.5e-3]").expect("raw");
+        let expected: Vec<u8> = [0.1f64, -2.0, 3.5e-3]
+            .iter()
+            .flat_map(|x| (*x as f32).to_le_bytes())
+            .collect();
+        assert_eq!(
+            to_base64(&raw).ok(),
+            Some(base64::engine::general_purpose::STANDARD.encode(expected))
+        );
+        let bad: Box<RawValue> = serde_json::from_str("[1, \"2\"]").expect("raw");
+        assert!(to_base64(&bad).is_err());
+    }
 }
