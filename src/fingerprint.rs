@@ -196,6 +196,21 @@ fn not_a_key() -> NotJson {
 /// serde_json's token for a `RawValue`: a struct of that name whose one field is the raw JSON text.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
+/// JSON text, written as it is, by serde_json and by [`write`]: what a `&RawValue` does, for text that is
+/// known to be one JSON value without serde_json having to read it again to make a `RawValue` of it
+/// (the results step copies Titan's vectors so). It serializes as RawValue does, through serde_json's
+/// token; a test checks that serde_json still writes it verbatim.
+pub struct Verbatim<'a>(pub &'a str);
+
+impl Serialize for Verbatim<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut raw = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+        raw.end()
+    }
+}
+
 /// Where the JSON text goes: nowhere when only the fingerprint is wanted ([`of_value`]), else a buffer
 /// ([`write`]). Both compile to their own serializer, so hashing alone pays nothing for writing.
 trait Out {
@@ -857,6 +872,16 @@ mod tests {
         let written = write(&value, &mut out).expect("writes");
         assert_eq!(String::from_utf8_lossy(&out[7..]), String::from_utf8_lossy(&text));
         assert_eq!(Some(written), of_value(&value));
+    }
+
+    #[test]
+    fn verbatim_text_is_written_as_it_is() {
+        let text = r#"[1.50, -2e-7 ,{"a" : "\u00e9"}]"#;
+        assert_eq!(serde_json::to_string(&Verbatim(text)).expect("serializes"), text);
+        let mut out = Vec::new();
+        let fp = write(&Verbatim(text), &mut out).expect("writes");
+        assert_eq!(out, text.as_bytes());
+        assert_eq!(Some(fp), Fingerprint::of_json(text.as_bytes()));
     }
 
     #[test]

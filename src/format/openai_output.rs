@@ -5,7 +5,6 @@ use std::io::{self, Write};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::completion::{Completion, ToolCallOut, Usage};
@@ -296,14 +295,15 @@ impl Serialize for CachedOut {
 
 /// One vector of the answer, as OpenAI writes it.
 pub enum Written<'a> {
-    Float(&'a RawValue),
+    /// The vector's JSON text as Titan wrote it (checked to be an array of numbers).
+    Float(&'a str),
     Base64(String),
 }
 
 impl Serialize for Written<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Written::Float(raw) => raw.serialize(s),
+            Written::Float(raw) => crate::fingerprint::Verbatim(raw).serialize(s),
             Written::Base64(text) => s.serialize_str(text),
         }
     }

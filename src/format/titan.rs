@@ -28,7 +28,7 @@ struct TitanOutput<'a> {
 
 /// One text's answer, read: its vector (raw JSON, checked to be `dimensions` finite numbers) and its tokens.
 pub struct Vector<'a> {
-    pub raw: &'a RawValue,
+    pub raw: &'a str,
     pub tokens: u64,
 }
 
@@ -150,20 +150,95 @@ fn plain_count(raw: &str) -> Option<usize> {
     Some(if any { commas + 1 } else { 0 })
 }
 
+/// The embedding and token count of a Titan answer, when its shape is plain: an object whose keys hold
+/// no escapes, with `embedding` once, an array that [`plain_count`] can count (returned with the count),
+/// and `inputTextTokenCount` at most once, an integer. `None` otherwise: serde_json then reads it and
+/// says what is wrong. `text` is a value serde_json has read already, so its syntax is sound, and a vector
+/// (nearly all of an answer) is found by its closing bracket rather than read once more.
+fn plain_output(text: &str) -> Option<(&str, usize, Option<u64>)> {
+    let b = text.as_bytes();
+    let space = |mut i: usize| {
+        while b.get(i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = space(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let (mut embedding, mut tokens) = (None, None);
+    i = space(i + 1);
+    while b.get(i) == Some(&b'"') {
+        let end = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..])?;
+        if b[end] != b'"' {
+            return None;
+        }
+        let key = &text[i + 1..end];
+        i = space(end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = space(i + 1);
+        i = match (key, b.get(start)?) {
+            ("embedding", b'[') if embedding.is_none() => {
+                let end = start + memchr::memchr(b']', &b[start..])? + 1;
+                let raw = &text[start..end];
+                embedding = Some((raw, plain_count(raw)?));
+                end
+            }
+            ("inputTextTokenCount", b'0'..=b'9') if tokens.is_none() => {
+                let end = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+                tokens = Some(text[start..end].parse().ok()?);
+                end
+            }
+            ("embedding" | "inputTextTokenCount", _) => return None,
+            // Another field: a scalar or a string, skipped to its end; anything larger goes to serde_json.
+            (_, b'"') => {
+                start + 1 + memchr::memchr2(b'"', b'\\', &b[start + 1..]).filter(|n| b[start + 1 + n] == b'"')? + 1
+            }
+            (_, b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                start
+                    + b[start..]
+                        .iter()
+                        .take_while(|c| !matches!(c, b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+                        .count()
+            }
+            _ => return None,
+        };
+        i = space(i);
+        match b.get(i) {
+            Some(b',') => i = space(i + 1),
+            Some(b'}') => {
+                let (raw, n) = embedding?;
+                return (space(i + 1) == b.len()).then_some((raw, n, tokens));
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// Reads one Titan `modelOutput` that should hold a vector of `dimensions` numbers.
 pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable> {
     let malformed = |why: String| Unusable {
         code: MALFORMED_MODEL_OUTPUT,
         message: format!("Bedrock's answer is not a Titan embeddings response: {why}"),
     };
-    let out: TitanOutput = serde_json::from_str(model_output).map_err(|e| malformed(e.to_string()))?;
-    let Some(raw) = out.embedding else {
-        return Err(malformed("it has no embedding".into()));
-    };
-    let n = match plain_count(raw.get()) {
-        Some(n) => n,
-        None => each_number(raw.get(), |_| {})
-            .map_err(|why| malformed(format!("its embedding does not read as numbers: {why}")))?,
+    let (raw, n, tokens) = match plain_output(model_output) {
+        Some(plain) => plain,
+        None => {
+            let out: TitanOutput = serde_json::from_str(model_output).map_err(|e| malformed(e.to_string()))?;
+            let Some(raw) = out.embedding else {
+                return Err(malformed("it has no embedding".into()));
+            };
+            let n = match plain_count(raw.get()) {
+                Some(n) => n,
+                None => each_number(raw.get(), |_| {})
+                    .map_err(|why| malformed(format!("its embedding does not read as numbers: {why}")))?,
+            };
+            (raw.get(), n, out.input_text_token_count)
+        }
     };
     if n != dimensions as usize {
         return Err(malformed(format!(
@@ -172,17 +247,17 @@ pub fn read(model_output: &str, dimensions: u32) -> Result<Vector<'_>, Unusable>
     }
     Ok(Vector {
         raw,
-        tokens: out.input_text_token_count.unwrap_or(0),
+        tokens: tokens.unwrap_or(0),
     })
 }
 
 /// The vector as base64 of its little-endian float32 bytes, as OpenAI's `encoding_format: base64` gives it.
 /// Each number is read as an f64, then rounded to f32.
-pub fn to_base64(raw: &RawValue) -> Result<String, Unusable> {
-    let mut bytes = Vec::with_capacity(raw.get().len() / 2);
+pub fn to_base64(raw: &str) -> Result<String, Unusable> {
+    let mut bytes = Vec::with_capacity(raw.len() / 2);
     // A number the grammar accepts always reads as an f64; should one not, the vector is refused all the same.
     let mut unread = None;
-    let read = each_number(raw.get(), |number| match number.parse::<f64>() {
+    let read = each_number(raw, |number| match number.parse::<f64>() {
         Ok(x) => bytes.extend_from_slice(&(x as f32).to_le_bytes()),
         Err(e) => {
             unread.get_or_insert_with(|| format!("{number}: {e}"));
@@ -293,17 +368,57 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_answer_is_read_as_serde_json_reads_it() {
+        let cases = [
+            r#"{"embedding":[0.1,-0.2,3e-5],"inputTextTokenCount":7}"#,
+            r#" { "inputTextTokenCount" : 12 , "embedding" : [ 1 , 2 ] } "#,
+            r#"{"embedding":[],"inputTextTokenCount":0}"#,
+            r#"{"embedding":[1,2]}"#,
+            r#"{"note":"x]y","embedding":[1],"n":-1.5,"t":true,"z":null}"#,
+            r#"{"embeddingsByType":{"float":[1]},"embedding":[1]}"#,
+            r#"{"embedding":[1],"embedding":[2]}"#,
+            r#"{"embedding":[1],"inputTextTokenCount":1,"inputTextTokenCount":2}"#,
+            r#"{"embeddin\u0067":[1,2,3]}"#,
+            r#"{"note":"a\"b","embedding":[1]}"#,
+            r#"{"embedding":[[1],[2]]}"#,
+            r#"{"embedding":["1"]}"#,
+            r#"{"embedding":null}"#,
+            r#"{"embedding":[1],"inputTextTokenCount":-3}"#,
+            r#"{"embedding":[1],"inputTextTokenCount":3.0}"#,
+            r#"{"embedding":[1],"inputTextTokenCount":99999999999999999999999}"#,
+            r#"{"embedding":[1e400]}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+        ];
+        for case in cases {
+            let theirs = serde_json::from_str::<TitanOutput>(case);
+            // Not plain: serde_json reads it (or refuses it) instead; nothing to compare.
+            if let Some((raw, n, tokens)) = plain_output(case) {
+                let theirs = theirs.unwrap_or_else(|e| panic!("{case}: read plainly, but serde_json says {e}"));
+                let embedding = theirs.embedding.map(RawValue::get);
+                assert_eq!(Some(raw), embedding, "{case}");
+                assert_eq!(Some(n), each_number(raw, |_| {}).ok(), "{case}");
+                assert_eq!(tokens, theirs.input_text_token_count, "{case}");
+            }
+        }
+        // The usual answers are plain.
+        assert!(
+            plain_output(cases[0]).is_some() && plain_output(cases[1]).is_some() && plain_output(cases[4]).is_some()
+        );
+    }
+
+    #[test]
     fn base64_holds_each_number_rounded_to_f32() {
-        let raw: Box<RawValue> = serde_json::from_str("[0.1, -2, 3.5e-3]").expect("raw");
+        let raw = "[0.1, -2, 3.5e-3]";
         let expected: Vec<u8> = [0.1f64, -2.0, 3.5e-3]
             .iter()
             .flat_map(|x| (*x as f32).to_le_bytes())
             .collect();
         assert_eq!(
-            to_base64(&raw).ok(),
+            to_base64(raw).ok(),
             Some(base64::engine::general_purpose::STANDARD.encode(expected))
         );
-        let bad: Box<RawValue> = serde_json::from_str("[1, \"2\"]").expect("raw");
-        assert!(to_base64(&bad).is_err());
+        assert!(to_base64("[1, \"2\"]").is_err());
     }
 }
