@@ -95,7 +95,8 @@ enum Duplicates {
 /// The claimed custom_ids of the lines seen so far, each with the first line that claimed it: a table of
 /// open addressing over the ids' 128-bit hashes, 20 bytes a slot and at least a quarter of the slots
 /// free, so about 27 bytes an id (a `HashMap` would take 25 bytes a slot over a power of two of slots,
-/// up to twice that). Sized once for a file whose line count is known, it never grows.
+/// up to twice that). Sized by [`scan_duplicates`] for a file's counted lines, it never needs to grow; fed
+/// lines without a count, it doubles when three quarters full.
 struct IdTable {
     keys: Vec<u128>,
     /// The line of each slot's id; 0 (no line has that number) marks a free slot.
