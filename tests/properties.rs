@@ -344,6 +344,43 @@ proptest! {
     }
 }
 
+/// Any JSON value, with any text (control characters, quotes, backslashes, every plane) and any number
+/// serde_json can hold: what fingerprint::write must write exactly as serde_json does.
+fn any_json() -> impl Strategy<Value = Value> {
+    let text = prop_oneof![any::<String>(), "[\\x00-\\x1f\"\\\\a\u{e9}\u{1F600}]{0,24}"];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        text.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(text.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The bytes and the fingerprint translate writes for a body are serde_json's bytes and their
+    /// fingerprint, whatever the value.
+    #[test]
+    fn bodies_are_written_as_serde_json_writes_them(v in any_json()) {
+        let mut ours = b"{".to_vec();
+        let fp = fingerprint::write(&v, &mut ours).expect("any Value can be written");
+        let theirs = serde_json::to_vec(&v).expect("serde_json writes any Value");
+        prop_assert_eq!(String::from_utf8_lossy(&ours[1..]), String::from_utf8_lossy(&theirs));
+        prop_assert_eq!(Some(fp), Fingerprint::of_json(&theirs));
+        prop_assert_eq!(Some(fp), fingerprint::of_value(&v));
+    }
+}
+
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
