@@ -271,6 +271,27 @@ mod tests {
         assert_eq!(sum.cached_tokens, 10);
     }
 
+    /// A float that serde_json does not read back to the same f64 it wrote (its parser is not always
+    /// correctly rounded) still gives the body the fingerprint its echo will have.
+    #[test]
+    fn a_body_with_a_seventeen_digit_temperature_matches_its_echo() {
+        use crate::model::{classify, ModelName};
+        use crate::policy::Policy;
+
+        let line = r#"{"body":{"messages":[{"role":"user","content":"hi"}],"temperature":0.90494076670778435,"top_p":0.44416359704555347}}"#;
+        let input: openai_input::InputLine = serde_json::from_str(line).expect("a request line");
+        let ModelName::Supported(model) = classify("anthropic.claude-3-5-haiku-20241022-v1:0") else {
+            panic!("Claude is in the catalogue");
+        };
+        let body = input.body.expect("a body");
+        let request = crate::request::build(body, &Policy::default(), Some(&model)).expect("a valid request");
+        let mut written = Vec::new();
+        let fingerprint = write_body(model.family, &request, &mut written).expect("written");
+        assert_eq!(Some(fingerprint), Fingerprint::of_json(&written));
+        let echoed: serde_json::Value = serde_json::from_slice(&written).expect("JSON");
+        assert_eq!(Some(fingerprint), Fingerprint::of_json(echoed.to_string().as_bytes()));
+    }
+
     /// `write_body` writes serde_json's very bytes for every golden fixture's request, in every chat family.
     #[test]
     fn bodies_are_written_as_serde_json_writes_them() {
