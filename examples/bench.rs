@@ -2509,6 +2509,63 @@ fn tool_arguments(rng: &mut Rng, name: &str) -> &'static str {
         .map_or("{}", |t| rng.pick(t.arguments))
 }
 
+/// How one wire format spells an answer's content blocks: the opening of a text block (its text follows),
+/// the opening of a tool call up to its random id, and the close of a tool call after its input.
+struct Blocks {
+    text: &'static [u8],
+    tool: &'static [u8],
+    tool_end: &'static [u8],
+}
+
+const CLAUDE_BLOCKS: Blocks = Blocks {
+    text: b"{\"type\":\"text\",\"text\":",
+    tool: b"{\"type\":\"tool_use\",\"id\":\"toolu_bdrk_01",
+    tool_end: b"}",
+};
+
+/// Nova's and Converse's `toolUse` blocks.
+const NOVA_BLOCKS: Blocks = Blocks {
+    text: b"{\"text\":",
+    tool: b"{\"toolUse\":{\"toolUseId\":\"tooluse_",
+    tool_end: b"}}",
+};
+
+/// The content blocks of an answer planned by [`plan_answer`]: a text (always without a call, else half
+/// the time), then the call. Returns the output tokens: `max_tokens` when the answer was cut there, else
+/// about a quarter of the blocks' bytes.
+fn content_blocks(
+    out: &mut Vec<u8>,
+    rng: &mut Rng,
+    (call, stop_reason): (Option<&str>, &str),
+    blocks: &Blocks,
+    max_tokens: u64,
+) -> u64 {
+    let content_start = out.len();
+    if call.is_none() || rng.percent(50) {
+        out.extend_from_slice(blocks.text);
+        answer_text(out, rng, call, stop_reason);
+        out.push(b'}');
+    }
+    if let Some(name) = call {
+        if out.len() > content_start {
+            out.push(b',');
+        }
+        out.extend_from_slice(blocks.tool);
+        rng.alnum(out, 22);
+        out.extend_from_slice(b"\",\"name\":\"");
+        escaped(out, name, Escape::Raw);
+        out.extend_from_slice(b"\",\"input\":");
+        let arguments = tool_arguments(rng, name);
+        out.extend_from_slice(arguments.as_bytes());
+        out.extend_from_slice(blocks.tool_end);
+    }
+    if stop_reason == "max_tokens" {
+        max_tokens
+    } else {
+        ((out.len() - content_start) / 4 + 1) as u64
+    }
+}
+
 /// A Claude Messages response (SPEC §3.1): text, sometimes a tool call when tools were offered, and
 /// the stop reasons a real job returns.
 fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len: usize) {
@@ -2525,30 +2582,7 @@ fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len:
     out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
     out.extend_from_slice(CLAUDE_NAME.as_bytes());
     out.extend_from_slice(b"\",\"content\":[");
-    let content_start = out.len();
-    if call.is_none() || rng.percent(50) {
-        out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
-        answer_text(out, rng, call, stop_reason);
-        out.push(b'}');
-    }
-    if let Some(name) = call {
-        if out.len() > content_start {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":\"toolu_bdrk_01");
-        rng.alnum(out, 22);
-        out.extend_from_slice(b"\",\"name\":\"");
-        escaped(out, name, Escape::Raw);
-        out.extend_from_slice(b"\",\"input\":");
-        let arguments = tool_arguments(rng, name);
-        out.extend_from_slice(arguments.as_bytes());
-        out.push(b'}');
-    }
-    let output_tokens = if stop_reason == "max_tokens" {
-        body.max_tokens
-    } else {
-        ((out.len() - content_start) / 4 + 1) as u64
-    };
+    let output_tokens = content_blocks(out, rng, (call, stop_reason), &CLAUDE_BLOCKS, body.max_tokens);
     out.extend_from_slice(b"],\"stop_reason\":\"");
     out.extend_from_slice(stop_reason.as_bytes());
     out.extend_from_slice(b"\",\"stop_sequence\":");
@@ -2589,30 +2623,8 @@ fn nova_output(out: &mut Vec<u8>, rng: &mut Rng, body: &NovaBody, input_len: usi
     let (call, stop_reason) = plan_answer(rng, &tools, forced, !stops.is_empty());
 
     out.extend_from_slice(b"{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[");
-    let content_start = out.len();
-    if call.is_none() || rng.percent(50) {
-        out.extend_from_slice(b"{\"text\":");
-        answer_text(out, rng, call, stop_reason);
-        out.push(b'}');
-    }
-    if let Some(name) = call {
-        if out.len() > content_start {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"toolUse\":{\"toolUseId\":\"tooluse_");
-        rng.alnum(out, 22);
-        out.extend_from_slice(b"\",\"name\":\"");
-        escaped(out, name, Escape::Raw);
-        out.extend_from_slice(b"\",\"input\":");
-        let arguments = tool_arguments(rng, name);
-        out.extend_from_slice(arguments.as_bytes());
-        out.extend_from_slice(b"}}");
-    }
-    let output_tokens = if stop_reason == "max_tokens" {
-        body.inference_config.max_tokens
-    } else {
-        ((out.len() - content_start) / 4 + 1) as u64
-    };
+    let max_tokens = body.inference_config.max_tokens;
+    let output_tokens = content_blocks(out, rng, (call, stop_reason), &NOVA_BLOCKS, max_tokens);
     let input_tokens = (input_len / 4 + rng.below(50)) as u64;
     out.extend_from_slice(b"]}},\"stopReason\":\"");
     out.extend_from_slice(stop_reason.as_bytes());
