@@ -212,7 +212,8 @@ impl Serialize for Verbatim<'_> {
 }
 
 /// Where the JSON text goes: nowhere when only the fingerprint is wanted ([`of_value`]), else a buffer
-/// ([`write`]). Both compile to their own serializer, so hashing alone pays nothing for writing.
+/// ([`write`]). Both compile to their own serializer, so hashing alone pays nothing for writing, but for
+/// formatting each float: its hash is of the value its text reads back as.
 trait Out {
     fn bytes(&mut self, b: &[u8]);
     fn string(&mut self, s: &str);

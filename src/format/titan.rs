@@ -169,13 +169,15 @@ fn plain_output(text: &str) -> Option<(&str, usize, Option<u64>)> {
     }
     let (mut embedding, mut tokens) = (None, None);
     i = space(i + 1);
+    // The end of the string opening at `at`, past its closing quote, when it holds no escape.
+    let plain_string = |at: usize| {
+        let close = at + 1 + memchr::memchr2(b'"', b'\\', &b[at + 1..])?;
+        (b[close] == b'"').then_some(close + 1)
+    };
     while b.get(i) == Some(&b'"') {
-        let end = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..])?;
-        if b[end] != b'"' {
-            return None;
-        }
-        let key = &text[i + 1..end];
-        i = space(end + 1);
+        let end = plain_string(i)?;
+        let key = &text[i + 1..end - 1];
+        i = space(end);
         if b.get(i) != Some(&b':') {
             return None;
         }
@@ -194,9 +196,7 @@ fn plain_output(text: &str) -> Option<(&str, usize, Option<u64>)> {
             }
             ("embedding" | "inputTextTokenCount", _) => return None,
             // Another field: a scalar or a string, skipped to its end; anything larger goes to serde_json.
-            (_, b'"') => {
-                start + 1 + memchr::memchr2(b'"', b'\\', &b[start + 1..]).filter(|n| b[start + 1 + n] == b'"')? + 1
-            }
+            (_, b'"') => plain_string(start)?,
             (_, b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
                 start
                     + b[start..]
