@@ -727,6 +727,24 @@ fn kib_to_mb(kib: u64) -> f64 {
     kib as f64 * 1024.0 / MB
 }
 
+/// One line of a table of peak RSS on a larger file over a smaller one: `sizes` holds each run's lines and
+/// peak RSS (KiB), `widths` the columns of the line counts and of the MB figures. Whether it is flat
+/// (at most [`TARGET_RSS_RATIO`]).
+fn print_rss_ratio(label: &str, sizes: [(u64, u64); 2], (lines_width, mb_width): (usize, usize)) -> bool {
+    let [(small_lines, small_kib), (big_lines, big_kib)] = sizes;
+    let ratio = big_kib as f64 / small_kib.max(1) as f64;
+    let flat = ratio <= TARGET_RSS_RATIO;
+    println!(
+        "  {label} {:>lines_width$} -> {:>lines_width$} lines: {:>mb_width$.1} MB -> {:>mb_width$.1} MB, x{ratio:.2}  {}",
+        grouped(small_lines),
+        grouped(big_lines),
+        kib_to_mb(small_kib),
+        kib_to_mb(big_kib),
+        verdict(flat)
+    );
+    flat
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "met"
@@ -878,18 +896,9 @@ fn print_table(options: &Options, rows: &[Row], total_seconds: f64) {
                 let [small, .., big] = of.as_slice() else {
                     continue;
                 };
-                let ratio = big.peak_rss_kib as f64 / small.peak_rss_kib.max(1) as f64;
-                all_flat &= ratio <= TARGET_RSS_RATIO;
-                println!(
-                    "  {:<11} {:<9} {:>7} -> {:>7} lines: {:>5.1} MB -> {:>5.1} MB, x{ratio:.2}  {}",
-                    family.to_string(),
-                    step,
-                    grouped(small.lines),
-                    grouped(big.lines),
-                    small.rss_mb(),
-                    big.rss_mb(),
-                    verdict(ratio <= TARGET_RSS_RATIO)
-                );
+                let label = format!("{:<11} {:<9}", family.to_string(), step);
+                let sizes = [(small.lines, small.peak_rss_kib), (big.lines, big.peak_rss_kib)];
+                all_flat &= print_rss_ratio(&label, sizes, (7, 5));
             }
         }
         println!("flat in file size: {}", verdict(all_flat));
@@ -1243,18 +1252,9 @@ fn print_hostile_table(options: &Options, rows: &[HostileRow]) {
             let [small, .., big] = of.as_slice() else {
                 continue;
             };
-            let ratio = big.peak_rss_kib as f64 / small.peak_rss_kib.max(1) as f64;
-            all_met &= ratio <= TARGET_RSS_RATIO;
-            println!(
-                "  {:<15} {:<10} {:>10} -> {:>10} lines: {:>6.1} MB -> {:>6.1} MB, x{ratio:.2}  {}",
-                kind.label(),
-                step.name(),
-                grouped(small.lines),
-                grouped(big.lines),
-                kib_to_mb(small.peak_rss_kib),
-                kib_to_mb(big.peak_rss_kib),
-                verdict(ratio <= TARGET_RSS_RATIO)
-            );
+            let label = format!("{:<15} {:<10}", kind.label(), step.name());
+            let sizes = [(small.lines, small.peak_rss_kib), (big.lines, big.peak_rss_kib)];
+            all_met &= print_rss_ratio(&label, sizes, (10, 6));
         }
     }
     println!();
