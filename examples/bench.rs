@@ -1721,29 +1721,15 @@ impl LineGen<'_> {
         // can be grown to the exact size the line should have.
         self.head.clear();
         self.tail.clear();
-        if envelope_first {
-            self.head.extend_from_slice(b"{\"custom_id\":");
-            self.head.extend_from_slice(&id);
-            self.head
-                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{");
-        } else {
-            self.head.extend_from_slice(b"{\"body\":{");
-        }
-        if messages_first || self.params.is_empty() {
-            self.tail.extend_from_slice(&self.params);
-        } else {
-            self.head.extend_from_slice(&self.params[1..]);
-            self.head.push(b',');
-        }
-        self.tail.push(b'}');
-        if envelope_first {
-            self.tail.push(b'}');
-        } else {
-            self.tail.extend_from_slice(b",\"custom_id\":");
-            self.tail.extend_from_slice(&id);
-            self.tail
-                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/chat/completions\"}");
-        }
+        let order = (envelope_first, messages_first);
+        frame_line(
+            &mut self.head,
+            &mut self.tail,
+            &id,
+            b"/v1/chat/completions",
+            &self.params,
+            order,
+        );
 
         out.clear();
         out.extend_from_slice(&self.head);
@@ -1751,6 +1737,45 @@ impl LineGen<'_> {
         write_messages(out, rng, &tools, tool_history, limit);
         out.extend_from_slice(&self.tail);
     }
+}
+
+/// The frame of a request line around the one body field grown to the line's size (`messages`, `input`):
+/// into `head` what comes before that field, into `tail` what follows it. With `envelope_first` the
+/// envelope (`custom_id`, `method`, `url`) comes before the body, else after it; with `grown_first` the
+/// other body fields (`params`, each `,"name":value`) come after the grown one, else before it.
+fn frame_line(
+    head: &mut Vec<u8>,
+    tail: &mut Vec<u8>,
+    id: &[u8],
+    url: &[u8],
+    params: &[u8],
+    (envelope_first, grown_first): (bool, bool),
+) {
+    let envelope = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"\"custom_id\":");
+        out.extend_from_slice(id);
+        out.extend_from_slice(b",\"method\":\"POST\",\"url\":\"");
+        out.extend_from_slice(url);
+        out.push(b'"');
+    };
+    head.push(b'{');
+    if envelope_first {
+        envelope(head);
+        head.push(b',');
+    }
+    head.extend_from_slice(b"\"body\":{");
+    if grown_first || params.is_empty() {
+        tail.extend_from_slice(params);
+    } else {
+        head.extend_from_slice(&params[1..]);
+        head.push(b',');
+    }
+    tail.push(b'}');
+    if !envelope_first {
+        tail.push(b',');
+        envelope(tail);
+    }
+    tail.push(b'}');
 }
 
 /// Body fields other than `messages`, each written as `,"name":value`.
@@ -2100,28 +2125,14 @@ impl<'m> EmbeddingsGen<'m> {
 
         out.clear();
         self.tail.clear();
-        if envelope_first {
-            out.extend_from_slice(b"{\"custom_id\":");
-            out.extend_from_slice(&id);
-            out.extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{");
-        } else {
-            out.extend_from_slice(b"{\"body\":{");
-        }
-        if input_first || self.params.is_empty() {
-            self.tail.extend_from_slice(&self.params);
-        } else {
-            out.extend_from_slice(&self.params[1..]);
-            out.push(b',');
-        }
-        self.tail.push(b'}');
-        if envelope_first {
-            self.tail.push(b'}');
-        } else {
-            self.tail.extend_from_slice(b",\"custom_id\":");
-            self.tail.extend_from_slice(&id);
-            self.tail
-                .extend_from_slice(b",\"method\":\"POST\",\"url\":\"/v1/embeddings\"}");
-        }
+        frame_line(
+            out,
+            &mut self.tail,
+            &id,
+            b"/v1/embeddings",
+            &self.params,
+            (envelope_first, input_first),
+        );
 
         out.extend_from_slice(b"\"input\":");
         let limit = target.saturating_sub(self.tail.len() + 8);
