@@ -117,21 +117,62 @@ fn each_number<'a>(array: &'a str, mut each: impl FnMut(&'a str)) -> Result<usiz
 /// [`each_number`] can say. `raw` is a value serde_json has read, so its syntax is sound: an array whose
 /// bytes are digits, signs, points, exponent marks, commas and spaces holds nothing but numbers, one more
 /// than its commas. They are finite when no number is longer than 24 bytes and no exponent has three
-/// digits (at most 10^123). One pass over bytes, as Titan writes vectors.
+/// digits (at most 10^123).
+///
+/// A vector is most of a Titan answer, so this is most of reading one: eight bytes are taken at a time
+/// while they are only digits, signs, points and commas (as Titan writes vectors), and one at a time
+/// around an exponent or a space, by the same rules.
 fn plain_count(raw: &str) -> Option<usize> {
-    let inner = raw.strip_prefix('[')?.strip_suffix(']')?;
-    let (mut commas, mut token, mut exponent, mut any) = (0usize, 0usize, None::<usize>, false);
-    for &b in inner.as_bytes() {
+    let inner = raw.strip_prefix('[')?.strip_suffix(']')?.as_bytes();
+    let mut count = PlainCount::default();
+    let mut words = inner.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if count.exponent.is_some() || !count.word(u64::from_le_bytes(w))? {
+            word.iter().try_for_each(|&b| count.byte(b))?;
+        }
+    }
+    words.remainder().iter().try_for_each(|&b| count.byte(b))?;
+    Some(if count.any { count.commas + 1 } else { 0 })
+}
+
+/// What [`plain_count`] has read so far.
+#[derive(Default)]
+struct PlainCount {
+    commas: usize,
+    /// Bytes of the number being read, spaces not counted.
+    token: usize,
+    /// Digits of its exponent, once an `e` or `E` is read.
+    exponent: Option<usize>,
+    /// Whether any number was read.
+    any: bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `w` (all below 0x80) that equals `b`.
+fn bytes_equal(w: u64, b: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(b));
+    // Per byte, without carries between bytes: the high bit is set when any low bit of x is, or its own.
+    !(((x & !HIGH) + !HIGH) | x) & HIGH
+}
+
+impl PlainCount {
+    const LONGEST: usize = 24;
+
+    fn byte(&mut self, b: u8) -> Option<()> {
         match b {
             b',' => {
-                commas += 1;
-                (token, exponent) = (0, None);
-                continue;
+                self.commas += 1;
+                (self.token, self.exponent) = (0, None);
+                return Some(());
             }
-            b' ' | b'\t' | b'\n' | b'\r' => continue,
-            b'e' | b'E' => exponent = Some(0),
+            b' ' | b'\t' | b'\n' | b'\r' => return Some(()),
+            b'e' | b'E' => self.exponent = Some(0),
             b'0'..=b'9' => {
-                if let Some(digits) = exponent.as_mut() {
+                if let Some(digits) = self.exponent.as_mut() {
                     *digits += 1;
                     if *digits >= 3 {
                         return None;
@@ -141,13 +182,39 @@ fn plain_count(raw: &str) -> Option<usize> {
             b'-' | b'+' | b'.' => {}
             _ => return None,
         }
-        any = true;
-        token += 1;
-        if token > 24 {
-            return None;
-        }
+        self.any = true;
+        self.token += 1;
+        (self.token <= Self::LONGEST).then_some(())
     }
-    Some(if any { commas + 1 } else { 0 })
+
+    /// Eight bytes (little-endian) read at once, outside an exponent: `Some(false)` when one of them is not
+    /// a digit, sign, point or comma, and they are to be read one by one instead.
+    fn word(&mut self, w: u64) -> Option<bool> {
+        // b'+' is 0x2B and b'9' is 0x39: adding 0x80 - 0x2B sets a byte's high bit when it is b'+' or
+        // above, adding 0x80 - 0x3A when it is above b'9'. b'/' (0x2F) is the one byte between them to refuse.
+        if w & HIGH != 0 {
+            return Some(false);
+        }
+        // No byte is 0x80 or above, so no sum carries into the next byte.
+        let in_range = (w + ONES * 0x55) & !(w + ONES * 0x46) & HIGH;
+        if in_range != HIGH || bytes_equal(w, b'/') != 0 {
+            return Some(false);
+        }
+        self.any = true;
+        let commas = bytes_equal(w, b',');
+        if commas == 0 {
+            self.token += 8;
+        } else {
+            // Bytes before the first comma end the number being read; those after the last start one.
+            self.token += commas.trailing_zeros() as usize / 8;
+            if self.token > Self::LONGEST {
+                return None;
+            }
+            self.commas += commas.count_ones() as usize;
+            self.token = commas.leading_zeros() as usize / 8;
+        }
+        (self.token <= Self::LONGEST).then_some(true)
+    }
 }
 
 /// The embedding and token count of a Titan answer, when its shape is plain: an object whose keys hold
@@ -365,6 +432,42 @@ mod tests {
                 assert_eq!(as_f32(&ours), as_f32(&theirs), "{case:.60}");
             }
         }
+    }
+
+    /// [`plain_count`] as it reads bytes it cannot take eight at a time.
+    fn plain_count_bytewise(raw: &str) -> Option<usize> {
+        let inner = raw.strip_prefix('[')?.strip_suffix(']')?;
+        let mut count = PlainCount::default();
+        inner.bytes().try_for_each(|b| count.byte(b))?;
+        Some(if count.any { count.commas + 1 } else { 0 })
+    }
+
+    proptest::proptest! {
+        /// Eight bytes at a time or one at a time, a vector is counted (or left to each_number) alike,
+        /// wherever its commas, exponents, spaces, long numbers and odd bytes fall against the words.
+        #[test]
+        fn words_are_counted_as_bytes_are(inner in "([0-9]{1,9}|[0-9]{1,9}|,|,|,|[-+.]|[-+.]|[eE][-+]?[0-9]{0,3}| ){0,40}(/|x|é)?([0-9]{1,9}|,){0,10}") {
+            let raw = format!("[{inner}]");
+            proptest::prop_assert_eq!(plain_count(&raw), plain_count_bytewise(&raw), "{}", raw);
+        }
+    }
+
+    #[test]
+    fn a_vector_is_counted_across_word_boundaries() {
+        // Numbers of 24 bytes are plain and of 25 are not, wherever they start.
+        for offset in 0..16 {
+            let pad = "1,".repeat(offset);
+            let at_limit = format!("[{pad}{},1]", "1".repeat(24));
+            let over = format!("[{pad}{},1]", "1".repeat(25));
+            assert_eq!(plain_count(&at_limit), Some(offset + 2), "{at_limit}");
+            assert_eq!(plain_count(&over), None, "{over}");
+            let exponent = format!("[{pad}1e99,1e-5,2E+10]");
+            assert_eq!(plain_count(&exponent), Some(offset + 3), "{exponent}");
+            assert_eq!(plain_count(&format!("[{pad}1e100]")), None);
+            assert_eq!(plain_count(&format!("[{pad}1/2]")), None);
+        }
+        let titan = format!("[{}]", vec!["-0.015966404"; 1024].join(","));
+        assert_eq!(plain_count(&titan), Some(1024));
     }
 
     #[test]
