@@ -32,6 +32,8 @@ pub struct Lines<R> {
     buf: Vec<u8>,
     line: u64,
     max: usize,
+    /// Bytes of input consumed: where the next line starts.
+    consumed: u64,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -46,11 +48,19 @@ impl<R: BufRead> Lines<R> {
             buf: Vec::with_capacity(64 * 1024),
             line: 0,
             max,
+            consumed: 0,
         }
     }
 
     /// The next line, or `None` at the end of input.
     pub fn next_any(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
+        Ok(self.next_at()?.map(|(n, _, line)| (n, line)))
+    }
+
+    /// The next line with the offset of its first byte in the input (past a byte order mark), or `None`
+    /// at the end of input: a part of the line is found again by its offset, without holding a copy.
+    pub fn next_at(&mut self) -> io::Result<Option<(u64, u64, Line<'_>)>> {
+        let start = self.consumed;
         self.buf.clear();
         let mut total: u64 = 0;
         let mut too_long = false;
@@ -71,6 +81,7 @@ impl<R: BufRead> Lines<R> {
                 None => (available.len(), false),
             };
             total += take as u64;
+            self.consumed += take as u64;
             if !too_long {
                 // Room for a BOM and a `\r\n` beyond the text; the exact check comes once they are stripped.
                 if self.buf.len() + take > self.max.saturating_add(5) {
@@ -87,18 +98,21 @@ impl<R: BufRead> Lines<R> {
         }
         self.line += 1;
         if too_long {
-            return Ok(Some((self.line, Line::TooLong { bytes: total })));
+            return Ok(Some((self.line, start, Line::TooLong { bytes: total })));
         }
         let mut s: &[u8] = &self.buf;
+        let mut at = start;
         if self.line == 1 {
-            s = s.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(s);
+            if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
+                (s, at) = (rest, start + 3);
+            }
         }
         s = s.strip_suffix(b"\n").unwrap_or(s);
         s = s.strip_suffix(b"\r").unwrap_or(s);
         if s.len() > self.max {
-            return Ok(Some((self.line, Line::TooLong { bytes: total })));
+            return Ok(Some((self.line, start, Line::TooLong { bytes: total })));
         }
-        Ok(Some((self.line, Line::Text(s))))
+        Ok(Some((self.line, at, Line::Text(s))))
     }
 
     /// The next line, or `None` at the end of input; a line over the limit is an `InvalidData` error.
@@ -162,6 +176,21 @@ mod tests {
                 (4, b"{\"b\":2}".to_vec(), false),
             ]
         );
+    }
+
+    #[test]
+    fn each_line_says_where_it_starts() {
+        let data = b"\xEF\xBB\xBF{\"a\":1}\r\n\n12345678\n123456789\nxy";
+        let mut lines = Lines::with_limit(std::io::BufReader::with_capacity(4, &data[..]), 8);
+        let mut got = Vec::new();
+        while let Some((n, at, line)) = lines.next_at().unwrap() {
+            if let Line::Text(text) = line {
+                assert_eq!(&data[at as usize..at as usize + text.len()], text);
+            }
+            got.push((n, at));
+        }
+        // Line 4 is over the limit: skipped, and still counted in the offsets after it.
+        assert_eq!(got, vec![(1, 3), (2, 12), (3, 13), (4, 22), (5, 32)]);
     }
 
     fn all(data: &[u8], max: usize) -> Vec<(u64, Line<'static>)> {
