@@ -164,13 +164,7 @@ type Reader = BufReader<Named<File>>;
 type Writer = BufWriter<Named<File>>;
 
 fn open(path: &Path) -> io::Result<Reader> {
-    if path.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: is a folder, not a file", path.display()),
-        ));
-    }
-    let file = File::open(path).map_err(|e| named_error(path, e))?;
+    let file = open_file(path)?;
     Ok(BufReader::with_capacity(
         256 * 1024,
         Named {
@@ -178,6 +172,16 @@ fn open(path: &Path) -> io::Result<Reader> {
             path: path.to_path_buf(),
         },
     ))
+}
+
+fn open_file(path: &Path) -> io::Result<File> {
+    if path.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: is a folder, not a file", path.display()),
+        ));
+    }
+    File::open(path).map_err(|e| named_error(path, e))
 }
 
 fn create(path: &Path) -> io::Result<Writer> {
@@ -481,7 +485,8 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
     let mut collector = Collector::new(8 << 20, Some(staging.path("")));
     let files = bedrock_files.len();
     for path in &bedrock_files {
-        collector.add(&path.display().to_string(), open(path)?)?;
+        let name = path.display().to_string();
+        collector.add_file(&name, open_file(path)?)?;
     }
     let collected = collector.report().clone();
     let created = created.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));

@@ -17,8 +17,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -114,16 +116,47 @@ fn record_of(key: u128) -> u64 {
     (key >> 1) as u64
 }
 
-/// A result's payload in the sorter: kind, whether the echo had a fingerprint, the fingerprint
-/// (little-endian), then the `modelOutput`, `error` or message text.
+/// A result's payload in the sorter: kind, flags (whether the echo had a fingerprint, whether the text
+/// is in a file), the fingerprint (little-endian), then the `modelOutput`, `error` or message text, or
+/// where that text is ([`Place`]).
 const PAYLOAD_HEADER: usize = 10;
+const ECHOED: u8 = 1;
+const PLACED: u8 = 2;
+
+/// Where a result's text is: in the Bedrock output file `file` (its index in [`Collector::files`]),
+/// `len` bytes from byte `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    file: u32,
+    offset: u64,
+    len: u64,
+}
+
+const PLACE_BYTES: usize = 20;
+
+/// A text at least this long is left in its Bedrock output file and read again when joined, rather
+/// than copied into the sorter: an embedding or a long answer would otherwise be written to a sorted run
+/// and read back, often twice (spill.rs), where reading it again from the file is one read of bytes the
+/// page cache usually still holds. Shorter texts cost less to copy than to read again.
+const PLACE_FROM_BYTES: usize = 512;
 
 fn encode(buf: &mut Vec<u8>, kind: Kind, echoed: Option<Fingerprint>, text: &[u8]) {
+    encode_header(buf, kind, echoed, 0);
+    buf.extend_from_slice(text);
+}
+
+fn encode_placed(buf: &mut Vec<u8>, kind: Kind, echoed: Option<Fingerprint>, place: Place) {
+    encode_header(buf, kind, echoed, PLACED);
+    buf.extend_from_slice(&place.file.to_le_bytes());
+    buf.extend_from_slice(&place.offset.to_le_bytes());
+    buf.extend_from_slice(&place.len.to_le_bytes());
+}
+
+fn encode_header(buf: &mut Vec<u8>, kind: Kind, echoed: Option<Fingerprint>, flags: u8) {
     buf.clear();
     buf.push(kind as u8);
-    buf.push(u8::from(echoed.is_some()));
+    buf.push(flags | if echoed.is_some() { ECHOED } else { 0 });
     buf.extend_from_slice(&echoed.map_or(0, |f| f.0).to_le_bytes());
-    buf.extend_from_slice(text);
 }
 
 /// One collected result, read back from the sorter.
@@ -134,22 +167,124 @@ struct Collected<'p> {
     text: &'p str,
 }
 
+fn corrupt() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a sorted result is corrupt (temporary file damaged?)",
+    )
+}
+
+/// Reads a payload whose text is in it (a placed one is [`Files::fetch`]ed first).
 fn decode(payload: &[u8]) -> io::Result<Collected<'_>> {
-    let corrupt = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a sorted result is corrupt (temporary file damaged?)",
-        )
-    };
-    if payload.len() < PAYLOAD_HEADER {
+    if payload.len() < PAYLOAD_HEADER || payload[1] & !ECHOED != 0 {
         return Err(corrupt());
     }
     let kind = Kind::from_byte(payload[0]).ok_or_else(corrupt)?;
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&payload[2..PAYLOAD_HEADER]);
-    let echoed = (payload[1] == 1).then_some(Fingerprint(u64::from_le_bytes(fp)));
+    let echoed = (payload[1] & ECHOED != 0).then_some(Fingerprint(u64::from_le_bytes(fp)));
     let text = jsonl::utf8(&payload[PAYLOAD_HEADER..]).map_err(|_| corrupt())?;
     Ok(Collected { kind, echoed, text })
+}
+
+/// Where a placed payload's text is; `None` for a payload that holds its text.
+fn place_of(payload: &[u8]) -> io::Result<Option<Place>> {
+    if payload.len() < PAYLOAD_HEADER || payload[1] & PLACED == 0 {
+        return Ok(None);
+    }
+    let place = &payload[PAYLOAD_HEADER..];
+    if place.len() != PLACE_BYTES {
+        return Err(corrupt());
+    }
+    let le4 = |b: &[u8]| b.try_into().map(u32::from_le_bytes).map_err(|_| corrupt());
+    let le8 = |b: &[u8]| b.try_into().map(u64::from_le_bytes).map_err(|_| corrupt());
+    Ok(Some(Place {
+        file: le4(&place[..4])?,
+        offset: le8(&place[4..12])?,
+        len: le8(&place[12..])?,
+    }))
+}
+
+/// The Bedrock output files whose results' texts were left in them, held open until the join reads them.
+#[derive(Default)]
+struct Files {
+    open: Vec<HeldFile>,
+}
+
+struct HeldFile {
+    name: String,
+    file: File,
+    /// Its length and modification time once read: the same at the join, or the file changed meanwhile.
+    seen: (u64, Option<SystemTime>),
+}
+
+/// How many Bedrock output files are held open at once; the texts of any further ones are copied.
+const MAX_HELD_FILES: usize = 256;
+
+/// The read buffer of a held file while it is collected.
+const READ_BUFFER: usize = 256 * 1024;
+
+fn stat(file: &File) -> io::Result<(u64, Option<SystemTime>)> {
+    let meta = file.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+impl Files {
+    /// The payload itself, or for a placed one, its header and the text read from its file into `buf`.
+    fn fetch<'p>(&self, payload: &'p [u8], buf: &'p mut Vec<u8>) -> io::Result<&'p [u8]> {
+        let Some(place) = place_of(payload)? else {
+            return Ok(payload);
+        };
+        let held = self.open.get(place.file as usize).ok_or_else(corrupt)?;
+        let len = usize::try_from(place.len).map_err(|_| corrupt())?;
+        buf.clear();
+        buf.extend_from_slice(&payload[..PAYLOAD_HEADER]);
+        buf[1] &= !PLACED;
+        buf.resize(PAYLOAD_HEADER + len, 0);
+        read_at(&held.file, &mut buf[PAYLOAD_HEADER..], place.offset).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: reading a result again at byte {}: {e}", held.name, place.offset),
+            )
+        })?;
+        Ok(buf)
+    }
+
+    /// [`Files::fetch`], into a buffer of its own.
+    fn fetch_owned(&self, payload: &[u8]) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        if place_of(payload)?.is_none() {
+            buf.extend_from_slice(payload);
+        } else {
+            self.fetch(payload, &mut buf)?;
+        }
+        Ok(buf)
+    }
+
+    /// Refuses to join texts from a file that changed since it was read: they may be other bytes now.
+    fn check_unchanged(&self) -> io::Result<()> {
+        for held in &self.open {
+            if stat(&held.file)? != held.seen {
+                return Err(io::Error::other(format!(
+                    "{}: the Bedrock output file changed while its results were read; run again",
+                    held.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek};
+    file.seek(io::SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 #[derive(Deserialize)]
@@ -200,6 +335,15 @@ pub struct Collector {
     report: CollectReport,
     /// The payload being pushed, reused from line to line.
     scratch: Vec<u8>,
+    files: Files,
+}
+
+/// Where the line being read is: the index of its file in [`Files`] and the offset of its first byte.
+#[derive(Clone, Copy)]
+struct LineAt<'l> {
+    file: u32,
+    offset: u64,
+    text: &'l str,
 }
 
 impl Collector {
@@ -210,13 +354,42 @@ impl Collector {
             sorter: Sorter::new(budget, spill_dir),
             report: CollectReport::default(),
             scratch: Vec::new(),
+            files: Files::default(),
         }
     }
 
-    /// Reads one `*.jsonl.out` file. `name` is used in messages only.
+    /// Reads one `*.jsonl.out` file from a stream, copying every result it keeps. `name` is used in
+    /// messages only.
     pub fn add<R: BufRead>(&mut self, name: &str, reader: R) -> io::Result<()> {
-        let mut lines = Lines::new(reader);
-        while let Some((line_no, line)) = lines.next_any()? {
+        self.add_lines(name, Lines::new(reader), None)
+    }
+
+    /// Reads one `*.jsonl.out` file, which must stay as it is until [`join`]: long results are left in
+    /// it, held open, and read again there (a file that changed meanwhile is refused). `name` is used in
+    /// messages only.
+    pub fn add_file(&mut self, name: &str, file: File) -> io::Result<()> {
+        let index = self.files.open.len();
+        if index >= MAX_HELD_FILES {
+            return self.add(name, io::BufReader::with_capacity(READ_BUFFER, &file));
+        }
+        let file_index = u32::try_from(index).map_err(|_| corrupt())?;
+        self.add_lines(
+            name,
+            Lines::new(io::BufReader::with_capacity(READ_BUFFER, &file)),
+            Some(file_index),
+        )?;
+        let seen = stat(&file)?;
+        self.files.open.push(HeldFile {
+            name: name.to_string(),
+            file,
+            seen,
+        });
+        Ok(())
+    }
+
+    fn add_lines<R: BufRead>(&mut self, name: &str, mut lines: Lines<R>, file: Option<u32>) -> io::Result<()> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{name}: {e}"));
+        while let Some((line_no, offset, line)) = lines.next_at().map_err(named)? {
             match line {
                 Line::TooLong { bytes } => {
                     self.report.output_lines += 1;
@@ -226,7 +399,7 @@ impl Collector {
                 Line::Text(text) if is_blank(text) => {}
                 Line::Text(text) => {
                     self.report.output_lines += 1;
-                    self.line(name, line_no, text)?;
+                    self.line(name, line_no, text, file.map(|file| (file, offset)))?;
                 }
             }
         }
@@ -237,16 +410,19 @@ impl Collector {
         &self.report
     }
 
-    fn line(&mut self, name: &str, line_no: u64, line: &[u8]) -> io::Result<()> {
+    /// `at`: the held file the line is in, and the line's offset there.
+    fn line(&mut self, name: &str, line_no: u64, line: &[u8], at: Option<(u32, u64)>) -> io::Result<()> {
         // serde would read an array as the fields in order: a line must be an object to be a record.
         // Checked as UTF-8 once, here: serde_json reading a `&str` checks no string of it again.
         let starts_an_object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         let parsed = match jsonl::utf8(line) {
-            Ok(text) if starts_an_object => serde_json::from_str::<OutputLine>(text).map_err(Some),
+            Ok(text) if starts_an_object => serde_json::from_str::<OutputLine>(text)
+                .map(|record| (record, at.map(|(file, offset)| LineAt { file, offset, text })))
+                .map_err(Some),
             _ => Err(None),
         };
         match parsed {
-            Ok(record) => self.record(name, line_no, record),
+            Ok((record, at)) => self.record(name, line_no, record, at),
             Err(e) => {
                 let why = unreadable_why(line, e.as_ref());
                 self.unreadable(name, line_no, find_record_id(line), &why)
@@ -255,7 +431,7 @@ impl Collector {
     }
 
     /// A line that is JSON: tied to its record, or counted as unmatched.
-    fn record(&mut self, name: &str, line_no: u64, line: OutputLine<'_>) -> io::Result<()> {
+    fn record(&mut self, name: &str, line_no: u64, line: OutputLine<'_>, at: Option<LineAt<'_>>) -> io::Result<()> {
         let Some(id) = line.record_id else {
             return self.unmatched(name, line_no, "has no recordId");
         };
@@ -266,9 +442,39 @@ impl Collector {
         let echoed = line.model_input.and_then(|raw| Fingerprint::of_json_text(raw.get()));
         match (line.error, line.model_output) {
             // An error wins over a modelOutput, should a record carry both.
-            (Some(err), _) => self.push(record, Kind::Error, echoed, err.get().as_bytes()),
-            (None, Some(out)) => self.push(record, Kind::Output, echoed, out.get().as_bytes()),
+            (Some(err), _) => self.push_text(record, Kind::Error, echoed, err.get(), at),
+            (None, Some(out)) => self.push_text(record, Kind::Output, echoed, out.get(), at),
             (None, None) => self.unreadable(name, line_no, Some(record), "has neither modelOutput nor error"),
+        }
+    }
+
+    /// A `modelOutput` or `error`, left in its file when it is long and the file is held.
+    fn push_text(
+        &mut self,
+        record: RecordId,
+        kind: Kind,
+        echoed: Option<Fingerprint>,
+        text: &str,
+        at: Option<LineAt<'_>>,
+    ) -> io::Result<()> {
+        // `text` is borrowed from the line (serde_json's RawValue is a slice of its input).
+        let within = |at: &LineAt<'_>| {
+            let from = (text.as_ptr() as usize).checked_sub(at.text.as_ptr() as usize)?;
+            (from + text.len() <= at.text.len()).then_some(from as u64)
+        };
+        let place = at.filter(|_| text.len() >= PLACE_FROM_BYTES).and_then(|at| {
+            Some(Place {
+                file: at.file,
+                offset: at.offset + within(&at)?,
+                len: text.len() as u64,
+            })
+        });
+        match place {
+            Some(place) => {
+                encode_placed(&mut self.scratch, kind, echoed, place);
+                self.sorter.push(sort_key(record.number(), kind), &self.scratch)
+            }
+            None => self.push(record, kind, echoed, text.as_bytes()),
         }
     }
 
@@ -650,7 +856,10 @@ pub fn join<M: BufRead, O: Write, E: Write>(
     let mut lines = Lines::new(map);
     let header = read_header(&mut lines)?;
     let ids = Ids::new(&header.batch_id);
-    let mut results = collector.sorter.finish()?;
+    let Collector { sorter, files, .. } = collector;
+    files.check_unchanged()?;
+    let mut results = sorter.finish()?;
+    let mut fetched = Vec::new();
     let mut report = ResultsReport::default();
     let mut families = Families::default();
     let mut walk = MapWalk {
@@ -704,8 +913,9 @@ pub fn join<M: BufRead, O: Write, E: Write>(
             job: entry.job,
             accepted,
             created: options.created,
+            files: &files,
         };
-        ctx.join(&mut results, options, output, errors, &mut report)?;
+        ctx.join(&mut results, &mut fetched, options, output, errors, &mut report)?;
     }
     walk.finish()?;
     while results.next()?.is_some() {
@@ -722,14 +932,18 @@ struct Ctx<'c> {
     job: Option<usize>,
     accepted: Accepted<'c>,
     created: u64,
+    /// Where the long results are.
+    files: &'c Files,
 }
 
 impl Ctx<'_> {
     /// Writes the record's line from its first result (or as missing), passing over the results of
     /// records before it (not in the map) and after its first (duplicates).
+    /// `fetched` holds a result read again from its file, reused from record to record.
     fn join<O: Write, E: Write>(
         &self,
         results: &mut Sorted,
+        fetched: &mut Vec<u8>,
         options: &JoinOptions<'_>,
         output: &mut O,
         errors: &mut E,
@@ -743,6 +957,7 @@ impl Ctx<'_> {
         match results.peek_key() {
             Some(k) if record_of(k) == record => {
                 if let Some((_, payload)) = results.next()? {
+                    let payload = self.files.fetch(payload, fetched)?;
                     self.write(decode(payload)?, output, errors, report)?;
                 }
             }
@@ -774,14 +989,16 @@ impl Ctx<'_> {
         report: &mut ResultsReport,
     ) -> io::Result<()> {
         let first = self.accepted.record.number();
-        // Each part's payload, copied: the sorter lends one payload at a time.
+        // Each part's payload, copied (or read again): the sorter lends one payload at a time.
         let mut payloads: Vec<Option<Vec<u8>>> = Vec::with_capacity(embedding.parts as usize);
         for i in 0..u64::from(embedding.parts) {
             let record = first + i;
             skip_before(results, record, report)?;
             let mut payload = None;
             if results.peek_key().is_some_and(|k| record_of(k) == record) {
-                payload = results.next()?.map(|(_, p)| p.to_vec());
+                if let Some((_, p)) = results.next()? {
+                    payload = Some(self.files.fetch_owned(p)?);
+                }
             }
             skip_duplicates(results, record, report)?;
             payloads.push(payload);
@@ -1079,6 +1296,18 @@ mod tests {
         }
         assert!(decode(&[9; PAYLOAD_HEADER]).is_err());
         assert!(decode(&[0; 3]).is_err());
+        // A placed payload says where its text is, and is never read as a text itself.
+        let place = Place {
+            file: 7,
+            offset: u64::MAX - 1,
+            len: 513,
+        };
+        encode_placed(&mut buf, Kind::Error, Some(Fingerprint(3)), place);
+        assert_eq!(place_of(&buf).unwrap(), Some(place));
+        assert!(decode(&buf).is_err());
+        assert!(place_of(&buf[..buf.len() - 1]).is_err());
+        encode(&mut buf, Kind::Output, None, b"{}");
+        assert_eq!(place_of(&buf).unwrap(), None);
     }
 
     #[test]

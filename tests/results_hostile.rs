@@ -3,7 +3,10 @@
 //! meant to wrap, and more spill files than a process may open. Each test drives `translate`,
 //! `results::Collector` and `results::join` as the CLI and the finalize step do.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use batchdrop::counts::{MAX_KEYS, OTHERS};
 use batchdrop::error::LineError;
@@ -103,11 +106,68 @@ fn parse(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Joins `files` read as streams (every result copied) and as files on disk (long results read again
+/// from them at the join), and checks that both ways write the same bytes and counts.
 fn try_join(map: &[u8], files: &[Vec<u8>], budget: usize) -> io::Result<Joined> {
-    let mut collector = Collector::new(budget, None);
+    let mut streamed = Collector::new(budget, None);
     for (i, file) in files.iter().enumerate() {
-        collector.add(&format!("part-{i}.jsonl.out"), &file[..])?;
+        streamed.add(&format!("part-{i}.jsonl.out"), &file[..])?;
     }
+    let on_disk = OnDisk::new(files)?;
+    let mut held = Collector::new(budget, None);
+    for (i, path) in on_disk.paths.iter().enumerate() {
+        held.add_file(&format!("part-{i}.jsonl.out"), File::open(path)?)?;
+    }
+    let from_stream = join_collected(map, streamed);
+    let from_files = join_collected(map, held);
+    match (&from_stream, &from_files) {
+        (Ok((a, a_out, a_err)), Ok((b, b_out, b_err))) => {
+            assert_eq!(a.report, b.report, "the same counts from streams and from files");
+            assert_eq!(a.collected, b.collected);
+            assert!(
+                a_out == b_out && a_err == b_err,
+                "the same bytes from streams and from files"
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!(
+            "streams and files disagree: {:?} / {:?}",
+            from_stream.is_ok(),
+            from_files.is_ok()
+        ),
+    }
+    from_files.map(|(joined, _, _)| joined)
+}
+
+/// Files in a folder of their own, removed when dropped.
+struct OnDisk {
+    dir: PathBuf,
+    paths: Vec<PathBuf>,
+}
+
+impl OnDisk {
+    fn new(files: &[Vec<u8>]) -> io::Result<OnDisk> {
+        static TURN: AtomicU64 = AtomicU64::new(0);
+        let turn = TURN.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("batchdrop-hostile-{}-{turn}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut paths = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            let path = dir.join(format!("part-{i}.jsonl.out"));
+            std::fs::write(&path, file)?;
+            paths.push(path);
+        }
+        Ok(OnDisk { dir, paths })
+    }
+}
+
+impl Drop for OnDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn join_collected(map: &[u8], collector: Collector) -> io::Result<(Joined, Vec<u8>, Vec<u8>)> {
     let collected = collector.report().clone();
     let (mut output, mut errors) = (Vec::new(), Vec::new());
     let status = |_: Option<usize>, _: &str| JobStatus::Completed;
@@ -121,12 +181,13 @@ fn try_join(map: &[u8], files: &[Vec<u8>], budget: usize) -> io::Result<Joined> 
         report.lines,
         "every entry in exactly one place: {report:?}"
     );
-    Ok(Joined {
+    let joined = Joined {
         output: parse(&output),
         errors: parse(&errors),
         report,
         collected,
-    })
+    };
+    Ok((joined, output, errors))
 }
 
 fn join(map: &[u8], files: &[Vec<u8>]) -> Joined {
@@ -598,5 +659,99 @@ mod spill {
             .collect();
         let expected: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
         assert_eq!(ids, expected);
+    }
+}
+
+mod long_results {
+    use super::*;
+
+    fn long_answer(i: usize) -> String {
+        let text = format!("answer {i} ").repeat(60 + i % 7);
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": text}],
+               "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 400}})
+        .to_string()
+    }
+
+    /// Long answers and errors are left in their files and read again at the join, among short ones,
+    /// cut copies, duplicates and a second file, with every result its own spill run or none spilled.
+    #[test]
+    fn are_read_again_from_their_files_as_they_were() {
+        let n = 60;
+        let batch = translate(CLAUDE, &questions("L", n));
+        let long_error = format!(
+            "\"error\":{{\"errorCode\":429,\"errorMessage\":\"{}\"}}",
+            "Too many requests. ".repeat(40)
+        );
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for (i, record) in batch.records.iter().enumerate().rev() {
+            let line = match i % 5 {
+                0 => answered(record),
+                1 => output_line(record, &long_error),
+                _ => output_line(record, &format!("\"modelOutput\":{}", long_answer(i))),
+            };
+            if i % 4 == 0 {
+                // A cut copy first: the readable one is joined.
+                first.push(line[..line.len() * 2 / 3].to_string() + "\n");
+                second.push(line);
+            } else if i % 9 == 0 {
+                first.push(line.clone());
+                second.push(line);
+            } else {
+                first.push(line);
+            }
+        }
+        let files = [first.concat().into_bytes(), second.concat().into_bytes()];
+        for budget in [0, 1 << 20] {
+            let joined = try_join(&batch.map, &files, budget).expect("the join succeeds");
+            let r = &joined.report;
+            assert_eq!((r.succeeded, r.failed), (48, 12), "{r:?}");
+            for line in &joined.output {
+                let i: usize = line["custom_id"]
+                    .as_str()
+                    .and_then(|c| c[1..].parse().ok())
+                    .expect("c<i>");
+                let content = &line["response"]["body"]["choices"][0]["message"]["content"];
+                if i % 5 == 0 {
+                    assert_eq!(content, "ok");
+                } else {
+                    assert_eq!(
+                        content.as_str(),
+                        Some(format!("answer {i} ").repeat(60 + i % 7).as_str())
+                    );
+                }
+            }
+            for line in &joined.errors {
+                let (status, _, message) = error_of(line);
+                assert_eq!(status, &json!(429), "{line}");
+                assert!(message.starts_with("Too many requests. Too many"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn from_a_file_changed_before_the_join_are_refused() {
+        let batch = translate(CLAUDE, &questions("C", 2));
+        let lines: String = batch
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| output_line(r, &format!("\"modelOutput\":{}", long_answer(i))))
+            .collect();
+        let on_disk = OnDisk::new(&[lines.into_bytes()]).expect("a temp file");
+        let mut collector = Collector::new(1 << 20, None);
+        collector
+            .add_file("part-0.jsonl.out", File::open(&on_disk.paths[0]).expect("opens"))
+            .expect("collects");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&on_disk.paths[0])
+            .expect("opens");
+        file.write_all(b"\n").expect("appends");
+        let err = join_collected(&batch.map, collector).err().expect("refused");
+        assert_eq!(
+            err.to_string(),
+            "part-0.jsonl.out: the Bedrock output file changed while its results were read; run again"
+        );
     }
 }

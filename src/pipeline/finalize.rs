@@ -146,6 +146,8 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
     )
     .await?;
     let mut collector = Collector::new(SORT_BUDGET, Some(dir.clone()));
+    // Kept until the join, which reads the long results again from them.
+    let mut downloaded = Vec::new();
     let prefix = layout::bedrock_output_prefix(&batch_id);
     for job in &doc.bedrock.jobs {
         let Some(job_id) = job.job_id() else { continue };
@@ -158,10 +160,10 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
         )
         .await?;
         for key in keys {
-            let local = dir.join("bedrock-output.jsonl");
+            let local = dir.join(format!("bedrock-output-{}.jsonl", downloaded.len()));
             s3::download(&deps.s3, &config.output_bucket, &key, None, &local).await?;
-            collector.add(&key, BufReader::new(File::open(&local)?))?;
-            std::fs::remove_file(&local)?;
+            collector.add_file(&key, File::open(&local)?)?;
+            downloaded.push(local);
         }
     }
     warn_collected(&batch_id, collector.report());
@@ -189,6 +191,9 @@ async fn finalize(deps: &Deps, input: FinalizeInput) -> Result<EventDetail, Step
         &mut output,
         &mut errors,
     )?;
+    for local in &downloaded {
+        std::fs::remove_file(local)?;
+    }
     output.flush()?;
     errors.flush()?;
     drop((output, errors));
