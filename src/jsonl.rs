@@ -32,8 +32,10 @@ pub struct Lines<R> {
     buf: Vec<u8>,
     line: u64,
     max: usize,
-    /// Bytes of input consumed: where the next line starts.
+    /// Bytes of input read as lines: where the next line starts.
     consumed: u64,
+    /// Bytes of the last line, lent from the reader's buffer, to consume before the next is read.
+    lent: usize,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -49,6 +51,7 @@ impl<R: BufRead> Lines<R> {
             line: 0,
             max,
             consumed: 0,
+            lent: 0,
         }
     }
 
@@ -60,7 +63,27 @@ impl<R: BufRead> Lines<R> {
     /// The next line with the offset of its first byte in the input (past a byte order mark), or `None`
     /// at the end of input: a part of the line is found again by its offset, without holding a copy.
     pub fn next_at(&mut self) -> io::Result<Option<(u64, u64, Line<'_>)>> {
+        // The previous line may still be in the reader's buffer, lent rather than copied.
+        self.reader.consume(std::mem::take(&mut self.lent));
         let start = self.consumed;
+        // Room for a BOM and a `\r\n` beyond the text; the exact check comes once they are stripped.
+        let room = self.max.saturating_add(5);
+        // Most lines are whole in the reader's buffer: lent from there, not copied. (fill_buf again,
+        // with nothing consumed in between, gives the same bytes without reading.)
+        let whole = loop {
+            match self.reader.fill_buf() {
+                Ok(available) => break memchr::memchr(b'\n', available).map(|i| i + 1).filter(|n| *n <= room),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(take) = whole {
+            self.consumed += take as u64;
+            self.lent = take;
+            self.line += 1;
+            let available = self.reader.fill_buf()?;
+            return Ok(Some(text_of(self.line, start, &available[..take], self.max)));
+        }
         self.buf.clear();
         let mut total: u64 = 0;
         let mut too_long = false;
@@ -83,8 +106,7 @@ impl<R: BufRead> Lines<R> {
             total += take as u64;
             self.consumed += take as u64;
             if !too_long {
-                // Room for a BOM and a `\r\n` beyond the text; the exact check comes once they are stripped.
-                if self.buf.len() + take > self.max.saturating_add(5) {
+                if self.buf.len() + take > room {
                     too_long = true;
                     self.buf.clear();
                 } else {
@@ -100,19 +122,7 @@ impl<R: BufRead> Lines<R> {
         if too_long {
             return Ok(Some((self.line, start, Line::TooLong { bytes: total })));
         }
-        let mut s: &[u8] = &self.buf;
-        let mut at = start;
-        if self.line == 1 {
-            if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
-                (s, at) = (rest, start + 3);
-            }
-        }
-        s = s.strip_suffix(b"\n").unwrap_or(s);
-        s = s.strip_suffix(b"\r").unwrap_or(s);
-        if s.len() > self.max {
-            return Ok(Some((self.line, start, Line::TooLong { bytes: total })));
-        }
-        Ok(Some((self.line, at, Line::Text(s))))
+        Ok(Some(text_of(self.line, start, &self.buf, self.max)))
     }
 
     /// The next line, or `None` at the end of input; a line over the limit is an `InvalidData` error.
@@ -128,6 +138,29 @@ impl<R: BufRead> Lines<R> {
             )),
         }
     }
+}
+
+/// Line `line`, read from offset `start` with its ending (`raw`): its text, without a byte order mark
+/// (on the first line) or the line ending, and that text's offset; or its length when over `max`.
+fn text_of(line: u64, start: u64, raw: &[u8], max: usize) -> (u64, u64, Line<'_>) {
+    let (mut s, mut at) = (raw, start);
+    if line == 1 {
+        if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
+            (s, at) = (rest, start + 3);
+        }
+    }
+    s = s.strip_suffix(b"\n").unwrap_or(s);
+    s = s.strip_suffix(b"\r").unwrap_or(s);
+    if s.len() > max {
+        return (
+            line,
+            start,
+            Line::TooLong {
+                bytes: raw.len() as u64,
+            },
+        );
+    }
+    (line, at, Line::Text(s))
 }
 
 /// A line holding only whitespace is not a request, and is not counted as one.
