@@ -93,12 +93,15 @@ enum Duplicates {
 }
 
 /// The claimed custom_ids of the lines seen so far, each with the first line that claimed it: a table of
-/// open addressing over the ids' 128-bit hashes, 20 bytes a slot and at least a quarter of the slots
-/// free, so about 27 bytes an id (a `HashMap` would take 25 bytes a slot over a power of two of slots,
-/// up to twice that). Sized by [`scan_duplicates`] for a file's counted lines, it never needs to grow; fed
-/// lines without a count, it doubles when three quarters full.
+/// open addressing over 96 bits of the ids' 128-bit hashes, 16 bytes a slot and at least a quarter of the
+/// slots free, so about 22 bytes an id (a `HashMap` would take 25 bytes a slot over a power of two of
+/// slots, up to twice that). A false duplicate needs two of a file's ids to share 96 bits of hash: for a
+/// million ids, a chance under 10^-17. Sized by [`scan_duplicates`] for a file's counted lines, it never
+/// needs to grow; fed lines without a count, it doubles when three quarters full.
 struct IdTable {
-    keys: Vec<u128>,
+    /// The low 64 bits of each slot's hash, and the 32 above them.
+    keys: Vec<u64>,
+    tags: Vec<u32>,
     /// The line of each slot's id; 0 (no line has that number) marks a free slot.
     lines: Vec<u32>,
     used: usize,
@@ -107,7 +110,7 @@ struct IdTable {
 }
 
 /// What [`IdTable`] takes per id, at its fullest.
-const LIVE_BYTES_PER_ID: usize = 27;
+const LIVE_BYTES_PER_ID: usize = 22;
 
 impl IdTable {
     /// Room for `ids` ids before it grows.
@@ -115,34 +118,45 @@ impl IdTable {
         let slots = ids + ids / 3 + 1;
         IdTable {
             keys: vec![0; slots],
+            tags: vec![0; slots],
             lines: vec![0; slots],
             used: 0,
             beyond: HashMap::default(),
         }
     }
 
-    fn slot(&self, hash: u128) -> usize {
-        // The low 64 bits, scaled onto the slots (xxh3's bits are all equally good).
-        ((u128::from(hash as u64) * self.keys.len() as u128) >> 64) as usize
+    /// A hash as the table keeps it: its low 64 bits, which also place it, and the 32 above them.
+    fn split(hash: u128) -> (u64, u32) {
+        (hash as u64, (hash >> 64) as u32)
+    }
+
+    fn slot(&self, key: u64) -> usize {
+        // Scaled onto the slots (xxh3's bits are all equally good).
+        ((u128::from(key) * self.keys.len() as u128) >> 64) as usize
+    }
+
+    /// The slot holding `key` and `tag`, or the free slot where they go.
+    fn find(&self, key: u64, tag: u32) -> usize {
+        let mut i = self.slot(key);
+        while self.lines[i] != 0 && (self.keys[i], self.tags[i]) != (key, tag) {
+            i = if i + 1 == self.keys.len() { 0 } else { i + 1 };
+        }
+        i
     }
 
     /// The first line of `hash`'s id if an earlier line claimed it; else `line_no` claims it.
     fn first_use(&mut self, line_no: u64, hash: u128) -> Option<u64> {
-        let mut i = self.slot(hash);
-        loop {
-            match self.lines[i] {
-                0 => break,
-                first if self.keys[i] == hash => return Some(u64::from(first)),
-                _ => i = if i + 1 == self.keys.len() { 0 } else { i + 1 },
-            }
+        let (key, tag) = IdTable::split(hash);
+        let i = self.find(key, tag);
+        if self.lines[i] != 0 {
+            return Some(u64::from(self.lines[i]));
         }
         if let Some(first) = self.beyond.get(&hash) {
             return Some(*first);
         }
         match u32::try_from(line_no) {
             Ok(line) if line > 0 => {
-                self.keys[i] = hash;
-                self.lines[i] = line;
+                (self.keys[i], self.tags[i], self.lines[i]) = (key, tag, line);
                 self.used += 1;
                 if self.used * 4 >= self.keys.len() * 3 {
                     self.grow();
@@ -158,14 +172,12 @@ impl IdTable {
     fn grow(&mut self) {
         let old = std::mem::replace(self, IdTable::with_room_for(self.keys.len() * 2));
         self.beyond = old.beyond;
-        for (hash, line) in old.keys.into_iter().zip(old.lines).filter(|(_, line)| *line > 0) {
-            let mut i = self.slot(hash);
-            while self.lines[i] != 0 {
-                i = if i + 1 == self.keys.len() { 0 } else { i + 1 };
+        for ((key, tag), line) in old.keys.into_iter().zip(old.tags).zip(old.lines) {
+            if line > 0 {
+                let i = self.find(key, tag);
+                (self.keys[i], self.tags[i], self.lines[i]) = (key, tag, line);
+                self.used += 1;
             }
-            self.keys[i] = hash;
-            self.lines[i] = line;
-            self.used += 1;
         }
     }
 }
