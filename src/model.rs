@@ -17,8 +17,11 @@ use regex_lite::Regex;
 
 use crate::catalogue::{self, Accepts, Embedding, Entry, Invocation};
 
-/// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3). The record map and
+/// batch.json keep it by its name (`claude`, `nova`, `converse`, `titan-embed`), so that a batch reads its
+/// results, and creates its jobs, as it was translated, whatever the model catalogue says by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Family {
     /// Anthropic Messages API on Bedrock (SPEC §3.1).
     Claude,

@@ -737,7 +737,8 @@ impl MapWalk {
     }
 }
 
-/// The family of each model named in the map, the last one remembered (maps run model by model).
+/// The family of each model named in a map that does not say it (written before the family was kept), from
+/// the model catalogue; the last one remembered (maps run model by model).
 #[derive(Default)]
 struct Families {
     last: Option<(String, Family)>,
@@ -812,7 +813,11 @@ fn accepted<'e>(map_line: u64, entry: &'e MapLine<'_>, families: &mut Families) 
                 .ok_or_else(|| bad_map(map_line, format!("fp {} is not 16 hex digits", shown(&quoted(hex), 60))))?,
         ),
     };
-    let family = families.of(map_line, model)?;
+    // As translated; only a map from before the family was kept asks the catalogue.
+    let family = match entry.family {
+        Some(family) => family,
+        None => families.of(map_line, model)?,
+    };
     if let Some(e) = entry.embedding.filter(|e| e.parts as usize > embeddings::MAX_INPUTS) {
         return Err(bad_map(
             map_line,

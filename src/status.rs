@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{BedrockModel, Family};
 use crate::plan::Chunk;
 use crate::results::JobStatus;
 
@@ -117,6 +118,11 @@ pub struct BatchErrors {
 pub struct Job {
     pub index: usize,
     pub model: String,
+    /// The family the job's records were translated for: its invocation type (Converse or InvokeModel)
+    /// follows from it, not from the model catalogue at the time the job is created. batch.json written
+    /// before it was kept lacks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
     pub records: u64,
     /// The input lines of the job's records, when fewer than its records (an embeddings line has one record per
     /// text): the live request counts scale Bedrock's record counts to lines with it.
@@ -148,14 +154,15 @@ pub struct Job {
 impl Job {
     pub fn from_chunk(
         index: usize,
-        model: &str,
+        model: &BedrockModel,
         chunk: &Chunk,
         names: (String, String),
         uris: (String, String),
     ) -> Job {
         Job {
             index,
-            model: model.to_string(),
+            model: model.id.clone(),
+            family: Some(model.family),
             records: chunk.records as u64,
             lines: (chunk.lines != chunk.records).then_some(chunk.lines as u64),
             bytes: chunk.bytes,
@@ -441,6 +448,10 @@ mod tests {
     }
 
     fn doc_with(statuses: &[&str]) -> BatchDoc {
+        let model = match crate::model::classify("anthropic.claude-3-haiku-20240307-v1:0") {
+            crate::model::ModelName::Supported(m) => m,
+            other => panic!("{other:?}"),
+        };
         let mut d = BatchDoc::new("b", "s3://in/inbox/f.jsonl", 0, 24);
         for (i, s) in statuses.iter().enumerate() {
             let chunk = Chunk {
@@ -449,7 +460,7 @@ mod tests {
                 bytes: 1,
                 lines: 1,
             };
-            let mut j = Job::from_chunk(i, "m", &chunk, ("n".into(), "t".into()), ("i".into(), "o".into()));
+            let mut j = Job::from_chunk(i, &model, &chunk, ("n".into(), "t".into()), ("i".into(), "o".into()));
             j.status = s.to_string();
             d.bedrock.jobs.push(j);
         }

@@ -856,6 +856,10 @@ pub struct MapLine<'a> {
     pub record_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Cow<'a, str>>,
+    /// The family `model` was translated for: the results step reads the answers so, without asking the
+    /// model catalogue again (which may have changed since). Maps written before it was kept lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
     /// The index of the Bedrock job that runs the record, once jobs are planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<usize>,
@@ -905,6 +909,7 @@ impl<'a> MapLine<'a> {
             custom_id: error.custom_id.as_deref().map(Cow::Borrowed),
             record_id: None,
             model: None,
+            family: None,
             job: None,
             fingerprint: None,
             structured: None,
@@ -1016,14 +1021,14 @@ pub fn translate<R: BufRead, S: Sink>(
                         next_record = next_record.next();
                     }
                 }
-                let model = &model.id;
                 serde_json::to_writer(
                     &mut scratch,
                     &MapLine {
                         line: line_no,
                         custom_id: Some(Cow::Borrowed(&accepted.custom_id)),
                         record_id: Some(Cow::Borrowed(first_record.as_str())),
-                        model: Some(Cow::Borrowed(model)),
+                        model: Some(Cow::Borrowed(&model.id)),
+                        family: Some(model.family),
                         job: None,
                         rejected: None,
                         fingerprint: accepted.fingerprint.map(|f| Cow::Owned(f.to_hex())),

@@ -755,3 +755,56 @@ mod long_results {
         );
     }
 }
+
+mod catalogue_changes {
+    use super::*;
+
+    /// The map with every accepted entry's model replaced by `model`, and its family kept or dropped.
+    fn edited(map: &[u8], model: &str, keep_family: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in map.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut entry: Value = serde_json::from_slice(line).expect("map lines are JSON");
+            if let Some(fields) = entry.as_object_mut().filter(|e| e.contains_key("recordId")) {
+                assert!(fields.contains_key("family"), "translate writes the family: {line:?}");
+                fields.insert("model".into(), json!(model));
+                if !keep_family {
+                    fields.remove("family");
+                }
+            }
+            out.extend_from_slice(entry.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// A model the catalogue no longer knows, after its batch was translated: the answers are read as
+    /// translated. A map from before the family was kept still asks the catalogue, and says why it cannot.
+    #[test]
+    fn do_not_change_how_a_translated_batch_is_read() {
+        let batch = translate(CLAUDE, &questions("K", 3));
+        let file = batch
+            .records
+            .iter()
+            .map(|r| answered(r))
+            .collect::<String>()
+            .into_bytes();
+        let gone = "us.example.model-dropped-from-the-catalogue-v1:0";
+
+        let joined = join(&edited(&batch.map, gone, true), std::slice::from_ref(&file));
+        assert_eq!(
+            (joined.report.succeeded, joined.report.failed),
+            (3, 0),
+            "{:?}",
+            joined.report
+        );
+        assert_eq!(joined.output[0]["response"]["body"]["model"], gone);
+
+        let err = try_join(&edited(&batch.map, gone, false), &[file], 1 << 20)
+            .err()
+            .expect("an old map asks the catalogue");
+        assert!(
+            err.to_string().contains("is not a model batchdrop translates for"),
+            "{err}"
+        );
+    }
+}

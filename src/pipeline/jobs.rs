@@ -84,11 +84,6 @@ fn build_create(deps: &Deps, batch_id: &str, job: &Job) -> Result<CreateRequest,
         .build()
         .map_err(invalid)?;
     let tag = Tag::builder().key(BATCH_TAG).value(batch_id).build().map_err(invalid)?;
-    // The record bodies are Converse requests for a model the catalogue runs through Converse.
-    let converse = matches!(
-        crate::model::classify(&job.model),
-        crate::model::ModelName::Supported(m) if m.family == crate::model::Family::Converse
-    );
     Ok(deps
         .bedrock
         .create_model_invocation_job()
@@ -99,8 +94,19 @@ fn build_create(deps: &Deps, batch_id: &str, job: &Job) -> Result<CreateRequest,
         .input_data_config(ModelInvocationJobInputDataConfig::S3InputDataConfig(input))
         .output_data_config(ModelInvocationJobOutputDataConfig::S3OutputDataConfig(output))
         .timeout_duration_in_hours(i32::try_from(config.job_timeout_hours).unwrap_or(24))
-        .set_model_invocation_type(converse.then_some(aws_sdk_bedrock::types::ModelInvocationType::Converse))
+        .set_model_invocation_type(invocation_type(job))
         .tags(tag))
+}
+
+/// `Converse` for a job whose records are Converse requests, else none (InvokeModel, Bedrock's default): by
+/// the family the records were translated for, so that a catalogue changed since the batch was submitted
+/// cannot send them as the other kind. Only a job from before the family was kept asks the catalogue.
+fn invocation_type(job: &Job) -> Option<aws_sdk_bedrock::types::ModelInvocationType> {
+    let family = job.family.or_else(|| match crate::model::classify(&job.model) {
+        crate::model::ModelName::Supported(m) => Some(m.family),
+        _ => None,
+    });
+    (family == Some(crate::model::Family::Converse)).then_some(aws_sdk_bedrock::types::ModelInvocationType::Converse)
 }
 
 /// One Bedrock job of a batch, as ListModelInvocationJobs shows it.
@@ -307,5 +313,53 @@ pub fn merge_seen(stored: &mut [Job], seen: &[Job]) {
         if o.stop_error.is_some() || o.status == "Stopping" {
             s.stop_error = o.stop_error.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{classify, BedrockModel, Family, ModelName};
+    use crate::plan::Chunk;
+    use aws_sdk_bedrock::types::ModelInvocationType;
+
+    fn model(id: &str) -> BedrockModel {
+        match classify(id) {
+            ModelName::Supported(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn job(of: &BedrockModel) -> Job {
+        let chunk = Chunk {
+            start: 0,
+            records: 100,
+            bytes: 1,
+            lines: 100,
+        };
+        Job::from_chunk(0, of, &chunk, ("n".into(), "t".into()), ("i".into(), "o".into()))
+    }
+
+    #[test]
+    fn the_invocation_type_follows_the_family_the_records_were_translated_for() {
+        const LLAMA: &str = "meta.llama3-1-8b-instruct-v1:0";
+        const CLAUDE: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+        let (llama, claude) = (model(LLAMA), model(CLAUDE));
+        assert_eq!((llama.family, claude.family), (Family::Converse, Family::Claude));
+
+        // A catalogue that has since dropped the model, or runs it the other way, changes nothing.
+        let mut converse_job = job(&llama);
+        converse_job.model = "example.model-no-catalogue-knows-v1:0".into();
+        assert_eq!(invocation_type(&converse_job), Some(ModelInvocationType::Converse));
+        let mut claude_job = job(&claude);
+        claude_job.model = LLAMA.into();
+        assert_eq!(invocation_type(&claude_job), None);
+
+        // A job stored before the family was kept goes by the catalogue.
+        let mut old = job(&llama);
+        old.family = None;
+        assert_eq!(invocation_type(&old), Some(ModelInvocationType::Converse));
+        old.model = CLAUDE.into();
+        assert_eq!(invocation_type(&old), None);
     }
 }

@@ -425,7 +425,7 @@ async fn stage(
                     let index = jobs.len();
                     jobs.push(Job::from_chunk(
                         index,
-                        &model.id,
+                        model,
                         chunk,
                         (
                             layout::job_name(batch_id, index),
