@@ -1,7 +1,7 @@
 //! The `batchdrop` command: check, translate and convert OpenAI batch files on your own machine.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -311,6 +311,9 @@ fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> 
             }
             Line::Text(line) => translator.line(n, line, None).err(),
         };
+        if let Some(e) = translator.take_error() {
+            return Err(e.into());
+        }
         if let Some(e) = rejected {
             writeln!(out, "{e}")?;
         }
@@ -418,7 +421,7 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     let batch = batch_model(Some(model))?;
     let outputs = ["bedrock", "record-map.jsonl", "errors.jsonl", "report.json"];
     refuse_overwrite(file, &outputs.map(|o| out.join(o)), "input file")?;
-    let mut input = open(file)?;
+    let input = open(file)?;
     let staging = Staging::new(out)?;
     create_dir(&staging.path("bedrock"))?;
     let batch_id = batch_id.unwrap_or_else(|| {
@@ -428,12 +431,11 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     });
     let mut translator = Translator::new(policy(args), batch);
     translate::scan_duplicates(
-        &mut input,
+        open(file)?,
         &mut translator,
         Some(staging.path("")),
         translate::SCAN_BUDGET,
     )?;
-    input.rewind()?;
     let mut sink = FileSink {
         dir: staging.path("bedrock"),
         records: Vec::new(),

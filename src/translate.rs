@@ -85,19 +85,66 @@ impl Hasher for PassThrough {
 
 /// Which lines reuse the custom_id of an earlier line.
 enum Duplicates {
-    /// Found by [`scan_duplicates`] before translation: later lines in line order, with their first line.
+    /// Found by a scan of the whole input: later lines in line order, with their first line.
     Scanned(Sorted),
-    /// Each claimed id remembered as it comes: lines fed one by one ([`Translator::line`] without a
-    /// scan), or a file [`scan_duplicates`] found small enough to keep every id of in its budget.
-    Live(IdTable),
+    /// Each claimed id remembered as it comes, with how to go on when the table would outgrow its budget
+    /// (no way: lines fed one by one with [`Translator::line`], without [`scan_duplicates`]).
+    Live(IdTable, Option<Box<Rescan>>),
+    /// The scan that was to take over from a full table failed; [`Translator::take_error`] returns why.
+    Failed(Option<io::Error>),
+}
+
+/// Something [`scan_duplicates`] can read again from the start, should the ids outgrow memory.
+pub trait Rewindable: BufRead + Seek + Send {}
+
+impl<R: BufRead + Seek + Send> Rewindable for R {}
+
+/// What the duplicate check needs to scan the whole input when its table is full: the input, from
+/// `start`, the translator's rules for which lines claim an id, and where and in how much memory to sort.
+struct Rescan {
+    input: Box<dyn Rewindable>,
+    start: u64,
+    policy: Policy,
+    spill_dir: Option<PathBuf>,
+    budget: usize,
+}
+
+impl Rescan {
+    /// Every line after the first to claim its id, in line order, with that first line: the hashes of the
+    /// claimed ids are sorted externally (runs spilled to `spill_dir`, the system temp folder when `None`).
+    fn run(mut self) -> io::Result<Sorted> {
+        self.input.seek(SeekFrom::Start(self.start))?;
+        let mut by_id = Sorter::new(self.budget, self.spill_dir.clone());
+        let mut lines = Lines::with_limit(&mut self.input, self.policy.max_line_bytes);
+        while let Some((n, line)) = lines.next_any()? {
+            if let Line::Text(text) = line {
+                if let Some(id) = claimed_id(text, &self.policy) {
+                    by_id.push(id_hash(&id), &n.to_le_bytes())?;
+                }
+            }
+        }
+        // Equal hashes come out in line order: the first owns the id, each later one is a duplicate of it.
+        let mut sorted = by_id.finish()?;
+        let mut later = Sorter::new(self.budget, self.spill_dir);
+        let mut owner: Option<(u128, u64)> = None;
+        while let Some((hash, payload)) = sorted.next()? {
+            let line = line_number(payload)?;
+            match owner {
+                Some((h, first)) if h == hash => later.push(u128::from(line), &first.to_le_bytes())?,
+                _ => owner = Some((hash, line)),
+            }
+        }
+        later.finish()
+    }
 }
 
 /// The claimed custom_ids of the lines seen so far, each with the first line that claimed it: a table of
 /// open addressing over 96 bits of the ids' 128-bit hashes, 16 bytes a slot and at least a quarter of the
 /// slots free, so about 22 bytes an id (a `HashMap` would take 25 bytes a slot over a power of two of
 /// slots, up to twice that). A false duplicate needs two of a file's ids to share 96 bits of hash: for a
-/// million ids, a chance under 10^-17. Sized by [`scan_duplicates`] for a file's counted lines, it never
-/// needs to grow; fed lines without a count, it doubles when three quarters full.
+/// million ids, a chance under 10^-17. Sized by [`scan_duplicates`] for a file's estimated lines, it
+/// seldom needs to grow; when it does (or fed lines without an estimate), it doubles when three quarters
+/// full.
 struct IdTable {
     /// The low 64 bits of each slot's hash, and the 32 above them.
     keys: Vec<u64>,
@@ -109,13 +156,19 @@ struct IdTable {
     beyond: HashMap<u128, u64, BuildHasherDefault<PassThrough>>,
 }
 
-/// What [`IdTable`] takes per id, at its fullest.
-const LIVE_BYTES_PER_ID: usize = 22;
+/// What one slot of [`IdTable`] takes: 8 + 4 bytes of hash and a 4-byte line number.
+const SLOT_BYTES: usize = 16;
+
+/// What [`IdTable`] takes per id, at its fullest: a slot and a third.
+const LIVE_BYTES_PER_ID: usize = SLOT_BYTES * 4 / 3 + 1;
 
 impl IdTable {
     /// Room for `ids` ids before it grows.
     fn with_room_for(ids: usize) -> IdTable {
-        let slots = ids + ids / 3 + 1;
+        IdTable::with_slots(ids + ids / 3 + 1)
+    }
+
+    fn with_slots(slots: usize) -> IdTable {
         IdTable {
             keys: vec![0; slots],
             tags: vec![0; slots],
@@ -158,9 +211,6 @@ impl IdTable {
             Ok(line) if line > 0 => {
                 (self.keys[i], self.tags[i], self.lines[i]) = (key, tag, line);
                 self.used += 1;
-                if self.used * 4 >= self.keys.len() * 3 {
-                    self.grow();
-                }
             }
             _ => {
                 self.beyond.insert(hash, line_no);
@@ -169,8 +219,19 @@ impl IdTable {
         None
     }
 
+    /// At least three quarters full: time to [`IdTable::grow`].
+    fn is_full(&self) -> bool {
+        self.used * 4 >= self.keys.len() * 3
+    }
+
+    /// What the table and its grown copy take together while it grows.
+    fn bytes_to_grow(&self) -> usize {
+        self.keys.len() * 3 * SLOT_BYTES
+    }
+
+    /// Twice the slots, the ids placed again.
     fn grow(&mut self) {
-        let old = std::mem::replace(self, IdTable::with_room_for(self.keys.len() * 2));
+        let old = std::mem::replace(self, IdTable::with_slots(self.keys.len() * 2));
         self.beyond = old.beyond;
         for ((key, tag), line) in old.keys.into_iter().zip(old.tags).zip(old.lines) {
             if line > 0 {
@@ -186,13 +247,16 @@ impl IdTable {
 pub const SCAN_BUDGET: usize = 16 << 20;
 
 /// Prepares the translator to find every line that reuses the custom_id of an earlier line, in at most
-/// `budget` bytes (use [`SCAN_BUDGET`]) whatever the file's size, and leaves `input` where it found it.
+/// `budget` bytes (use [`SCAN_BUDGET`]) whatever the file's size. It takes its own reader of the input,
+/// which it may need to read once more.
 ///
-/// It first counts the lines. When the ids of that many fit in the budget, the translator remembers
-/// them as it meets them, and the file is read once more only, by the translation. Otherwise the ids
-/// are read now and their hashes sorted externally (runs spilled to `spill_dir`, the system temp folder
-/// when `None`), and the translator reads the duplicates back in line order as it meets them.
-pub fn scan_duplicates<R: BufRead + Seek>(
+/// It estimates the number of lines from the input's length and a few samples of it. When the ids of that
+/// many fit in the budget, the translator remembers them as it meets them, and the input is read by the
+/// translation alone. Otherwise, or when the table of ids would outgrow the budget later (the estimate was
+/// low), the whole input is read now (or then) and the hashes of its ids sorted externally (runs spilled to
+/// `spill_dir`, the system temp folder when `None`), and the translator reads the duplicates back in line
+/// order as it meets them. Either way every line gets the same answer.
+pub fn scan_duplicates<R: Rewindable + 'static>(
     mut input: R,
     translator: &mut Translator,
     spill_dir: Option<PathBuf>,
@@ -200,55 +264,68 @@ pub fn scan_duplicates<R: BufRead + Seek>(
 ) -> io::Result<()> {
     let start = input.stream_position()?;
     let fits = budget / LIVE_BYTES_PER_ID;
-    let lines = count_lines(&mut input, fits)?;
-    input.seek(SeekFrom::Start(start))?;
-    if lines <= fits {
-        translator.duplicates = Duplicates::Live(IdTable::with_room_for(lines));
-        return Ok(());
-    }
-    let policy = translator.policy().clone();
-    let mut by_id = Sorter::new(budget, spill_dir.clone());
-    let mut lines = Lines::with_limit(&mut input, policy.max_line_bytes);
-    while let Some((n, line)) = lines.next_any()? {
-        if let Line::Text(text) = line {
-            if let Some(id) = claimed_id(text, &policy) {
-                by_id.push(id_hash(&id), &n.to_le_bytes())?;
-            }
-        }
-    }
-    input.seek(SeekFrom::Start(start))?;
-    // Equal hashes come out in line order: the first owns the id, each later one is a duplicate of it.
-    let mut sorted = by_id.finish()?;
-    let mut later = Sorter::new(budget, spill_dir);
-    let mut owner: Option<(u128, u64)> = None;
-    while let Some((hash, payload)) = sorted.next()? {
-        let line = line_number(payload)?;
-        match owner {
-            Some((h, first)) if h == hash => later.push(u128::from(line), &first.to_le_bytes())?,
-            _ => owner = Some((hash, line)),
-        }
-    }
-    translator.duplicates = Duplicates::Scanned(later.finish()?);
+    let estimate = estimate_lines(&mut input, start)?;
+    let rescan = Box::new(Rescan {
+        input: Box::new(input),
+        start,
+        policy: translator.policy().clone(),
+        spill_dir,
+        budget,
+    });
+    translator.duplicates = if estimate <= fits {
+        Duplicates::Live(IdTable::with_room_for(estimate), Some(rescan))
+    } else {
+        Duplicates::Scanned(rescan.run()?)
+    };
     Ok(())
 }
 
-/// The number of lines in `input` (a last line without an ending counts), or some number above `most`
-/// once it is certain there are more than `most`.
-fn count_lines<R: BufRead>(input: &mut R, most: usize) -> io::Result<usize> {
-    let (mut endings, mut unended) = (0usize, false);
-    loop {
-        let buf = input.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(endings + usize::from(unended));
+/// Inputs up to this size are counted whole by [`estimate_lines`]; larger ones are sampled.
+const COUNTED_WHOLE: u64 = 1 << 20;
+
+/// How many pieces of the input [`estimate_lines`] reads, and their size.
+const SAMPLES: u64 = 16;
+const SAMPLE_BYTES: usize = 64 << 10;
+
+/// The number of lines of `input` from `start` to its end, a little over (a tenth, plus 64) for a large
+/// input, whose line endings are counted in [`SAMPLES`] pieces spread evenly over it. Leaves `input` at
+/// `start`. A file of lines of much the same length is estimated within a few percent; any other is
+/// still translated right, only with the table grown or the ids sorted (see [`scan_duplicates`]).
+fn estimate_lines<R: BufRead + Seek>(input: &mut R, start: u64) -> io::Result<usize> {
+    let len = input.seek(SeekFrom::End(0))?.saturating_sub(start);
+    input.seek(SeekFrom::Start(start))?;
+    let mut buf = vec![0u8; SAMPLE_BYTES];
+    let (mut endings, mut read) = (0u64, 0u64);
+    if len <= COUNTED_WHOLE {
+        let mut unended = false;
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            endings += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            unended = buf[n - 1] != b'\n';
         }
-        endings += memchr::memchr_iter(b'\n', buf).count();
-        unended = buf.last() != Some(&b'\n');
-        let n = buf.len();
-        input.consume(n);
-        if endings > most {
-            return Ok(endings);
-        }
+        input.seek(SeekFrom::Start(start))?;
+        return Ok(usize::try_from(endings + u64::from(unended)).unwrap_or(usize::MAX));
     }
+    let step = len / SAMPLES;
+    for i in 0..SAMPLES {
+        input.seek(SeekFrom::Start(start + i * step))?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = input.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        endings += memchr::memchr_iter(b'\n', &buf[..filled]).count() as u64;
+        read += filled as u64;
+    }
+    input.seek(SeekFrom::Start(start))?;
+    let lines = (u128::from(len) * u128::from(endings + 1) / u128::from(read.max(1))) as u64;
+    Ok(usize::try_from(lines + lines / 10 + 64).unwrap_or(usize::MAX))
 }
 
 fn line_number(payload: &[u8]) -> io::Result<u64> {
@@ -264,8 +341,9 @@ impl Duplicates {
         match self {
             Duplicates::Scanned(later) => {
                 while later.peek_key().is_some_and(|k| k < u128::from(line_no)) {
-                    // A line the scan saw claim an id, but that was not asked about: never the case
-                    // while both read lines with `claimed_id`'s rule, and harmless if it were.
+                    // A line the scan saw claim an id, but that was not asked about: the lines a table
+                    // answered before a scan took over, or (never the case while both read lines with
+                    // `claimed_id`'s rule, and harmless if it were) one the rules disagree on.
                     if later.next().is_err() {
                         return None;
                     }
@@ -278,7 +356,29 @@ impl Duplicates {
                     _ => None,
                 }
             }
-            Duplicates::Live(seen) => seen.first_use(line_no, id_hash(id)),
+            Duplicates::Live(seen, rescan) => {
+                let first = seen.first_use(line_no, id_hash(id));
+                if seen.is_full() {
+                    match rescan.take() {
+                        // Growing would hold the old and the new table at once, over the budget: the
+                        // lines from here on are answered by a scan of the whole input instead. This
+                        // line's answer is already known; the table is let go before the scan sorts.
+                        Some(scan) if seen.bytes_to_grow() > scan.budget => {
+                            *self = Duplicates::Failed(None);
+                            *self = match scan.run() {
+                                Ok(later) => Duplicates::Scanned(later),
+                                Err(e) => Duplicates::Failed(Some(e)),
+                            };
+                        }
+                        kept => {
+                            *rescan = kept;
+                            seen.grow();
+                        }
+                    }
+                }
+                first
+            }
+            Duplicates::Failed(_) => None,
         }
     }
 }
@@ -348,7 +448,7 @@ impl Translator {
             embedding_model: if embeds { first } else { None },
             models,
             model_names: HashMap::new(),
-            duplicates: Duplicates::Live(IdTable::with_room_for(1024)),
+            duplicates: Duplicates::Live(IdTable::with_room_for(1024), None),
             report: Report::default(),
         }
     }
@@ -356,6 +456,19 @@ impl Translator {
     /// Model groups in order of first use; a group index indexes this slice.
     pub fn models(&self) -> &[BedrockModel] {
         &self.models
+    }
+
+    /// Why the duplicate check cannot go on, once: its table was full and the scan that was to take over
+    /// failed (the input could not be read again, or the sort's temporary files not written). A caller
+    /// that feeds lines one by one asks after each line; [`translate`] does.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        match &mut self.duplicates {
+            Duplicates::Failed(e) => Some(
+                e.take()
+                    .unwrap_or_else(|| io::Error::other("the scan for duplicate custom_ids failed earlier")),
+            ),
+            _ => None,
+        }
     }
 
     pub fn report(&self) -> &Report {
@@ -995,7 +1108,11 @@ pub fn translate<R: BufRead, S: Sink>(
         start_record(&mut record, next_record);
         let body_start = record.len();
         scratch.clear();
-        match translator.line(line_no, line, Some(&mut record)) {
+        let decided = translator.line(line_no, line, Some(&mut record));
+        if let Some(e) = translator.take_error() {
+            return Err(e);
+        }
+        match decided {
             Ok(accepted) => {
                 let Some(group) = accepted.group else {
                     return Err(io::Error::other("a line was accepted without a model"));
@@ -1097,25 +1214,29 @@ mod tests {
 
     #[test]
     fn id_table_grows_and_keeps_every_first_line() {
-        // Room for 2 ids, then 10,000: it must grow many times and lose none.
-        let mut table = IdTable::with_room_for(2);
+        // Room for 2 ids, then 10,000, with no scan to take over: it must grow many times and lose none.
+        let mut live = Duplicates::Live(IdTable::with_room_for(2), None);
         for line in 1..=10_000u64 {
-            assert_eq!(table.first_use(line, id_hash(&format!("id-{line}"))), None);
+            assert_eq!(live.first_use(line, &format!("id-{line}")), None);
         }
-        assert!(table.keys.len() >= 10_000 * 4 / 3);
         for line in 1..=10_000u64 {
             let again = 10_000 + line;
-            assert_eq!(table.first_use(again, id_hash(&format!("id-{line}"))), Some(line));
+            assert_eq!(live.first_use(again, &format!("id-{line}")), Some(line));
         }
+        let Duplicates::Live(table, _) = live else {
+            panic!("no scan, so the table stays")
+        };
+        assert!(table.keys.len() >= 10_000 * 4 / 3);
         assert_eq!(table.used, 10_000);
     }
 
     #[test]
-    fn id_table_sized_for_a_count_never_grows() {
+    fn id_table_sized_for_its_ids_is_not_full() {
         let mut table = IdTable::with_room_for(1_000);
         let slots = table.keys.len();
         for line in 1..=1_000u64 {
             table.first_use(line, id_hash(&line.to_string()));
+            assert!(!table.is_full(), "line {line}");
         }
         assert_eq!(table.keys.len(), slots);
     }
@@ -1131,7 +1252,7 @@ mod tests {
     }
 
     #[test]
-    fn count_lines_counts_a_last_line_without_ending_and_stops_past_most() {
+    fn a_small_input_is_counted_whole_and_left_where_it_started() {
         for (text, lines) in [
             ("", 0),
             ("a", 1),
@@ -1140,40 +1261,181 @@ mod tests {
             ("\n\n\n", 3),
             ("a\n\nb\n", 3),
         ] {
-            assert_eq!(
-                count_lines(&mut Cursor::new(text), 10).expect("in memory"),
-                lines,
-                "{text:?}"
-            );
+            let mut input = Cursor::new(format!("skip\n{text}"));
+            assert_eq!(estimate_lines(&mut input, 5).expect("in memory"), lines, "{text:?}");
+            assert_eq!(input.position(), 5);
         }
-        // A reader of one byte at a time: the count must hold across refills.
-        let text = "x\n".repeat(50) + "y";
-        let mut slow = io::BufReader::with_capacity(1, Cursor::new(text.as_bytes()));
-        assert_eq!(count_lines(&mut slow, 1_000).expect("in memory"), 51);
-        let mut slow = io::BufReader::with_capacity(1, Cursor::new(text.as_bytes()));
-        assert!(count_lines(&mut slow, 10).expect("in memory") > 10);
+        // Past one read's worth.
+        let text = "x\n".repeat(100_000) + "y";
+        assert_eq!(estimate_lines(&mut Cursor::new(text), 0).expect("in memory"), 100_001);
     }
 
     #[test]
-    fn the_scan_keeps_ids_in_memory_only_when_they_fit_and_leaves_the_input_where_it_was() {
-        let line = |id: &str| {
-            format!(
-                r#"{{"custom_id":"{id}","method":"POST","url":"/v1/chat/completions","body":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#
-            )
-        };
-        let input = [line("a"), line("b"), line("a"), line("c"), line("b")].join("\n");
+    fn a_large_input_of_like_lines_is_estimated_a_little_over() {
+        // 5 MB of lines from 40 to 199 bytes, in a fixed pseudo-random order.
+        let mut text = String::new();
+        let (mut lines, mut x) = (0usize, 7u64);
+        while text.len() < 5_000_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            text.push_str(&"z".repeat(40 + (x >> 33) as usize % 160));
+            text.push('\n');
+            lines += 1;
+        }
+        let mut input = Cursor::new(text);
+        let estimate = estimate_lines(&mut input, 0).expect("in memory");
+        assert_eq!(input.position(), 0);
+        assert!(
+            estimate >= lines && estimate <= lines + lines / 5 + 64,
+            "{estimate} for {lines} lines"
+        );
+    }
+
+    fn chat_line(id: &str) -> String {
+        format!(
+            r#"{{"custom_id":"{id}","method":"POST","url":"/v1/chat/completions","body":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#
+        )
+    }
+
+    /// A file of 200 lines whose ids repeat near and far, and the first line of each, as a table of every
+    /// id finds them.
+    fn repeating_ids() -> (Vec<String>, String, Vec<Option<u64>>) {
+        let ids: Vec<String> = (0..200u64).map(|n| format!("id-{}", (n * 37) % 120)).collect();
+        let input = ids.iter().map(|id| chat_line(id)).collect::<Vec<_>>().join("\n");
+        let mut all = Duplicates::Live(IdTable::with_room_for(1), None);
+        let firsts = ids.iter().zip(1u64..).map(|(id, n)| all.first_use(n, id)).collect();
+        (ids, input, firsts)
+    }
+
+    fn rescan(input: Cursor<Vec<u8>>, budget: usize, dir: &tempfile::TempDir) -> Option<Box<Rescan>> {
+        Some(Box::new(Rescan {
+            input: Box::new(input),
+            start: 0,
+            policy: Policy::default(),
+            spill_dir: Some(dir.path().to_path_buf()),
+            budget,
+        }))
+    }
+
+    #[test]
+    fn the_scan_keeps_ids_in_memory_only_when_they_fit() {
+        let ids = ["a", "b", "a", "c", "b"];
+        let input = ids.map(chat_line).join("\n");
         // A budget for 5 ids keeps them; a budget for 4 does not, and the ids are sorted instead.
         for (budget, live) in [(5 * LIVE_BYTES_PER_ID, true), (4 * LIVE_BYTES_PER_ID, false)] {
             let mut t = Translator::new(Policy::default(), None);
-            let mut reader = Cursor::new(input.as_bytes());
             let dir = tempfile::tempdir().expect("temp dir");
-            scan_duplicates(&mut reader, &mut t, Some(dir.path().to_path_buf()), budget).expect("scan");
-            assert_eq!(reader.position(), 0);
-            assert_eq!(matches!(t.duplicates, Duplicates::Live(_)), live, "budget {budget}");
+            let reader = Cursor::new(input.clone().into_bytes());
+            scan_duplicates(reader, &mut t, Some(dir.path().to_path_buf()), budget).expect("scan");
+            assert_eq!(matches!(t.duplicates, Duplicates::Live(..)), live, "budget {budget}");
             let firsts: Vec<Option<u64>> = (1..=5u64)
-                .map(|n| t.duplicates.first_use(n, ["a", "b", "a", "c", "b"][n as usize - 1]))
+                .map(|n| t.duplicates.first_use(n, ids[n as usize - 1]))
                 .collect();
             assert_eq!(firsts, [None, None, Some(1), None, Some(2)], "budget {budget}");
         }
+    }
+
+    #[test]
+    fn a_table_that_would_outgrow_its_budget_hands_over_to_a_scan_with_the_same_answers() {
+        let (ids, input, expected) = repeating_ids();
+        // Room for 8 ids in 11 slots at first, full at the 9th; each growth doubles the slots and needs three
+        // times the old ones while it copies. The budgets let it grow no time, once or three times before a
+        // scan takes over, at line 9, 17 or 66 (the first 120 ids are all new), or never.
+        for (budget, takes_over) in [
+            (0, Some(9)),
+            (3 * 11 * SLOT_BYTES, Some(17)),
+            (3 * 44 * SLOT_BYTES, Some(66)),
+            (usize::MAX, None),
+        ] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let reader = Cursor::new(input.clone().into_bytes());
+            let mut d = Duplicates::Live(IdTable::with_room_for(8), rescan(reader, budget, &dir));
+            let mut handed_over = None;
+            let firsts: Vec<Option<u64>> = ids
+                .iter()
+                .zip(1u64..)
+                .map(|(id, n)| {
+                    let first = d.first_use(n, id);
+                    if handed_over.is_none() && matches!(d, Duplicates::Scanned(_)) {
+                        handed_over = Some(n);
+                    }
+                    first
+                })
+                .collect();
+            assert_eq!(firsts, expected, "budget {budget}");
+            assert_eq!(handed_over, takes_over, "budget {budget}");
+        }
+    }
+
+    /// A reader that fails every seek after its first few.
+    struct FailsToSeek {
+        inner: Cursor<Vec<u8>>,
+        seeks: usize,
+    }
+
+    impl io::Read for FailsToSeek {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read(buf)
+        }
+    }
+
+    impl BufRead for FailsToSeek {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            self.inner.fill_buf()
+        }
+        fn consume(&mut self, n: usize) {
+            self.inner.consume(n)
+        }
+    }
+
+    impl Seek for FailsToSeek {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            if self.seeks == 0 {
+                return Err(io::Error::other("the disk went away"));
+            }
+            self.seeks -= 1;
+            self.inner.seek(to)
+        }
+    }
+
+    struct Nowhere;
+
+    impl Sink for Nowhere {
+        fn record(&mut self, _: usize, _: &BedrockModel, _: &[u8], _: bool) -> io::Result<()> {
+            Ok(())
+        }
+        fn map_entry(&mut self, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn rejected(&mut self, _: &[u8], _: &LineError) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_scan_that_cannot_take_over_stops_the_translation_with_its_error() {
+        let (_, input, _) = repeating_ids();
+        let model::ModelName::Supported(claude) = model::classify("anthropic.claude-3-haiku-20240307-v1:0") else {
+            panic!("the catalogue knows Claude 3 Haiku");
+        };
+        let mut t = Translator::new(Policy::default(), Some(claude));
+        // A table full after 8 ids, no budget to grow it, and a file that cannot be read again.
+        let unreadable = FailsToSeek {
+            inner: Cursor::new(input.clone().into_bytes()),
+            seeks: 0,
+        };
+        t.duplicates = Duplicates::Live(
+            IdTable::with_room_for(8),
+            Some(Box::new(Rescan {
+                input: Box::new(unreadable),
+                start: 0,
+                policy: Policy::default(),
+                spill_dir: None,
+                budget: 0,
+            })),
+        );
+        let err = translate(Cursor::new(input), &mut t, "b", &mut Nowhere).expect_err("the scan fails");
+        assert_eq!(err.to_string(), "the disk went away");
     }
 }

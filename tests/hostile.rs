@@ -454,7 +454,13 @@ mod library {
         let mut t = Translator::new(policy, Some(claude()));
         if let Some(budget) = scan {
             let dir = tempfile::tempdir().expect("temp dir");
-            scan_duplicates(Cursor::new(input), &mut t, Some(dir.path().to_path_buf()), budget).expect("scan");
+            scan_duplicates(
+                Cursor::new(input.as_bytes().to_vec()),
+                &mut t,
+                Some(dir.path().to_path_buf()),
+                budget,
+            )
+            .expect("scan");
         }
         let mut sink = Collected::default();
         translate(Cursor::new(input), &mut t, "b", &mut sink).expect("in memory");

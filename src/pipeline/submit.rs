@@ -391,7 +391,7 @@ async fn stage(
 
     let mut translator = Translator::new(config.policy.clone(), batch_model);
     translate::scan_duplicates(
-        BufReader::new(File::open(&input)?),
+        BufReader::with_capacity(256 * 1024, File::open(&input)?),
         &mut translator,
         Some(dir.clone()),
         translate::SCAN_BUDGET,
