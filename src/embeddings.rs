@@ -6,12 +6,10 @@
 //! record per text, numbered one after another, and the results step joins their answers back into one
 //! OpenAI embeddings response, in the order of the list. The record map says how many records a line has.
 
-use std::borrow::Cow;
-
 use crate::catalogue::Embedding;
 use crate::error::{shown, Reason, Rejection};
-use crate::fingerprint::{self, Fingerprint, NotJson};
-use crate::format::openai_input::{raw_str, Body, EmbeddingInput};
+use crate::fingerprint::{self, Fingerprint};
+use crate::format::openai_input::{raw_str, Body, EmbeddingInput, JsonText};
 use crate::format::titan;
 use crate::model::BedrockModel;
 
@@ -31,8 +29,9 @@ pub enum Encoding {
 /// A validated embeddings request.
 #[derive(Debug)]
 pub struct Embeddings<'a> {
-    /// The texts, in order: each is one Bedrock record.
-    pub inputs: Vec<Cow<'a, str>>,
+    /// The texts, in order, as the line wrote them, each with the hash of its value: each is one Bedrock
+    /// record.
+    pub inputs: Vec<(JsonText<'a>, u64)>,
     /// The vector length asked for; `None` only when validating without a model.
     pub dimensions: Option<u32>,
     pub encoding: Encoding,
@@ -88,16 +87,24 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddi
                 "is a token id or a list of them: Titan embeds text, so send the text itself",
             ));
         };
-        if text.is_empty() {
+        if text.raw.is_empty() {
             return Err(reject(
                 Reason::Input,
                 field(),
                 "is empty: Titan embeds text of at least one character",
             ));
         }
+        let (hash, bytes) = text.value.map_err(|_| {
+            reject(
+                Reason::Input,
+                field(),
+                "is not valid Unicode: it holds a \\u escape of half a surrogate pair (such as \\ud800) \
+                 without its other half",
+            )
+        })?;
         // A text of no more bytes than the limit has no more characters either: only longer ones are counted.
-        if let Some(f) = facts.filter(|f| text.len() as u64 > f.max_input_chars) {
-            let chars = text.chars().count() as u64;
+        if let Some(f) = facts.filter(|f| bytes as u64 > f.max_input_chars) {
+            let chars = crate::json_text::chars(text.raw).unwrap_or(bytes) as u64;
             if chars > f.max_input_chars {
                 return Err(reject(
                     Reason::Input,
@@ -110,7 +117,7 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddi
                 ));
             }
         }
-        texts.push(text);
+        texts.push((text, hash));
     }
     let encoding = match body.encoding_format {
         None => Encoding::Float,
@@ -166,7 +173,7 @@ pub fn build<'a>(body: Body<'a>, model: Option<&BedrockModel>) -> Result<Embeddi
     })
 }
 
-/// What is wrong with an `input` that does not read, in serde_json's words without its position.
+/// The vector lengths a model gives, smallest first, for a message.
 fn list(dims: &[u32]) -> String {
     let mut sorted = dims.to_vec();
     sorted.sort_unstable();
@@ -178,20 +185,15 @@ impl Embeddings<'_> {
     /// Writes one Titan body per text, of vectors `dimensions` long, into `out`, one after another, and returns
     /// where each ends (counted from where `out` ended before) and the fingerprint of all of them together
     /// ([`fingerprint::combined`]).
-    pub fn write_bodies(&self, dimensions: u32, out: &mut Vec<u8>) -> Result<(Vec<usize>, Fingerprint), NotJson> {
+    pub fn write_bodies(&self, dimensions: u32, out: &mut Vec<u8>) -> (Vec<usize>, Fingerprint) {
         let start = out.len();
         let mut ends = Vec::with_capacity(self.inputs.len());
         let mut prints = Vec::with_capacity(self.inputs.len());
-        for text in &self.inputs {
-            let body = titan::Body {
-                input_text: text,
-                dimensions,
-                normalize: true,
-            };
-            prints.push(fingerprint::write(&body, out)?);
+        for &(text, hash) in &self.inputs {
+            prints.push(titan::write_body(text, hash, dimensions, out));
             ends.push(out.len() - start);
         }
-        Ok((ends, fingerprint::combined(prints)))
+        (ends, fingerprint::combined(prints))
     }
 }
 
@@ -224,6 +226,67 @@ mod tests {
             if !message.is_empty() {
                 assert_eq!(r.message, message, "{body}");
             }
+        }
+    }
+
+    #[test]
+    fn a_text_is_checked_as_the_value_it_stands_for() {
+        for (body, field, message) in [
+            (r#"{"input":"\ud800"}"#, "body.input", "is not valid Unicode"),
+            (r#"{"input":["a","b\udc00c"]}"#, "body.input[1]", "is not valid Unicode"),
+            (r#"{"input":["a",""]}"#, "body.input[1]", "is empty"),
+        ] {
+            let r = rejected(body);
+            assert_eq!((r.reason, r.field.as_str()), (Reason::Input, field), "{body}");
+            assert!(r.message.starts_with(message), "{body}: {}", r.message);
+        }
+        // Escapes count as the characters they stand for: `\u00e9` is one, a surrogate pair one more.
+        let crate::model::ModelName::Supported(titan) = crate::model::classify("amazon.titan-embed-text-v2:0") else {
+            panic!("the catalogue knows Titan V2");
+        };
+        let limit = titan.embedding().expect("an embeddings model").max_input_chars as usize;
+        let text = |plain: usize| format!(r#"{{"input":"{}\u00e9\ud83d\ude00"}}"#, "a".repeat(plain));
+        let read = |body: &str| build(serde_json::from_str(body).expect("reads"), Some(&titan)).map(|_| ());
+        assert!(read(&text(limit - 2)).is_ok());
+        let r = read(&text(limit - 1)).expect_err("one character over");
+        assert!(
+            r.message.starts_with(&format!("is {} characters long", limit + 1)),
+            "{}",
+            r.message
+        );
+    }
+
+    /// The fast reading of a list of texts and serde_json's reading item by item agree.
+    #[test]
+    fn a_list_of_texts_reads_as_its_items_do() {
+        let texts = |body: &str| match serde_json::from_str::<Body>(body).expect("reads").input {
+            Some(EmbeddingInput::List { items, total }) => {
+                let items: Vec<Option<String>> = items.iter().map(|t| t.map(|t| t.raw.to_string())).collect();
+                Some((items, total))
+            }
+            Some(EmbeddingInput::Text(t)) => Some((vec![Some(t.raw.to_string())], 0)),
+            _ => None,
+        };
+        let some = |items: &[Option<&str>]| items.iter().map(|t| t.map(str::to_string)).collect::<Vec<_>>();
+        assert_eq!(texts(r#"{"input":"a\"b"}"#), Some((some(&[Some(r#"a\"b"#)]), 0)));
+        assert_eq!(texts(r#"{"input":[]}"#), Some((vec![], 0)));
+        assert_eq!(
+            texts("{\"input\": [ \"a\" ,\n\t\"\\\\\" , \"\\u0022\"] }"),
+            Some((some(&[Some("a"), Some(r"\\"), Some(r"\u0022")]), 3))
+        );
+        assert_eq!(
+            texts(r#"{"input":["a",5,"b"]}"#),
+            Some((some(&[Some("a"), None, Some("b")]), 3))
+        );
+        assert_eq!(
+            texts(r#"{"input":[[1,2],"\n"]}"#),
+            Some((some(&[None, Some(r"\n")]), 2))
+        );
+        // Past the limit only the first MAX_INPUTS are kept, whatever the rest is.
+        for tail in [r#""x""#, "1", "true"] {
+            let many = vec![r#""t""#; MAX_INPUTS].join(",");
+            let (items, total) = texts(&format!(r#"{{"input":[{many},{tail}]}}"#)).expect("a list");
+            assert_eq!((items.len(), total), (MAX_INPUTS, MAX_INPUTS + 1), "{tail}");
         }
     }
 }

@@ -149,6 +149,36 @@ impl<'de> Deserialize<'de> for KeyHash {
     }
 }
 
+/// The hash of a JSON string whose decoded text is `text`, as a [`Fingerprint`] of a value holding it
+/// counts it: for a text kept as the input wrote it ([`crate::json_text`]).
+pub fn string_hash(text: &[u8]) -> u64 {
+    xxh3_64_with_seed(text, STRING)
+}
+
+/// The fingerprint of a JSON object of strings, whole numbers and booleans, field by field, for a body
+/// written by hand: the one [`write`] and [`Fingerprint::of_json`] give the same object.
+#[derive(Default)]
+pub struct ObjectPrint(u64);
+
+impl ObjectPrint {
+    /// A string field, by the hash of its value ([`string_hash`]).
+    pub fn text(self, name: &str, hash: u64) -> ObjectPrint {
+        ObjectPrint(self.0.wrapping_add(mix(key(name), hash)))
+    }
+
+    pub fn integer(self, name: &str, v: u64) -> ObjectPrint {
+        ObjectPrint(self.0.wrapping_add(mix(key(name), number(v as f64))))
+    }
+
+    pub fn boolean(self, name: &str, v: bool) -> ObjectPrint {
+        ObjectPrint(self.0.wrapping_add(mix(key(name), if v { TRUE } else { FALSE })))
+    }
+
+    pub fn finish(self) -> Fingerprint {
+        Fingerprint(object(self.0))
+    }
+}
+
 /// The fingerprint of a value as serde_json would write it, computed without writing or parsing it:
 /// the same number [`Fingerprint::of_json`] gives for its JSON text. `None` when serde_json could not
 /// write the value either.

@@ -16,6 +16,7 @@ pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
 pub mod format;
+pub mod json_text;
 pub mod jsonl;
 pub mod layout;
 pub mod model;

@@ -146,18 +146,24 @@ impl Rescan {
 /// seldom needs to grow; when it does (or fed lines without an estimate), it doubles when three quarters
 /// full.
 struct IdTable {
-    /// The low 64 bits of each slot's hash, and the 32 above them.
-    keys: Vec<u64>,
-    tags: Vec<u32>,
-    /// The line of each slot's id; 0 (no line has that number) marks a free slot.
-    lines: Vec<u32>,
+    slots: Vec<Slot>,
     used: usize,
     /// Ids first claimed on a line past `u32::MAX`: later than every one in the table, so looked up last.
     beyond: HashMap<u128, u64, BuildHasherDefault<PassThrough>>,
 }
 
+/// One id of [`IdTable`], in one place so that a look-up reads one cache line: the low 64 bits of its
+/// hash, the 32 above them, and its first line; line 0 (no line has that number) marks a free slot.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u64,
+    tag: u32,
+    line: u32,
+}
+
 /// What one slot of [`IdTable`] takes: 8 + 4 bytes of hash and a 4-byte line number.
-const SLOT_BYTES: usize = 16;
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+const _: () = assert!(SLOT_BYTES == 16, "a slot is 16 bytes, as docs/formats.md says");
 
 /// What [`IdTable`] takes per id, at its fullest: a slot and a third.
 const LIVE_BYTES_PER_ID: usize = SLOT_BYTES * 4 / 3 + 1;
@@ -170,9 +176,7 @@ impl IdTable {
 
     fn with_slots(slots: usize) -> IdTable {
         IdTable {
-            keys: vec![0; slots],
-            tags: vec![0; slots],
-            lines: vec![0; slots],
+            slots: vec![Slot::default(); slots],
             used: 0,
             beyond: HashMap::default(),
         }
@@ -183,33 +187,33 @@ impl IdTable {
         (hash as u64, (hash >> 64) as u32)
     }
 
-    fn slot(&self, key: u64) -> usize {
-        // Scaled onto the slots (xxh3's bits are all equally good).
-        ((u128::from(key) * self.keys.len() as u128) >> 64) as usize
-    }
-
     /// The slot holding `key` and `tag`, or the free slot where they go.
     fn find(&self, key: u64, tag: u32) -> usize {
-        let mut i = self.slot(key);
-        while self.lines[i] != 0 && (self.keys[i], self.tags[i]) != (key, tag) {
-            i = if i + 1 == self.keys.len() { 0 } else { i + 1 };
+        let n = self.slots.len();
+        // Scaled onto the slots (xxh3's bits are all equally good).
+        let mut i = ((u128::from(key) * n as u128) >> 64) as usize;
+        loop {
+            let slot = &self.slots[i];
+            if slot.line == 0 || (slot.key, slot.tag) == (key, tag) {
+                return i;
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
         }
-        i
     }
 
     /// The first line of `hash`'s id if an earlier line claimed it; else `line_no` claims it.
     fn first_use(&mut self, line_no: u64, hash: u128) -> Option<u64> {
         let (key, tag) = IdTable::split(hash);
         let i = self.find(key, tag);
-        if self.lines[i] != 0 {
-            return Some(u64::from(self.lines[i]));
+        if self.slots[i].line != 0 {
+            return Some(u64::from(self.slots[i].line));
         }
         if let Some(first) = self.beyond.get(&hash) {
             return Some(*first);
         }
         match u32::try_from(line_no) {
             Ok(line) if line > 0 => {
-                (self.keys[i], self.tags[i], self.lines[i]) = (key, tag, line);
+                self.slots[i] = Slot { key, tag, line };
                 self.used += 1;
             }
             _ => {
@@ -221,24 +225,22 @@ impl IdTable {
 
     /// At least three quarters full: time to [`IdTable::grow`].
     fn is_full(&self) -> bool {
-        self.used * 4 >= self.keys.len() * 3
+        self.used * 4 >= self.slots.len() * 3
     }
 
     /// What the table and its grown copy take together while it grows.
     fn bytes_to_grow(&self) -> usize {
-        self.keys.len() * 3 * SLOT_BYTES
+        self.slots.len() * 3 * SLOT_BYTES
     }
 
     /// Twice the slots, the ids placed again.
     fn grow(&mut self) {
-        let old = std::mem::replace(self, IdTable::with_slots(self.keys.len() * 2));
+        let old = std::mem::replace(self, IdTable::with_slots(self.slots.len() * 2));
         self.beyond = old.beyond;
-        for ((key, tag), line) in old.keys.into_iter().zip(old.tags).zip(old.lines) {
-            if line > 0 {
-                let i = self.find(key, tag);
-                (self.keys[i], self.tags[i], self.lines[i]) = (key, tag, line);
-                self.used += 1;
-            }
+        for slot in old.slots.into_iter().filter(|s| s.line > 0) {
+            let i = self.find(slot.key, slot.tag);
+            self.slots[i] = slot;
+            self.used += 1;
         }
     }
 }
@@ -647,12 +649,7 @@ impl Translator {
                 part_ends: Vec::new(),
             };
             if let (Some(out), Some(_), Some(dimensions)) = (body_out, model, request.dimensions) {
-                let (ends, fingerprint) = request.write_bodies(dimensions, out).map_err(|e| {
-                    fail(
-                        Some(&accepted.custom_id),
-                        Rejection::new(Reason::InvalidType, "body", format!("could not be written: {e}")),
-                    )
-                })?;
+                let (ends, fingerprint) = request.write_bodies(dimensions, out);
                 self.report.records += ends.len() as u64;
                 accepted.part_ends = ends;
                 accepted.fingerprint = Some(fingerprint);
@@ -1088,7 +1085,7 @@ pub fn translate<R: BufRead, S: Sink>(
 
     let mut lines = Lines::with_limit(input, translator.policy().max_line_bytes);
     let mut record = Vec::with_capacity(64 * 1024);
-    let mut bodies = Vec::new();
+    let mut part = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
     let mut next_record = RecordId::FIRST;
     while let Some((line_no, line)) = lines.next_any()? {
@@ -1126,15 +1123,13 @@ pub fn translate<R: BufRead, S: Sink>(
                     next_record = next_record.next();
                 } else {
                     // One record per text, numbered one after another, each with its own body.
-                    bodies.clear();
-                    bodies.extend_from_slice(&record[body_start..]);
-                    let mut from = 0;
+                    let mut from = body_start;
                     for (i, &end) in accepted.part_ends.iter().enumerate() {
-                        start_record(&mut record, next_record);
-                        record.extend_from_slice(&bodies[from..end]);
-                        record.extend_from_slice(b"}\n");
-                        sink.record(group, model, &record, i > 0)?;
-                        from = end;
+                        start_record(&mut part, next_record);
+                        part.extend_from_slice(&record[from..body_start + end]);
+                        part.extend_from_slice(b"}\n");
+                        sink.record(group, model, &part, i > 0)?;
+                        from = body_start + end;
                         next_record = next_record.next();
                     }
                 }
@@ -1226,19 +1221,19 @@ mod tests {
         let Duplicates::Live(table, _) = live else {
             panic!("no scan, so the table stays")
         };
-        assert!(table.keys.len() >= 10_000 * 4 / 3);
+        assert!(table.slots.len() >= 10_000 * 4 / 3);
         assert_eq!(table.used, 10_000);
     }
 
     #[test]
     fn id_table_sized_for_its_ids_is_not_full() {
         let mut table = IdTable::with_room_for(1_000);
-        let slots = table.keys.len();
+        let slots = table.slots.len();
         for line in 1..=1_000u64 {
             table.first_use(line, id_hash(&line.to_string()));
             assert!(!table.is_full(), "line {line}");
         }
-        assert_eq!(table.keys.len(), slots);
+        assert_eq!(table.slots.len(), slots);
     }
 
     #[test]

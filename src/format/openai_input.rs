@@ -10,6 +10,9 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, IgnoredAny, Ma
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::fingerprint;
+use crate::json_text::{self, Unfit};
+
 /// One line of an OpenAI batch input file.
 #[derive(Deserialize)]
 pub struct InputLine<'a> {
@@ -176,12 +179,47 @@ pub struct JsonSchemaFormat<'a> {
 /// that many items are kept; `total` counts them all. Any other JSON is `Invalid`, with what serde would
 /// say of it, so that the line still reads and its error names `input`.
 pub enum EmbeddingInput<'a> {
-    Text(Cow<'a, str>),
+    Text(JsonText<'a>),
     List {
-        items: Vec<Option<Cow<'a, str>>>,
+        items: Vec<Option<JsonText<'a>>>,
         total: usize,
     },
     Invalid(String),
+}
+
+/// A text as the line wrote it: the inside of its string token, escapes and all ([`crate::json_text`]), with
+/// what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonText<'a> {
+    pub raw: &'a str,
+    /// The hash of its value, as a [`crate::fingerprint::Fingerprint`] counts a string, and the length of its
+    /// decoded text in bytes; or why its escapes make no text.
+    pub value: Result<(u64, usize), Unfit>,
+}
+
+impl<'a> JsonText<'a> {
+    /// The text of a whole string token; `None` for any other JSON value.
+    pub fn of_token(token: &'a str) -> Option<JsonText<'a>> {
+        JsonText::read(token, 0, &mut Vec::new()).map(|(text, _)| text)
+    }
+
+    /// The string token at `open` in `json`, and the index just past it; `None` if no string is there.
+    /// `scratch` holds the decoded text meanwhile.
+    fn read(json: &'a str, open: usize, scratch: &mut Vec<u8>) -> Option<(JsonText<'a>, usize)> {
+        scratch.clear();
+        let (end, fits) = json_text::read(json.as_bytes(), open, scratch)?;
+        let raw = &json[open + 1..end - 1];
+        // Every escape stands for at least one byte: nothing decoded means there was none.
+        let value = fits.map(|()| {
+            let text = if scratch.is_empty() {
+                raw.as_bytes()
+            } else {
+                scratch.as_slice()
+            };
+            (fingerprint::string_hash(text), text.len())
+        });
+        Some((JsonText { raw, value }, end))
+    }
 }
 
 /// serde's words for a value of the wrong type.
@@ -230,38 +268,32 @@ impl<'a> Body<'a> {
     }
 }
 
-/// One item of an `input` list: a text (`Some`), token ids (`None`: a number or a list), or something else
+/// One item of an `input` list that is not a text: token ids (`Ok`: a number or a list), or something else
 /// (`Err`, in serde's words).
-struct InputItem<'a>(Result<Option<Cow<'a, str>>, String>);
+struct NotText(Result<(), String>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for InputItem<'a> {
+impl<'de> Deserialize<'de> for NotText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'a> V<'a> {
-            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<InputItem<'a>, E> {
-                Ok(InputItem(Err(wrong_type(unexpected, self))))
+        struct V;
+        impl V {
+            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<NotText, E> {
+                Ok(NotText(Err(wrong_type(unexpected, self))))
             }
         }
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = InputItem<'a>;
+        impl<'de> Visitor<'de> for V {
+            type Value = NotText;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(InputItem(Ok(Some(Cow::Borrowed(v)))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(InputItem(Ok(Some(Cow::Owned(v.to_owned())))))
-            }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(InputItem(Ok(None)))
+                Ok(NotText(Ok(())))
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(InputItem(Ok(None)))
+                Ok(NotText(Ok(())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(InputItem(Ok(None)))
+                Ok(NotText(Ok(())))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 self.wrong(de::Unexpected::Float(v))
@@ -277,42 +309,104 @@ impl<'de: 'a, 'a> Deserialize<'de> for InputItem<'a> {
                 self.wrong(de::Unexpected::Map)
             }
         }
-        d.deserialize_any(V(std::marker::PhantomData))
+        d.deserialize_any(V)
+    }
+}
+
+impl<'a> EmbeddingInput<'a> {
+    /// `input` from its JSON text, which serde_json has read past. A text, or a list of texts alone, is
+    /// taken apart by finding where each string ends; anything else is read by serde_json again, for the
+    /// token ids or the first item of a wrong type, in serde's words.
+    fn of_raw(raw: &'a str) -> EmbeddingInput<'a> {
+        if let Some(text) = JsonText::of_token(raw) {
+            return EmbeddingInput::Text(text);
+        }
+        EmbeddingInput::texts(raw).unwrap_or_else(|| match serde_json::from_str(raw) {
+            Ok(Mixed(input)) => input,
+            Err(e) => EmbeddingInput::Invalid(e.to_string()),
+        })
+    }
+
+    /// A list whose items are all texts; `None` at the first item that is not.
+    fn texts(raw: &'a str) -> Option<EmbeddingInput<'a>> {
+        let bytes = raw.as_bytes();
+        let skip_space = |mut i: usize| {
+            while bytes.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                i += 1;
+            }
+            i
+        };
+        if bytes.first() != Some(&b'[') {
+            return None;
+        }
+        let (mut items, mut total, mut scratch) = (Vec::new(), 0, Vec::new());
+        let mut i = skip_space(1);
+        if bytes.get(i) == Some(&b']') {
+            return Some(EmbeddingInput::List { items, total });
+        }
+        loop {
+            let (text, end) = JsonText::read(raw, i, &mut scratch)?;
+            // Past the limit the line is rejected: the rest is only counted, never kept.
+            if total < crate::embeddings::MAX_INPUTS {
+                items.push(Some(text));
+            }
+            total += 1;
+            i = skip_space(end);
+            match bytes.get(i)? {
+                b',' => i = skip_space(i + 1),
+                b']' => return Some(EmbeddingInput::List { items, total }),
+                _ => return None,
+            }
+        }
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(EmbeddingInput::of_raw(raw.get()))
+    }
+}
+
+/// An `input` that is neither a text nor a list of texts alone, read item by item as before the fast path:
+/// texts kept as written, and the first item that is not a text decides.
+struct Mixed<'a>(EmbeddingInput<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Mixed<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'a> V<'a> {
-            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<EmbeddingInput<'a>, E> {
-                Ok(EmbeddingInput::Invalid(wrong_type(unexpected, self)))
+            fn wrong<E>(&self, unexpected: de::Unexpected<'_>) -> Result<Mixed<'a>, E> {
+                Ok(Mixed(EmbeddingInput::Invalid(wrong_type(unexpected, self))))
             }
         }
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = EmbeddingInput<'a>;
+            type Value = Mixed<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or a list of strings")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(EmbeddingInput::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(EmbeddingInput::Text(Cow::Owned(v.to_owned())))
-            }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                let (mut items, mut scratch) = (Vec::new(), Vec::new());
                 let mut total = 0;
                 let mut invalid = None;
                 while total < crate::embeddings::MAX_INPUTS {
-                    match seq.next_element()? {
-                        Some(InputItem(Ok(item))) => items.push(item),
-                        // The first item of a wrong type is the answer; the rest is read past.
-                        Some(InputItem(Err(why))) => {
-                            invalid = Some(why);
-                            break;
-                        }
-                        None => return Ok(EmbeddingInput::List { items, total }),
+                    let Some(item) = seq.next_element::<&'de RawValue>()? else {
+                        return Ok(Mixed(EmbeddingInput::List { items, total }));
+                    };
+                    match JsonText::read(item.get(), 0, &mut scratch).map(|(text, _)| text) {
+                        Some(text) => items.push(Some(text)),
+                        None => match serde_json::from_str::<NotText>(item.get()) {
+                            Ok(NotText(Ok(()))) => items.push(None),
+                            // The first item of a wrong type is the answer; the rest is read past.
+                            Ok(NotText(Err(why))) => {
+                                invalid = Some(why);
+                                break;
+                            }
+                            Err(e) => {
+                                invalid = Some(e.to_string());
+                                break;
+                            }
+                        },
                     }
                     total += 1;
                 }
@@ -320,10 +414,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {
                     total += 1;
                 }
-                Ok(match invalid {
+                Ok(Mixed(match invalid {
                     Some(why) => EmbeddingInput::Invalid(why),
                     None => EmbeddingInput::List { items, total },
-                })
+                }))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 self.wrong(de::Unexpected::Unsigned(v))

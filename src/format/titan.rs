@@ -2,19 +2,29 @@
 //! the vector its `modelOutput` holds. Titan embeds one text per request.
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::completion::{Unusable, MALFORMED_MODEL_OUTPUT};
+use crate::fingerprint::{self, Fingerprint};
+use crate::format::openai_input::JsonText;
 
-/// The Titan Text Embeddings V2 request body of one text (docs/formats.md, "Embeddings"). `normalize` is
-/// always sent as true: OpenAI's vectors have unit length, and so do Titan's by default.
-#[derive(Serialize)]
-pub struct Body<'r> {
-    #[serde(rename = "inputText")]
-    pub input_text: &'r str,
-    pub dimensions: u32,
-    pub normalize: bool,
+/// Appends the Titan Text Embeddings V2 request body of one text to `out` (docs/formats.md, "Embeddings")
+/// and returns its fingerprint: `inputText` as the line wrote it, `hash` its value's
+/// ([`JsonText::value`]). `normalize` is always sent as true: OpenAI's vectors have unit length,
+/// and so do Titan's by default.
+pub fn write_body(text: JsonText<'_>, hash: u64, dimensions: u32, out: &mut Vec<u8>) -> Fingerprint {
+    out.reserve(text.raw.len() + 60);
+    out.extend_from_slice(br#"{"inputText":""#);
+    out.extend_from_slice(text.raw.as_bytes());
+    out.extend_from_slice(br#"","dimensions":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(dimensions).as_bytes());
+    out.extend_from_slice(br#","normalize":true}"#);
+    fingerprint::ObjectPrint::default()
+        .text("inputText", hash)
+        .integer("dimensions", u64::from(dimensions))
+        .boolean("normalize", true)
+        .finish()
 }
 
 /// A Titan embeddings `modelOutput`, every field optional so that what is missing is said in our words.
@@ -342,6 +352,35 @@ pub fn to_base64(raw: &str) -> Result<String, Unusable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A body written by hand around a text as written is the JSON serde_json would write for the text's
+        /// value, and has the fingerprint of that JSON, however the text was escaped.
+        #[test]
+        fn a_body_is_its_text_and_has_its_fingerprint(
+            s in "\\PC*|[\\x00-\\x20\"\\\\/\u{80}-\u{10ffff}]*",
+            all_u in any::<bool>(),
+            dimensions in 1u32..4096,
+        ) {
+            let token = if all_u {
+                s.encode_utf16().map(|unit| format!("\\u{unit:04X}")).collect::<String>()
+            } else {
+                let escaped = serde_json::to_string(&s).expect("a string serializes");
+                escaped[1..escaped.len() - 1].to_string()
+            };
+            let token = format!("\"{token}\"");
+            let text = JsonText::of_token(&token).expect("a string token");
+            let (hash, len) = text.value.expect("a valid text");
+            prop_assert_eq!(len, s.len());
+            let mut out = b"[".to_vec();
+            let fp = write_body(text, hash, dimensions, &mut out);
+            let body = &out[1..];
+            let read: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+            prop_assert_eq!(read, serde_json::json!({"inputText": s, "dimensions": dimensions, "normalize": true}));
+            prop_assert_eq!(Some(fp), Fingerprint::of_json(body));
+        }
+    }
 
     /// What serde_json says of the same text: an array of finite numbers, and how many.
     fn serde_count(array: &str) -> Option<usize> {
