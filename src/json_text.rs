@@ -1,9 +1,9 @@
 //! A JSON string kept as it was written: the text between its quotes, escapes and all.
 //!
 //! An embeddings text goes to Titan as the line wrote it, so translate neither decodes it into a `String`
-//! nor escapes it again (docs/formats.md, "Embeddings"). What it still needs of the text (its hash for the
-//! record map's fingerprint, its length, whether its escapes make Unicode) comes from [`decode`], one pass
-//! that undoes the escapes without serde_json's string machinery.
+//! nor escapes it again (docs/formats.md, "Embeddings"). What it still needs of the text (where it ends in a
+//! list, its hash for the record map's fingerprint, its length, whether its escapes make Unicode) comes
+//! from [`read`], one pass that finds its end and undoes its escapes, if it has any, into a scratch buffer.
 //!
 //! The text must be the inside of a string token that serde_json has read past (as a `&RawValue`, say),
 //! which checked everything but one thing: that a `\u` escape of half a surrogate pair has its other half.
