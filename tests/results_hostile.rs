@@ -91,6 +91,16 @@ fn answered(record: &str) -> String {
     output_line(record, &format!("\"modelOutput\":{}", claude_output(3, 1, "end_turn")))
 }
 
+/// A Bedrock output file answering every record of `batch`.
+fn all_answered(batch: &Memory) -> Vec<u8> {
+    batch
+        .records
+        .iter()
+        .map(|r| answered(r))
+        .collect::<String>()
+        .into_bytes()
+}
+
 struct Joined {
     output: Vec<Value>,
     errors: Vec<Value>,
@@ -442,13 +452,8 @@ mod map_integrity {
     /// The batch's map as lines, each with its newline.
     fn map_lines() -> (Vec<String>, Vec<u8>) {
         let batch = translate(CLAUDE, &questions("M", 3));
+        let file = all_answered(&batch);
         let text = String::from_utf8(batch.map).expect("UTF-8");
-        let file = batch
-            .records
-            .iter()
-            .map(|r| answered(r))
-            .collect::<String>()
-            .into_bytes();
         (text.split_inclusive('\n').map(str::to_string).collect(), file)
     }
 
@@ -782,12 +787,7 @@ mod catalogue_changes {
     #[test]
     fn do_not_change_how_a_translated_batch_is_read() {
         let batch = translate(CLAUDE, &questions("K", 3));
-        let file = batch
-            .records
-            .iter()
-            .map(|r| answered(r))
-            .collect::<String>()
-            .into_bytes();
+        let file = all_answered(&batch);
         let gone = "us.example.model-dropped-from-the-catalogue-v1:0";
 
         let joined = join(&edited(&batch.map, gone, true), std::slice::from_ref(&file));
