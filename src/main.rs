@@ -44,48 +44,87 @@ struct PolicyArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check every line of an OpenAI batch file; exits 1 when any line is rejected.
+    /// Check every line of an OpenAI batch file against the model, writing nothing.
+    #[command(after_help = "\
+Examples:
+  batchdrop validate batch.jsonl --model us.anthropic.claude-3-5-haiku-20241022-v1:0
+  batchdrop validate batch.jsonl --json > report.json
+  some-tool | batchdrop validate - --model amazon.titan-embed-text-v2:0
+
+Exit codes:
+  0  every line is accepted
+  1  some lines are rejected: each is printed with its line number, custom_id, field and why
+  2  nothing was checked: a bad option, or a file that cannot be read")]
     Validate {
+        /// The OpenAI batch input file (JSONL); `-` reads standard input.
         file: PathBuf,
         /// The batch model (a Bedrock model id, inference profile or ARN); lines may name their own.
         #[arg(long)]
         model: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
-        /// Print the summary as JSON.
+        /// Print the summary as one JSON object on standard output; rejected lines go to standard error.
         #[arg(long)]
         json: bool,
     },
     /// Write Bedrock batch input files, the record map and the rejected lines as OpenAI error lines.
+    #[command(after_help = "\
+Writes into --out: bedrock/<model>.jsonl (one Bedrock input file per model), record-map.jsonl (what results
+needs), errors.jsonl (the rejected lines, as OpenAI error lines) and report.json. They replace the ones an
+earlier run wrote there, bedrock/ as a whole, and only once the command has succeeded.
+
+Examples:
+  batchdrop translate batch.jsonl --model us.anthropic.claude-3-5-haiku-20241022-v1:0 --out work
+  some-tool | batchdrop translate - --model us.amazon.nova-lite-v1:0 --out work --batch-id nightly
+
+Exit codes:
+  0  written (rejected lines, if any, are in errors.jsonl)
+  2  nothing was written: a bad option, a file that cannot be read or written")]
     Translate {
+        /// The OpenAI batch input file (JSONL); `-` reads standard input.
         file: PathBuf,
+        /// The batch model (a Bedrock model id, inference profile or ARN); lines may name their own.
         #[arg(long)]
         model: String,
-        #[arg(long)]
+        /// The folder to write into (created if need be).
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Seeds the ids of output lines; defaults to the input file's name.
+        /// Seeds the ids of output lines; defaults to the input file's name (`stdin` for `-`).
         #[arg(long)]
         batch_id: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
     },
-    /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl. Exits 1
-    /// when some Bedrock output lines could not be read (their records get error lines), 2 when nothing
-    /// was written (a bad record map, or Bedrock output of another batch).
+    /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl.
+    #[command(after_help = "\
+Writes into --out: output.jsonl (the answered requests) and errors.jsonl (every other line of the input:
+rejected before Bedrock, failed, or never returned), in input order; together they hold every input line once.
+
+Examples:
+  batchdrop results --map work/record-map.jsonl --out results bedrock-output/
+  batchdrop results --map work/record-map.jsonl --out results --job-status PartiallyCompleted job-1/*.jsonl.out
+
+Exit codes:
+  0  written
+  1  written, but some Bedrock output lines could not be read (their records got unreadable_result error lines)
+  2  nothing was written: a bad record map, Bedrock output of another batch, or no Bedrock output found for a
+     job said to have completed")]
     Results {
         /// The record map written by `translate`.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         map: PathBuf,
-        #[arg(long)]
+        /// The folder to write output.jsonl and errors.jsonl into (created if need be).
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// The job's final Bedrock status: decides the error code of records that never came back.
-        #[arg(long, default_value = "Completed")]
-        job_status: String,
+        /// The job's final Bedrock status: decides the error of the records that never came back.
+        #[arg(long, value_enum, ignore_case = true, default_value_t = JobStatus::Completed)]
+        job_status: JobStatus,
         /// `created` of every chat.completion (unix seconds); defaults to now.
-        #[arg(long)]
+        #[arg(long, value_name = "SECONDS")]
         created: Option<u64>,
-        /// Bedrock `*.jsonl.out` files, or folders holding them (manifest.json.out is skipped).
-        #[arg(required = true)]
+        /// Bedrock `*.jsonl.out` files, or folders holding them at any depth (Bedrock writes each job's
+        /// under a folder named after the job); manifest.json.out is skipped.
+        #[arg(required = true, value_name = "BEDROCK_OUTPUT")]
         bedrock_out: Vec<PathBuf>,
     },
 }
@@ -116,7 +155,7 @@ fn main() -> ExitCode {
             job_status,
             created,
             bedrock_out,
-        } => results_cmd(&map, &out, &job_status, created, &bedrock_out),
+        } => results_cmd(&map, &out, job_status, created, &bedrock_out),
     };
     match result {
         Ok(code) => code,
@@ -294,6 +333,8 @@ fn policy(args: &PolicyArgs) -> Policy {
 fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
     let policy = policy(args);
     let mut translator = Translator::new(policy.clone(), batch_model(model)?);
+    let (file, _stdin) = input_file(file, &std::env::temp_dir())?;
+    let file = file.as_path();
     translate::scan_duplicates(open(file)?, &mut translator, None, translate::SCAN_BUDGET)?;
     // With --json, stdout holds the JSON report alone; the rejections go to stderr.
     let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if json {
@@ -421,14 +462,16 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     let batch = batch_model(Some(model))?;
     let outputs = ["bedrock", "record-map.jsonl", "errors.jsonl", "report.json"];
     refuse_overwrite(file, &outputs.map(|o| out.join(o)), "input file")?;
-    let input = open(file)?;
     let staging = Staging::new(out)?;
     create_dir(&staging.path("bedrock"))?;
-    let batch_id = batch_id.unwrap_or_else(|| {
-        file.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "batch".into())
+    let batch_id = batch_id.unwrap_or_else(|| match file.file_stem() {
+        _ if file == Path::new("-") => "stdin".into(),
+        Some(stem) => stem.to_string_lossy().into_owned(),
+        None => "batch".into(),
     });
+    let (file, _stdin) = input_file(file, &staging.path(""))?;
+    let file = file.as_path();
+    let input = open(file)?;
     let mut translator = Translator::new(policy(args), batch);
     translate::scan_duplicates(
         open(file)?,
@@ -469,10 +512,7 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     Ok(ExitCode::SUCCESS)
 }
 
-fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, inputs: &[PathBuf]) -> CliResult {
-    let status = JobStatus::parse(job_status).ok_or_else(|| {
-        format!("--job-status: '{job_status}' is not a final Bedrock status (Completed, PartiallyCompleted, Expired, Stopped, Failed)")
-    })?;
+fn results_cmd(map: &Path, out: &Path, status: JobStatus, created: Option<u64>, inputs: &[PathBuf]) -> CliResult {
     let outputs = [out.join("output.jsonl"), out.join("errors.jsonl")];
     refuse_overwrite(map, &outputs, "record map")?;
     let mut bedrock_files = Vec::new();
@@ -481,6 +521,16 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
             refuse_overwrite(&path, &outputs, "Bedrock output file")?;
             bedrock_files.push(path);
         }
+    }
+    if bedrock_files.is_empty() && matches!(status, JobStatus::Completed | JobStatus::PartiallyCompleted) {
+        let given: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "no Bedrock output file (*.jsonl.out) in {}: give the job's output folder (Bedrock writes \
+             <output prefix>/<job id>/<input file>.jsonl.out); for a job that ended before writing any, \
+             give its status with --job-status (Failed, Stopped or Expired)",
+            given.join(", ")
+        )
+        .into());
     }
     let staging = Staging::new(out)?;
     // 8 MiB of results in memory before spilling a sorted run: keeps peak memory far under 32 MB.
@@ -578,16 +628,41 @@ fn results_cmd(map: &Path, out: &Path, job_status: &str, created: Option<u64>, i
     })
 }
 
-/// A file as given, or the `*.jsonl.out` files of a folder in name order (SPEC §2.2).
+/// A file as given, or every `*.jsonl.out` file under a folder, in the folders of its jobs too (Bedrock
+/// writes `<output prefix>/<job id>/<input file>.jsonl.out`), in path order. Symbolic links to folders
+/// are not followed, so a link cannot make the walk go round forever.
 fn output_files(path: &Path) -> io::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = fs::read_dir(path)
-        .map_err(|e| named_error(path, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".jsonl.out"))
-        .collect();
+    let (mut files, mut folders) = (Vec::new(), vec![path.to_path_buf()]);
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).map_err(|e| named_error(&folder, e))? {
+            let entry = entry.map_err(|e| named_error(&folder, e))?;
+            let path = entry.path();
+            if entry.file_type().map_err(|e| named_error(&path, e))?.is_dir() {
+                folders.push(path);
+            } else if path.is_file() && path.to_string_lossy().ends_with(".jsonl.out") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     Ok(files)
+}
+
+/// The file to read `file` from: itself, or for `-` a copy of standard input in `dir` (the input is read
+/// twice, once for its custom_ids and once to translate it), removed when the returned guard is dropped.
+fn input_file(file: &Path, dir: &Path) -> io::Result<(PathBuf, Option<tempfile::TempPath>)> {
+    if file != Path::new("-") {
+        return Ok((file.to_path_buf(), None));
+    }
+    let mut copy = tempfile::Builder::new()
+        .prefix(".batchdrop-stdin-")
+        .tempfile_in(dir)
+        .map_err(|e| named_error(dir, e))?;
+    io::copy(&mut io::stdin().lock(), copy.as_file_mut())
+        .map_err(|e| io::Error::new(e.kind(), format!("standard input: {e}")))?;
+    let path = copy.into_temp_path();
+    Ok((path.to_path_buf(), Some(path)))
 }

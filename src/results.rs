@@ -42,12 +42,17 @@ use crate::spill::{Sorted, Sorter};
 use crate::translate::{MapCounts, MapEmbedding, MapEnd, MapHeader, MapLine, MAP_VERSION, OLDEST_MAP_VERSION};
 
 /// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum JobStatus {
+    #[value(name = "Completed")]
     Completed,
+    #[value(name = "PartiallyCompleted")]
     PartiallyCompleted,
+    #[value(name = "Expired")]
     Expired,
+    #[value(name = "Stopped")]
     Stopped,
+    #[value(name = "Failed")]
     Failed,
 }
 

@@ -431,3 +431,165 @@ fn round_trip_accounts_for_every_line() {
     assert_eq!(all_ids.len(), 12, "batch_req ids are unique");
     assert!(all_ids.iter().all(|id| id.starts_with("batch_req_")));
 }
+
+/// The binary with `input` on its standard input.
+fn batchdrop_reading(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchdrop"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the batchdrop binary runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(input.as_bytes()).expect("write to stdin");
+    drop(stdin);
+    child.wait_with_output().expect("it ends")
+}
+
+#[test]
+fn a_dash_reads_the_file_from_standard_input() {
+    let lines = [chat("a", json!({})), chat("b", json!({"n": 2})), chat("a", json!({}))].join("\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    fs::write(&file, &lines).expect("write");
+    let from_file = batchdrop(&["validate", file.to_str().expect("utf-8"), "--model", CLAUDE]);
+    let from_stdin = batchdrop_reading(&["validate", "-", "--model", CLAUDE], &lines);
+    assert_eq!(from_stdin.status.code(), Some(1));
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    assert_eq!(
+        String::from_utf8_lossy(&from_stdin.stdout).lines().count(),
+        2,
+        "line 2 and line 3 rejected"
+    );
+
+    let work = dir.path().join("work");
+    let out = batchdrop_reading(
+        &[
+            "translate",
+            "-",
+            "--model",
+            CLAUDE,
+            "--out",
+            work.to_str().expect("utf-8"),
+        ],
+        &lines,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let map = jsonl(&work.join("record-map.jsonl"));
+    assert_eq!(map.len(), 5, "a header, a line each, and the end");
+    assert_eq!(map[0]["batch_id"], "stdin");
+    assert_eq!(jsonl(&work.join("errors.jsonl")).len(), 2);
+    let mut left: Vec<String> = fs::read_dir(&work)
+        .expect("the out folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["bedrock", "errors.jsonl", "record-map.jsonl", "report.json"],
+        "no copy of stdin is left"
+    );
+}
+
+#[test]
+fn results_look_into_job_folders_and_refuse_to_find_no_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("batch.jsonl");
+    fs::write(&input, [chat("x", json!({})), chat("y", json!({}))].join("\n")).expect("write");
+    let work = dir.path().join("work");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let out = batchdrop(&["translate", &path(&input), "--model", CLAUDE, "--out", &path(&work)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records = jsonl(&work.join("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1_3a0.jsonl"));
+
+    // Bedrock's layout: <output prefix>/<job id>/<input file>.jsonl.out, beside the job's manifest.
+    let prefix = dir.path().join("bedrock-out");
+    let job = prefix.join("job-0a1b2c").join("nested");
+    fs::create_dir_all(&job).expect("mkdir");
+    let answers: Vec<String> = records
+        .iter()
+        .map(|rec| {
+            json!({"recordId": rec["recordId"], "modelInput": rec["modelInput"], "modelOutput": {
+                "id": "msg", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}],
+                "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}})
+            .to_string()
+        })
+        .collect();
+    fs::write(job.join("batch.jsonl.out"), answers.join("\n")).expect("write");
+    fs::write(job.join("manifest.json.out"), "{}").expect("write");
+    let map = path(&work.join("record-map.jsonl"));
+    let results = dir.path().join("results");
+    let out = batchdrop(&["results", "--map", &map, "--out", &path(&results), &path(&prefix)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(jsonl(&results.join("output.jsonl")).len(), 2);
+
+    // No output at all for a job said to have completed: an error, and nothing written.
+    let empty = dir.path().join("empty");
+    fs::create_dir_all(empty.join("job-9")).expect("mkdir");
+    let nowhere = dir.path().join("nowhere");
+    let out = batchdrop(&["results", "--map", &map, "--out", &path(&nowhere), &path(&empty)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Bedrock output file (*.jsonl.out) in"));
+    assert!(!nowhere.exists());
+    // A job that failed before writing any: every line gets its error.
+    let out = batchdrop(&[
+        "results",
+        "--map",
+        &map,
+        "--out",
+        &path(&nowhere),
+        "--job-status",
+        "failed",
+        &path(&empty),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let errors = jsonl(&nowhere.join("errors.jsonl"));
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors.iter().all(|e| e["error"]["code"] == "batch_failed"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn help_gives_examples_exit_codes_and_the_job_statuses() {
+    for command in ["validate", "translate", "results"] {
+        let help = batchdrop(&[command, "--help"]);
+        assert!(help.status.success());
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            text.contains("Examples:") && text.contains("Exit codes:"),
+            "{command}: {text}"
+        );
+        // Every argument and option says what it is: in the short help, a text after its name.
+        let short = batchdrop(&[command, "-h"]);
+        let short = String::from_utf8_lossy(&short.stdout).into_owned();
+        assert!(short.matches("\n  ").count() >= 4, "{command}: {short}");
+        let lines: Vec<&str> = short.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let indent = line.len() - line.trim_start().len();
+            if indent == 0 || !matches!(line.trim_start().chars().next(), Some('-' | '<' | '[')) {
+                continue;
+            }
+            // Its help follows the name on the same line, or on the next, indented further.
+            let same_line = line.trim_start().find("  ").map(|at| line.trim_start()[at..].trim());
+            let next_line = lines
+                .get(i + 1)
+                .filter(|next| next.len() - next.trim_start().len() > indent)
+                .map(|next| next.trim());
+            let said = same_line.or(next_line).unwrap_or("");
+            assert!(!said.is_empty(), "{command}: no help for `{}`", line.trim());
+        }
+    }
+    let help = String::from_utf8_lossy(&batchdrop(&["results", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("[possible values: Completed, PartiallyCompleted, Expired, Stopped, Failed]"),
+        "{help}"
+    );
+    let out = batchdrop(&["results", "--map", "m", "--out", "o", "--job-status", "Done", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
