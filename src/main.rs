@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use batchdrop::error::{escape_controls, LineError};
 use batchdrop::jsonl::Line;
 use batchdrop::model::{self, BedrockModel, ModelName};
+use batchdrop::plan::{self, GroupPlan, GroupRecords};
 use batchdrop::policy::{Policy, TemperaturePolicy};
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
 use batchdrop::translate::{self, Report, Sink, Translator};
@@ -64,6 +65,33 @@ Exit codes:
         #[command(flatten)]
         policy: PolicyArgs,
         /// Print the summary as one JSON object on standard output; rejected lines go to standard error.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a stack would do with a file, without sending it: job groups per model, the jobs of each, tokens and cost.
+    #[command(after_help = "\
+The same plan as validate prints after its report, without the rejected lines. Jobs are cut as the
+pipeline cuts them, with Bedrock's default quotas and each model's minimum records per job. Input tokens
+are estimated from the size of the Bedrock records (so the estimate errs high); output tokens are the most
+the requests may use (their max_tokens); cost is at the model catalogue's list prices (docs/models.md),
+whose source and date are printed.
+
+Examples:
+  batchdrop plan batch.jsonl --model us.anthropic.claude-3-5-haiku-20241022-v1:0
+  batchdrop plan batch.jsonl --model us.amazon.nova-lite-v1:0 --json
+
+Exit codes:
+  0  planned (rejected lines are counted, not printed: validate prints them)
+  2  nothing was planned: a bad option, or a file that cannot be read")]
+    Plan {
+        /// The OpenAI batch input file (JSONL); `-` reads standard input.
+        file: PathBuf,
+        /// The batch model (a Bedrock model id, inference profile or ARN); lines may name their own.
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print the report and the plan as one JSON object ({"report": …, "plan": […]}) on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +170,12 @@ fn main() -> ExitCode {
             policy,
             json,
         } => validate(&file, model.as_deref(), &policy, json),
+        Command::Plan {
+            file,
+            model,
+            policy,
+            json,
+        } => plan_cmd(&file, model.as_deref(), &policy, json),
         Command::Translate {
             file,
             model,
@@ -331,47 +365,225 @@ fn policy(args: &PolicyArgs) -> Policy {
 }
 
 fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
-    let policy = policy(args);
-    let mut translator = Translator::new(policy.clone(), batch_model(model)?);
-    let (file, _stdin) = input_file(file, &std::env::temp_dir())?;
-    let file = file.as_path();
-    translate::scan_duplicates(open(file)?, &mut translator, None, translate::SCAN_BUDGET)?;
     // With --json, stdout holds the JSON report alone; the rejections go to stderr.
     let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if json {
         Box::new(io::stderr().lock())
     } else {
         Box::new(io::stdout().lock())
     });
-    let mut lines = batchdrop::jsonl::Lines::with_limit(open(file)?, policy.max_line_bytes);
-    while let Some((n, line)) = lines.next_any()? {
-        let rejected = match line {
-            Line::TooLong { bytes } => Some(translator.too_long(n, bytes)),
-            Line::Text(line) if batchdrop::jsonl::is_blank(line) => {
-                translator.blank();
-                None
-            }
-            Line::Text(line) => translator.line(n, line, None).err(),
-        };
-        if let Some(e) = translator.take_error() {
-            return Err(e.into());
-        }
-        if let Some(e) = rejected {
-            writeln!(out, "{e}")?;
-        }
-    }
+    let (translator, plan) = check_file(file, model, args, Some(&mut out))?;
     out.flush()?;
     drop(out);
     let report = translator.report();
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        let mut value = serde_json::to_value(report)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("plan".into(), serde_json::to_value(&plan)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_report(report, model.is_none());
+        print_plan(&plan, report);
     }
     Ok(if report.rejected > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn plan_cmd(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
+    let (translator, plan) = check_file(file, model, args, None)?;
+    let report = translator.report();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"report": report, "plan": plan}))?
+        );
+    } else {
+        print_report(report, model.is_none());
+        print_plan(&plan, report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads every line of `file` (`-`: standard input) as `translate` would, writing each rejected line's
+/// message to `rejections` when given, and plans each model group's jobs as the pipeline would
+/// ([`plan::plan_file_group`], with Bedrock's default quotas and each model's minimum).
+fn check_file(
+    file: &Path,
+    model: Option<&str>,
+    args: &PolicyArgs,
+    mut rejections: Option<&mut BufWriter<Box<dyn Write>>>,
+) -> Result<(Translator, Vec<GroupPlan>), Box<dyn std::error::Error>> {
+    let policy = policy(args);
+    let mut translator = Translator::new(policy.clone(), batch_model(model)?);
+    let (file, _stdin) = input_file(file, &std::env::temp_dir())?;
+    let file = file.as_path();
+    translate::scan_duplicates(open(file)?, &mut translator, None, translate::SCAN_BUDGET)?;
+    let mut groups: Vec<GroupRecords> = Vec::new();
+    let mut body = Vec::new();
+    let mut lines = batchdrop::jsonl::Lines::with_limit(open(file)?, policy.max_line_bytes);
+    while let Some((n, line)) = lines.next_any()? {
+        body.clear();
+        let rejected = match line {
+            Line::TooLong { bytes } => Some(translator.too_long(n, bytes)),
+            Line::Text(line) if batchdrop::jsonl::is_blank(line) => {
+                translator.blank();
+                None
+            }
+            Line::Text(line) => match translator.line(n, line, Some(&mut body)) {
+                Ok(accepted) => {
+                    if let Some(g) = accepted.group {
+                        if groups.len() <= g {
+                            groups.resize_with(g + 1, GroupRecords::default);
+                        }
+                        let group = &mut groups[g];
+                        let mut from = 0;
+                        let ends = if accepted.part_ends.is_empty() {
+                            vec![body.len()]
+                        } else {
+                            accepted.part_ends
+                        };
+                        for (i, end) in ends.into_iter().enumerate() {
+                            group.sizes.push(translate::record_bytes(end - from));
+                            group.continues_line.push(i > 0);
+                            from = end;
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = translator.take_error() {
+            return Err(e.into());
+        }
+        if let (Some(e), Some(out)) = (rejected, rejections.as_mut()) {
+            writeln!(out, "{e}")?;
+        }
+    }
+    let report = translator.report();
+    let limits = plan::Limits {
+        min_records: 0,
+        ..plan::Limits::default()
+    };
+    let plans = translator
+        .models()
+        .iter()
+        .zip(&groups)
+        .map(|(m, records)| {
+            let requests = report.accepted_by_model.get(&m.id).copied().unwrap_or(0);
+            let output = report.output_tokens_at_most.get(&m.id).copied().unwrap_or(0);
+            plan::plan_file_group(m, requests, records, output, &limits)
+        })
+        .collect();
+    Ok((translator, plans))
+}
+
+/// Thousands with commas, as the plan prints counts.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in kB, MB or GB (powers of 10, as Bedrock's quotas are given).
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
+}
+
+/// Dollars to the cent, or to a hundredth of a cent below a dollar.
+fn dollars(d: f64) -> String {
+    if d < 1.0 {
+        format!("${d:.4}")
+    } else {
+        format!("${d:.2}")
+    }
+}
+
+/// The plan as a person reads it, on standard error like the report.
+fn print_plan(plan: &[GroupPlan], report: &Report) {
+    eprintln!("plan: what a stack would do with this file (Bedrock's default quotas):");
+    let planned: u64 = plan.iter().map(|g| g.requests).sum();
+    if plan.is_empty() || planned < report.accepted {
+        eprintln!(
+            "  {} accepted lines name no Bedrock model, and there is no --model: give one to plan them",
+            grouped(report.accepted - planned)
+        );
+    }
+    let mut sources: Vec<(&str, &str)> = Vec::new();
+    for g in plan {
+        eprintln!(
+            "  {}: {} requests, {} records, {}",
+            escape_controls(&g.model),
+            grouped(g.requests),
+            grouped(g.records),
+            size(g.bytes)
+        );
+        match &g.cannot_run {
+            Some(why) => {
+                eprintln!("    not a batch job: {why}; a stack rejects these lines (below_bedrock_minimum or the like)")
+            }
+            None => {
+                let jobs: Vec<String> = g
+                    .jobs
+                    .iter()
+                    .take(8)
+                    .map(|c| format!("{} records, {}", grouped(c.records as u64), size(c.bytes)))
+                    .collect();
+                let more = if g.jobs.len() > 8 {
+                    format!("; and {} more", g.jobs.len() - 8)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "    {} Bedrock job{}: {}{more}",
+                    g.jobs.len(),
+                    if g.jobs.len() == 1 { "" } else { "s" },
+                    jobs.join("; ")
+                );
+            }
+        }
+        eprintln!(
+            "    input tokens about {} (a token per {} bytes of the records); output tokens at most {}",
+            grouped(g.input_tokens_estimate),
+            plan::BYTES_PER_TOKEN,
+            grouped(g.output_tokens_at_most)
+        );
+        match &g.cost {
+            Some(c) => {
+                eprintln!(
+                    "    cost at most {} as a batch{}, {} on demand",
+                    dollars(c.batch_dollars),
+                    if c.batch_is_half_on_demand {
+                        " (half the on-demand price: no batch price is listed)"
+                    } else {
+                        ""
+                    },
+                    dollars(c.on_demand_dollars)
+                );
+                if !sources.iter().any(|(k, _)| *k == c.prices_source) {
+                    sources.push((&c.prices_source, &c.prices_as_of));
+                }
+            }
+            None => eprintln!("    cost: the catalogue lists no price for this model"),
+        }
+    }
+    for (key, about) in sources {
+        eprintln!("  prices: {key}: {about}");
+    }
 }
 
 fn print_counts<'a>(title: &str, counts: impl IntoIterator<Item = (&'a str, u64)>) {

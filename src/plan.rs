@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::BedrockModel;
+
 /// Bedrock's per-model batch quotas (SPEC §2.3). The defaults are the documented ones; accounts may have
 /// lower or raised values, so deployments set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +188,110 @@ fn even_split(
         start = end;
     }
     Some(chunks)
+}
+
+impl Limits {
+    /// These limits for `model`: a `min_records` of 0 stands for the model's own minimum in the catalogue.
+    pub fn for_model(self, model: &BedrockModel) -> Limits {
+        Limits {
+            min_records: match self.min_records {
+                0 => model.entry.min_records,
+                set => set,
+            },
+            ..self
+        }
+    }
+}
+
+/// About how many bytes of a Bedrock record make one input token: JSON syntax included, so an estimate
+/// from it errs high (docs/formats.md, "What a file will cost").
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// The records one model group of a file would send: each one's size, and whether it continues the input
+/// line of the record before (an embeddings line has one record per text).
+#[derive(Debug, Default, Clone)]
+pub struct GroupRecords {
+    pub sizes: Vec<u64>,
+    pub continues_line: Vec<bool>,
+}
+
+/// What a file would become in a stack, per model: its jobs as the pipeline cuts them (or why it cannot
+/// run), its tokens and what they would cost at the catalogue's list prices.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPlan {
+    pub model: String,
+    /// Accepted lines of the group.
+    pub requests: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// The group's jobs; empty when it cannot run as a batch job.
+    pub jobs: Vec<Chunk>,
+    /// Why it cannot run as a batch job (below the model's minimum, a line too large).
+    pub cannot_run: Option<String>,
+    /// About one token per [`BYTES_PER_TOKEN`] bytes of its records.
+    pub input_tokens_estimate: u64,
+    /// The output tokens its requests may use at most: the sum of their max_tokens (0 for embeddings).
+    pub output_tokens_at_most: u64,
+    pub cost: Option<CostEstimate>,
+}
+
+/// A group's cost in US dollars at list prices: the estimated input tokens and the most output tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostEstimate {
+    pub batch_dollars: f64,
+    pub on_demand_dollars: f64,
+    /// The price source gives no batch price: the batch figure is half the on-demand one, Bedrock's batch
+    /// discount.
+    pub batch_is_half_on_demand: bool,
+    /// The catalogue's source of the prices, and what it says of itself (where from, as of when).
+    pub prices_source: String,
+    pub prices_as_of: String,
+}
+
+/// Plans one group: `requests` accepted lines whose records are `records`, asking at most `output_tokens`.
+pub fn plan_file_group(
+    model: &BedrockModel,
+    requests: u64,
+    records: &GroupRecords,
+    output_tokens: u64,
+    limits: &Limits,
+) -> GroupPlan {
+    let bytes: u64 = records.sizes.iter().sum();
+    let (jobs, cannot_run) = match plan_group(
+        &model.id,
+        &records.sizes,
+        &records.continues_line,
+        &limits.for_model(model),
+    ) {
+        Ok(jobs) => (jobs, None),
+        Err(why) => (Vec::new(), Some(why.to_string())),
+    };
+    let input_tokens = bytes.div_ceil(BYTES_PER_TOKEN);
+    let cost = model.entry.prices.as_ref().map(|p| {
+        let on_demand = p.on_demand.cost(input_tokens, output_tokens);
+        CostEstimate {
+            batch_dollars: p.batch.map_or(on_demand / 2.0, |b| b.cost(input_tokens, output_tokens)),
+            on_demand_dollars: on_demand,
+            batch_is_half_on_demand: p.batch.is_none(),
+            prices_source: p.source.clone(),
+            prices_as_of: crate::catalogue::get()
+                .ok()
+                .and_then(|c| c.source(&p.source))
+                .unwrap_or_default()
+                .to_string(),
+        }
+    });
+    GroupPlan {
+        model: model.id.clone(),
+        requests,
+        records: records.sizes.len() as u64,
+        bytes,
+        jobs,
+        cannot_run,
+        input_tokens_estimate: input_tokens,
+        output_tokens_at_most: output_tokens,
+        cost,
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct Report {
     pub temperature_changed: u64,
     /// Bedrock records written: one per accepted chat line, one per text of an accepted embeddings line.
     pub records: u64,
+    /// Per Bedrock model, the output tokens its accepted chat lines may use at most: their max_tokens, summed.
+    pub output_tokens_at_most: BTreeMap<String, u64>,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
@@ -410,6 +412,8 @@ pub struct Accepted<'l> {
     /// For an embeddings line whose bodies were written: where each text's body ends, counted from where
     /// `body_out` was when the line began (empty for a chat line, whose one body is all that was written).
     pub part_ends: Vec<usize>,
+    /// The max_tokens a chat line asks (its own, or the default); `None` for embeddings.
+    pub max_tokens: Option<u64>,
 }
 
 /// The endpoint a line posts to.
@@ -486,17 +490,26 @@ impl Translator {
         body_out: Option<&mut Vec<u8>>,
     ) -> Result<Accepted<'l>, LineError> {
         let result = self.decide(line_no, line, body_out);
-        self.count(result.as_ref().map(|a| a.group));
+        self.count(result.as_ref().map(|a| (a.group, a.max_tokens)));
         result
     }
 
-    fn count(&mut self, outcome: Result<Option<usize>, &LineError>) {
+    fn count(&mut self, outcome: Result<(Option<usize>, Option<u64>), &LineError>) {
         self.report.lines += 1;
         match outcome {
-            Ok(group) => {
+            Ok((group, max_tokens)) => {
                 self.report.accepted += 1;
                 if let Some(g) = group {
-                    bump(&mut self.report.accepted_by_model, &self.models[g].id);
+                    let model = &self.models[g].id;
+                    bump(&mut self.report.accepted_by_model, model);
+                    if let Some(t) = max_tokens {
+                        match self.report.output_tokens_at_most.get_mut(model) {
+                            Some(sum) => *sum = sum.saturating_add(t),
+                            None => {
+                                self.report.output_tokens_at_most.insert(model.clone(), t);
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -647,6 +660,7 @@ impl Translator {
                 structured: None,
                 embedding: None,
                 part_ends: Vec::new(),
+                max_tokens: None,
             };
             if let (Some(out), Some(_), Some(dimensions)) = (body_out, model, request.dimensions) {
                 let (ends, fingerprint) = request.write_bodies(dimensions, out);
@@ -684,6 +698,7 @@ impl Translator {
             structured: request.structured.map(Cow::into_owned),
             embedding: None,
             part_ends: Vec::new(),
+            max_tokens: Some(request.max_tokens),
         })
     }
 
@@ -1118,7 +1133,7 @@ pub fn translate<R: BufRead, S: Sink>(
                 let model = &translator.models()[group];
                 let first_record = next_record;
                 if accepted.part_ends.is_empty() {
-                    record.extend_from_slice(b"}\n");
+                    record.extend_from_slice(RECORD_END);
                     sink.record(group, model, &record, false)?;
                     next_record = next_record.next();
                 } else {
@@ -1127,7 +1142,7 @@ pub fn translate<R: BufRead, S: Sink>(
                     for (i, &end) in accepted.part_ends.iter().enumerate() {
                         start_record(&mut part, next_record);
                         part.extend_from_slice(&record[from..body_start + end]);
-                        part.extend_from_slice(b"}\n");
+                        part.extend_from_slice(RECORD_END);
                         sink.record(group, model, &part, i > 0)?;
                         from = body_start + end;
                         next_record = next_record.next();
@@ -1166,12 +1181,22 @@ pub fn translate<R: BufRead, S: Sink>(
     Ok(report.clone())
 }
 
+/// The size of the Bedrock input record around a `modelInput` body of `body` bytes, newline included: what
+/// [`translate`] writes for it and the job planner counts.
+pub fn record_bytes(body: usize) -> u64 {
+    (RECORD_HEAD.len() + RecordId::FIRST.as_bytes().len() + RECORD_MID.len() + body + RECORD_END.len()) as u64
+}
+
+const RECORD_HEAD: &[u8] = b"{\"recordId\":\"";
+const RECORD_MID: &[u8] = b"\",\"modelInput\":";
+const RECORD_END: &[u8] = b"}\n";
+
 /// Starts the Bedrock input record `id` in `record`, up to its `modelInput` body.
 fn start_record(record: &mut Vec<u8>, id: RecordId) {
     record.clear();
-    record.extend_from_slice(b"{\"recordId\":\"");
+    record.extend_from_slice(RECORD_HEAD);
     record.extend_from_slice(id.as_bytes());
-    record.extend_from_slice(b"\",\"modelInput\":");
+    record.extend_from_slice(RECORD_MID);
 }
 
 /// A rejected line's map entry and error line, through `scratch`.

@@ -593,3 +593,115 @@ fn help_gives_examples_exit_codes_and_the_job_statuses() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
 }
+
+#[test]
+fn plan_cuts_jobs_as_the_pipeline_does_and_prices_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    // 120 Claude lines of 100 max_tokens, 30 Nova lines (under Nova's minimum), one rejected line.
+    let mut lines: Vec<String> = (0..120)
+        .map(|i| chat(&format!("c{i}"), json!({"max_tokens": 100})))
+        .collect();
+    lines.extend((0..30).map(|i| chat(&format!("n{i}"), json!({"model": NOVA, "max_tokens": 10}))));
+    lines.push(chat("bad", json!({"n": 2})));
+    fs::write(&file, lines.join("\n")).expect("write");
+    let out = batchdrop(&["plan", file.to_str().expect("utf-8"), "--model", CLAUDE, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["report"]["rejected"], 1);
+    let plan = v["plan"].as_array().expect("a plan per model");
+    assert_eq!(plan.len(), 2);
+    let (claude, nova) = (&plan[0], &plan[1]);
+    assert_eq!(
+        (claude["model"].as_str(), claude["requests"].as_u64()),
+        (Some(CLAUDE), Some(120))
+    );
+    assert_eq!(claude["jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(claude["jobs"][0]["records"], 120);
+    assert_eq!(claude["output_tokens_at_most"], 12_000);
+    assert_eq!(claude["cannot_run"], Value::Null);
+
+    // The records the plan counts are the very bytes translate writes.
+    let work = dir.path().join("work");
+    let t = batchdrop(&[
+        "translate",
+        file.to_str().expect("utf-8"),
+        "--model",
+        CLAUDE,
+        "--out",
+        work.to_str().expect("utf-8"),
+    ]);
+    assert!(t.status.success());
+    let written = fs::metadata(work.join("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1_3a0.jsonl"))
+        .expect("file")
+        .len();
+    assert_eq!(claude["bytes"].as_u64(), Some(written));
+    assert_eq!(claude["input_tokens_estimate"].as_u64(), Some(written.div_ceil(4)));
+    let cost = &claude["cost"];
+    let (batch, on_demand) = (
+        cost["batch_dollars"].as_f64().expect("f64"),
+        cost["on_demand_dollars"].as_f64().expect("f64"),
+    );
+    assert!(on_demand > 0.0 && (batch - on_demand / 2.0).abs() < 1e-12, "{cost}");
+    assert_eq!(cost["batch_is_half_on_demand"], true);
+    assert!(
+        cost["prices_as_of"].as_str().is_some_and(|s| s.contains("20")),
+        "{cost}"
+    );
+
+    assert_eq!(nova["requests"], 30);
+    assert_eq!(nova["jobs"], json!([]));
+    assert!(
+        nova["cannot_run"]
+            .as_str()
+            .is_some_and(|w| w.contains("at least 100 records")),
+        "{nova}"
+    );
+    assert_eq!(nova["output_tokens_at_most"], 300);
+
+    // validate prints the same plan after its report, and the rejected line.
+    let out = batchdrop(&["validate", file.to_str().expect("utf-8"), "--model", CLAUDE]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("plan: what a stack would do with this file"), "{said}");
+    assert!(
+        said.contains(&format!("  {CLAUDE}: 120 requests, 120 records")),
+        "{said}"
+    );
+    assert!(said.contains("    1 Bedrock job: 120 records"), "{said}");
+    assert!(
+        said.contains("not a batch job: us.amazon.nova-lite-v1:0 needs at least 100 records"),
+        "{said}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("custom_id \"bad\""));
+}
+
+#[test]
+fn plan_cuts_a_large_group_into_even_jobs_and_a_line_of_texts_stays_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    // 50,001 one-record lines: one over a job's 50,000, so two jobs of 25,000 and 25,001.
+    let line = |i: usize| {
+        json!({"custom_id": format!("e{i}"), "method": "POST", "url": "/v1/embeddings", "body": {"input": "t"}})
+            .to_string()
+    };
+    let text: Vec<String> = (0..50_001).map(line).collect();
+    fs::write(&file, text.join("\n")).expect("write");
+    let out = batchdrop(&[
+        "plan",
+        file.to_str().expect("utf-8"),
+        "--model",
+        "amazon.titan-embed-text-v2:0",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let jobs: Vec<u64> = v["plan"][0]["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["records"].as_u64().expect("records"))
+        .collect();
+    assert_eq!(jobs, [25_001, 25_000]);
+    assert_eq!(v["plan"][0]["output_tokens_at_most"], 0);
+}

@@ -139,13 +139,7 @@ impl Config {
     /// The quotas the planner applies to `model`'s records: the deployment's minimum records per job when it
     /// sets one (MIN_RECORDS_PER_JOB above 0), else the model's own from the catalogue (docs/models.md).
     pub fn limits_for(&self, model: &BedrockModel) -> Limits {
-        Limits {
-            min_records: match self.limits.min_records {
-                0 => model.entry.min_records,
-                set => set,
-            },
-            ..self.limits
-        }
+        self.limits.for_model(model)
     }
 
     /// The longest a batch can last from its claim to its last job's end: every job waits the whole
