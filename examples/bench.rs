@@ -507,7 +507,7 @@ fn bench_dataset(options: &Options, ds: &Dataset, input: &Path) -> Result<Vec<Ro
         check: check_translate(ds, &report),
     };
 
-    // Bedrock writes one `<input file>.out` per input file (SPEC §2.2); with one model there is one.
+    // Bedrock writes one `<input file>.out` per input file (docs/bedrock.md#output-files); with one model there is one.
     eprintln!("{}: writing the Bedrock output (shuffled)", ds.name);
     let started = Instant::now();
     let mut out_files = Vec::new();
@@ -2373,7 +2373,7 @@ const TITAN_ERRORS: &[&[u8]] = &[
 
 /// Writes the output Bedrock would return for a job of `family` over `input`: every record echoes its
 /// `modelInput` byte for byte, most carry a `modelOutput` in the family's shape, a few an `error`, in
-/// shuffled order (SPEC §2.2).
+/// shuffled order (docs/bedrock.md#output-files).
 fn write_bedrock_output(family: Family, input: &Path, out: &Path, seed: u64) -> Result<BedrockOutput> {
     let file = File::open(input)?;
     // Offsets, not lines: records are read back in shuffled order with positioned reads, so that this
@@ -2577,7 +2577,7 @@ fn content_blocks(
     }
 }
 
-/// A Claude Messages response (SPEC §3.1): text, sometimes a tool call when tools were offered, and
+/// A Claude Messages response (docs/formats.md#claude-and-nova-bodies): text, sometimes a tool call when tools were offered, and
 /// the stop reasons a real job returns.
 fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len: usize) {
     let tools: Vec<&str> = body.tools.iter().map(|t| t.name.as_str()).collect();
@@ -2614,7 +2614,7 @@ fn claude_output(out: &mut Vec<u8>, rng: &mut Rng, body: &ClaudeBody, input_len:
     out.extend_from_slice(b"}}");
 }
 
-/// A Nova response (SPEC §3.2), or with `converse` a Converse response (docs/formats.md, "Converse"):
+/// A Nova response (docs/formats.md#claude-and-nova-bodies), or with `converse` a Converse response (docs/formats.md, "Converse"):
 /// `output.message` with text and, when tools were offered, sometimes a `toolUse`; `stopReason`;
 /// `usage`. Converse responses also carry `metrics`, and name the cache counter `…Tokens`, not
 /// `…TokenCount`.

@@ -1,12 +1,12 @@
 //! The answer of one chat record, model-neutral: what [`crate::format`] reads from a Bedrock `modelOutput` and
-//! writes as an OpenAI `chat.completion` (SPEC §4.3, §6).
+//! writes as an OpenAI `chat.completion` (docs/formats.md#openai-lines and #results).
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-/// Token usage as OpenAI counts it (SPEC §6.2).
+/// Token usage as OpenAI counts it (docs/formats.md#usage).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -41,7 +41,7 @@ pub struct Completion<'a> {
     pub refusal: Option<Cow<'a, str>>,
     pub finish_reason: &'static str,
     pub usage: Usage,
-    /// Bedrock's stop reason when it was not one we know (mapped to `stop`, SPEC §6.1).
+    /// Bedrock's stop reason when it was not one we know (mapped to `stop`, docs/formats.md#finish_reason).
     pub unknown_stop_reason: Option<String>,
 }
 

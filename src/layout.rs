@@ -1,6 +1,6 @@
-//! Names: batch ids, Bedrock job names and tokens, and where everything lives in S3 (DESIGN.md "S3 layout").
+//! Names: batch ids, Bedrock job names and tokens, and where everything lives in S3 (README, "What runs where").
 //!
-//! Every key handed to Bedrock must match its s3Uri pattern (SPEC §1.2): `[-!_*'().a-zA-Z0-9]` and `/` only.
+//! Every key handed to Bedrock must match its s3Uri pattern (docs/bedrock.md#creating-a-job): `[-!_*'().a-zA-Z0-9]` and `/` only.
 //! Batch ids are built from `[a-z0-9-]`, so every key below does.
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -14,7 +14,7 @@ const SLUG_MAX: usize = 36;
 
 /// The batch id of one object version: readable (from the file name) and unique (a hash of bucket, key and
 /// version id or ETag). The same object version always gets the same id, which is what makes a duplicate
-/// S3 event harmless (DESIGN.md "Idempotent").
+/// S3 event harmless (docs/reliability.md#one-owner-for-each-thing).
 pub fn batch_id(bucket: &str, key: &str, version: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
     let stem = name.strip_suffix(INBOX_SUFFIX).unwrap_or(name);
@@ -35,7 +35,7 @@ pub fn batch_id(bucket: &str, key: &str, version: &str) -> String {
     format!("{slug}-{hash:016x}")
 }
 
-/// Bedrock job name of job `index` (SPEC §1.2 jobName pattern: alphanumerics and hyphens here).
+/// Bedrock job name of job `index` (docs/bedrock.md#creating-a-job jobName pattern: alphanumerics and hyphens here).
 pub fn job_name(batch_id: &str, index: usize) -> String {
     format!("{batch_id}-job{index}")
 }
@@ -47,7 +47,7 @@ pub fn job_batch_id(name: &str) -> Option<&str> {
     (numbered && !batch_id.is_empty()).then_some(batch_id)
 }
 
-/// The deterministic `clientRequestToken` of job `index` (SPEC §1.6): a retried or duplicated create
+/// The deterministic `clientRequestToken` of job `index` (docs/bedrock.md#idempotency): a retried or duplicated create
 /// returns the first job instead of starting a second.
 pub fn client_request_token(batch_id: &str, index: usize) -> String {
     format!("{batch_id}-{index}")
@@ -90,7 +90,7 @@ pub fn cancelled_batch(key: &str) -> Option<&str> {
     valid.then_some(id)
 }
 
-/// Output bucket: where Bedrock writes the jobs' output (`<prefix><job-id>/job-<n>.jsonl.out`, SPEC §2.2).
+/// Output bucket: where Bedrock writes the jobs' output (`<prefix><job-id>/job-<n>.jsonl.out`, docs/bedrock.md#output-files).
 pub fn bedrock_output_prefix(batch_id: &str) -> String {
     format!("bedrock/{batch_id}/")
 }
@@ -104,7 +104,7 @@ pub fn s3_uri(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
 }
 
-/// SPEC §1.2's s3Uri pattern, as a full match.
+/// docs/bedrock.md#creating-a-job's s3Uri pattern, as a full match.
 pub fn is_bedrock_s3_uri(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("s3://") else {
         return false;

@@ -1,6 +1,6 @@
 //! Which Bedrock model a batch or a line names, and which request format (family) it speaks.
 //!
-//! DESIGN.md "Model choice": a Bedrock model is named by a foundation-model id
+//! docs/formats.md#model-ids: a Bedrock model is named by a foundation-model id
 //! (`anthropic.claude-3-haiku-20240307-v1:0`), a cross-Region inference-profile id (`us.`, `eu.`, `apac.`,
 //! `global.` …) or an ARN of either. Anything else in `body.model` (`gpt-4o-mini`) is an OpenAI name:
 //! ignored and counted, never an error.
@@ -17,15 +17,15 @@ use regex_lite::Regex;
 
 use crate::catalogue::{self, Accepts, Embedding, Entry, Invocation};
 
-/// The request/response format a model speaks for InvokeModel batch jobs (SPEC §3). The record map and
+/// The request/response format a model speaks for InvokeModel batch jobs (docs/formats.md#claude-and-nova-bodies). The record map and
 /// batch.json keep it by its name (`claude`, `nova`, `converse`, `titan-embed`), so that a batch reads its
 /// results, and creates its jobs, as it was translated, whatever the model catalogue says by then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
-    /// Anthropic Messages API on Bedrock (SPEC §3.1).
+    /// Anthropic Messages API on Bedrock (docs/formats.md#claude-and-nova-bodies).
     Claude,
-    /// Amazon Nova `messages-v1` (SPEC §3.2).
+    /// Amazon Nova `messages-v1` (docs/formats.md#claude-and-nova-bodies).
     Nova,
     /// A Converse request and response, in a job of `modelInvocationType: Converse` (docs/formats.md,
     /// "Converse"): Llama, Mistral, DeepSeek, Qwen, gpt-oss, and any model the catalogue runs so.

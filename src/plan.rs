@@ -1,10 +1,10 @@
-//! Job planning: how a model's records are cut into Bedrock jobs that Bedrock will accept (SPEC §2.3).
+//! Job planning: how a model's records are cut into Bedrock jobs that Bedrock will accept (docs/bedrock.md#quotas).
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::BedrockModel;
 
-/// Bedrock's per-model batch quotas (SPEC §2.3). The defaults are the documented ones; accounts may have
+/// Bedrock's per-model batch quotas (docs/bedrock.md#quotas). The defaults are the documented ones; accounts may have
 /// lower or raised values, so deployments set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

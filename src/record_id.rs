@@ -1,4 +1,4 @@
-//! Our own Bedrock recordIds: `R` and ten digits, 11 characters (SPEC §2.1 recommends 11-character
+//! Our own Bedrock recordIds: `R` and ten digits, 11 characters (docs/bedrock.md#input-records recommends 11-character
 //! alphanumeric ids of our own, since the real limits are undocumented).
 
 /// A recordId; its number is the accepted record's 1-based position in the batch.

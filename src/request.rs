@@ -1,4 +1,4 @@
-//! The validated, model-neutral chat request: what an OpenAI body means once every rule of SPEC §4.4 has
+//! The validated, model-neutral chat request: what an OpenAI body means once every rule of docs/formats.md#how-openai-requests-are-translated has
 //! been applied. [`crate::format`] writes it out as a Claude, Nova or Converse body.
 
 use std::borrow::Cow;
@@ -82,7 +82,7 @@ fn reject(reason: Reason, field: impl Into<String>, message: impl Into<String>) 
     Rejection::new(reason, field, message)
 }
 
-/// Applies SPEC §4.4 to a parsed body. `model` is `None` when validating without a batch model: the checks
+/// Applies docs/formats.md#how-openai-requests-are-translated to a parsed body. `model` is `None` when validating without a batch model: the checks
 /// that depend on the model (images on Nova Micro, Claude 4.5 sampling) are then skipped.
 pub fn build<'a>(body: Body<'a>, policy: &Policy, model: Option<&BedrockModel>) -> Result<Request<'a>, Rejection> {
     check_unsupported(&body)?;
@@ -635,7 +635,7 @@ impl<'a> Conversation<'a> {
         Ok(())
     }
 
-    /// Anthropic's rule: every tool call is answered in the turn right after it (SPEC §3.1).
+    /// Anthropic's rule: every tool call is answered in the turn right after it (docs/formats.md#claude-and-nova-bodies).
     fn check_answered(&mut self, i: usize) -> Result<(), Rejection> {
         match self.pending.first() {
             None => Ok(()),
@@ -834,7 +834,7 @@ fn user_part<'a>(
     }
 }
 
-/// `data:image/png;base64,<payload>` into (`"png"`, payload). Bedrock takes base64 only (SPEC §3.1).
+/// `data:image/png;base64,<payload>` into (`"png"`, payload). Bedrock takes base64 only (docs/formats.md#claude-and-nova-bodies).
 fn data_url(url: Cow<'_, str>) -> Result<(&'static str, Cow<'_, str>), String> {
     let Some(rest) = url.strip_prefix("data:") else {
         let shown: String = url.chars().take(40).collect();

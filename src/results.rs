@@ -1,7 +1,7 @@
 //! Bedrock batch output → OpenAI `output.jsonl` and `errors.jsonl`, in the input file's order
-//! (SPEC §2.2, §4.2, §6).
+//! (docs/bedrock.md#output-files; docs/formats.md#openai-lines and #results).
 //!
-//! Bedrock returns records in any order (SPEC §2.2), and a job's output is as large as its input. So
+//! Bedrock returns records in any order (docs/bedrock.md#output-files), and a job's output is as large as its input. So
 //! [`Collector`] reads the output files once, keeping only each record's number, its `modelOutput` or
 //! `error`, and the fingerprint of its echoed `modelInput` (not the echo itself), in a
 //! [`Sorter`](crate::spill::Sorter): sorted in memory up to a budget, spilled to a bounded number of
@@ -41,7 +41,7 @@ use crate::record_id::RecordId;
 use crate::spill::{Sorted, Sorter};
 use crate::translate::{MapCounts, MapEmbedding, MapEnd, MapHeader, MapLine, MAP_VERSION, OLDEST_MAP_VERSION};
 
-/// The final status of a Bedrock job, as far as its missing records are concerned (SPEC §1.3).
+/// The final status of a Bedrock job, as far as its missing records are concerned (docs/bedrock.md#job-statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum JobStatus {
     #[value(name = "Completed")]
@@ -69,7 +69,7 @@ impl JobStatus {
         })
     }
 
-    /// The error code and message for a record the job never returned (SPEC §4.2, §6.4).
+    /// The error code and message for a record the job never returned (docs/formats.md#openai-lines).
     pub fn missing(self) -> (&'static str, &'static str) {
         match self {
             JobStatus::Completed => (
@@ -620,7 +620,7 @@ pub struct ResultsReport {
     /// Results whose record number is not in the record map.
     pub unexpected_results: u64,
     pub usage: Usage,
-    /// Stop reasons batchdrop does not know, mapped to `stop` (SPEC §6.1); bounded, escaped keys.
+    /// Stop reasons batchdrop does not know, mapped to `stop` (docs/formats.md#finish_reason); bounded, escaped keys.
     pub unknown_stop_reasons: Counts,
 }
 
@@ -1196,7 +1196,7 @@ fn skip_duplicates(results: &mut Sorted, record: u64, report: &mut ResultsReport
     Ok(())
 }
 
-/// The status and message of a Bedrock record error. SPEC §6.4: errorCode may be a number or a string;
+/// The status and message of a Bedrock record error. docs/formats.md#openai-lines: errorCode may be a number or a string;
 /// anything not an HTTP error status is 500.
 fn record_error(text: &str) -> (u16, String) {
     let err: RecordError = serde_json::from_str(text).unwrap_or(RecordError {

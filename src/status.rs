@@ -1,4 +1,4 @@
-//! `batch.json`: the batch as an OpenAI Batch object (SPEC §4.6), kept current by every step, with
+//! `batch.json`: the batch as an OpenAI Batch object (docs/bedrock.md#job-statuses), kept current by every step, with
 //! batchdrop's own record of the Bedrock jobs beside it. And the completion event's detail.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use crate::model::{BedrockModel, Family};
 use crate::plan::Chunk;
 use crate::results::JobStatus;
 
-/// OpenAI batch statuses (SPEC §4.6).
+/// OpenAI batch statuses (docs/bedrock.md#job-statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
@@ -35,7 +35,7 @@ impl BatchStatus {
 /// A job that is planned but not yet created (the concurrent-jobs quota was full).
 pub const QUEUED: &str = "Queued";
 
-/// SPEC §1.3: the statuses after which a job never changes.
+/// docs/bedrock.md#job-statuses: the statuses after which a job never changes.
 pub fn is_terminal_job_status(status: &str) -> bool {
     matches!(
         status,
@@ -44,7 +44,7 @@ pub fn is_terminal_job_status(status: &str) -> bool {
 }
 
 /// How far along its life a job is, so that two observations of one job merge to the later one: a status
-/// never moves back (SPEC §1.3's lifecycle; terminal statuses rank highest).
+/// never moves back (docs/bedrock.md#job-statuses's lifecycle; terminal statuses rank highest).
 pub fn job_status_rank(status: &str) -> u8 {
     match status {
         QUEUED => 0,
@@ -58,7 +58,7 @@ pub fn job_status_rank(status: &str) -> u8 {
     }
 }
 
-/// SPEC §4.6's mapping of one Bedrock job status to OpenAI's; "Queued" is ours (not yet created).
+/// docs/bedrock.md#job-statuses's mapping of one Bedrock job status to OpenAI's; "Queued" is ours (not yet created).
 pub fn openai_status(bedrock: &str) -> BatchStatus {
     match bedrock {
         "Submitted" | "Validating" | QUEUED => BatchStatus::Validating,
@@ -135,7 +135,7 @@ pub struct Job {
     pub client_request_token: String,
     /// Set once Bedrock accepted the job.
     pub job_arn: Option<String>,
-    /// A Bedrock status (SPEC §1.3), or [`QUEUED`].
+    /// A Bedrock status (docs/bedrock.md#job-statuses), or [`QUEUED`].
     pub status: String,
     /// Bedrock's message when the job failed.
     pub message: Option<String>,
@@ -186,7 +186,7 @@ impl Job {
         self.job_arn.is_some() && !is_terminal_job_status(&self.status)
     }
 
-    /// The job's 12-character id, the last part of its ARN (SPEC §1.2).
+    /// The job's 12-character id, the last part of its ARN (docs/bedrock.md#creating-a-job).
     pub fn job_id(&self) -> Option<&str> {
         self.job_arn.as_deref().and_then(|a| a.rsplit('/').next())
     }
@@ -243,7 +243,7 @@ pub struct Wake {
     pub seen: u64,
 }
 
-/// `results/<batch-id>/batch.json` (SPEC §4.6), with `bedrock` added.
+/// `results/<batch-id>/batch.json` (docs/bedrock.md#job-statuses), with `bedrock` added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchDoc {
     pub id: String,
@@ -337,7 +337,7 @@ impl BatchDoc {
         }
     }
 
-    /// The final status once every job is terminal (SPEC §4.6, for a batch of several jobs).
+    /// The final status once every job is terminal (docs/bedrock.md#job-statuses, for a batch of several jobs).
     pub fn final_status(&self, failed_run: bool) -> BatchStatus {
         let jobs = &self.bedrock.jobs;
         let any = |s: &[&str]| jobs.iter().any(|j| s.contains(&j.status.as_str()));

@@ -1,4 +1,4 @@
-//! OpenAI batch input → Bedrock batch input, one line at a time (SPEC §2.1, §4.1, §4.4).
+//! OpenAI batch input → Bedrock batch input, one line at a time (docs/bedrock.md#input-records; docs/formats.md#openai-lines and #how-openai-requests-are-translated).
 //!
 //! [`Translator`] decides each line: accepted (its Bedrock body written) or rejected with a
 //! [`LineError`]. [`translate`] drives it over a whole file and hands every outcome to a [`Sink`]: a Bedrock
@@ -40,7 +40,7 @@ pub struct Report {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     /// Accepted lines per Bedrock model that will run them.
     pub accepted_by_model: BTreeMap<String, u64>,
-    /// `body.model` values that name no Bedrock model and were ignored (DESIGN.md "Model choice").
+    /// `body.model` values that name no Bedrock model and were ignored (README, "Choosing the model").
     /// Bounded: the first [`crate::counts::MAX_KEYS`] names, then the others together.
     pub ignored_model_names: Counts,
     /// Body fields with no Bedrock meaning that were dropped, per field, counted on accepted lines.
@@ -441,7 +441,7 @@ pub struct Translator {
 }
 
 impl Translator {
-    /// `batch_model` is the batch's model (DESIGN.md "Model choice"), used by lines that name none: chat lines
+    /// `batch_model` is the batch's model (README, "Choosing the model"), used by lines that name none: chat lines
     /// when it is a chat model, embeddings lines when it is an embeddings model (the others then use
     /// [`DEFAULT_EMBEDDING_MODEL`], or have none).
     pub fn new(policy: Policy, batch_model: Option<BedrockModel>) -> Self {
@@ -726,7 +726,7 @@ impl Translator {
         }
     }
 
-    /// SPEC §4.1: a custom_id is unique in the file. The first line to claim one owns it, whether that
+    /// docs/formats.md#openai-lines: a custom_id is unique in the file. The first line to claim one owns it, whether that
     /// line was accepted or not (see [`claimed_id`]); `Some` when `line_no` reuses an owned id.
     fn duplicate(&mut self, line_no: u64, id: &str) -> Option<Rejection> {
         let first = self.duplicates.first_use(line_no, id)?;
@@ -838,7 +838,7 @@ impl Translator {
     }
 }
 
-/// What a custom_id is, checked (SPEC §4.1: required, a string; ours: at most
+/// What a custom_id is, checked (docs/formats.md#openai-lines: required, a string; ours: at most
 /// [`Policy::max_custom_id_len`] bytes). A bad one comes with what its error line should echo: scalars as
 /// given (a number as its JSON text, so the user can find the line), cut to the length limit; nothing for
 /// an object or an array.
@@ -1209,7 +1209,7 @@ fn write_rejected<S: Sink>(scratch: &mut Vec<u8>, ids: &Ids, error: &LineError, 
     sink.rejected(scratch, error)
 }
 
-/// The OpenAI error line of a rejected input line: status 400, never sent to Bedrock (SPEC §6.4).
+/// The OpenAI error line of a rejected input line: status 400, never sent to Bedrock (docs/formats.md#openai-lines).
 pub fn write_rejection<W: Write>(out: &mut W, ids: &Ids, error: &LineError) -> io::Result<()> {
     let message = error.to_string();
     write_http_error(

@@ -1,14 +1,14 @@
-//! Golden fixtures for both directions of the format translation (STYLE.md 5: real artefacts as fixtures,
-//! compared as parsed JSON). Every expected value was written by hand from SPEC.md and src/policy.rs, never
+//! Golden fixtures for both directions of the format translation (real artefacts as fixtures,
+//! compared as parsed JSON). Every expected value was written by hand from docs/formats.md and src/policy.rs, never
 //! captured from the code under test.
 //!
-//! - `translation`: `fixtures/golden/translate/*.json`, one per row of SPEC §4.4: an OpenAI input line and
-//!   the Claude (§3.1) and Nova (§3.2) `modelInput` it must become.
+//! - `translation`: `fixtures/golden/translate/*.json`, one per row of docs/formats.md#how-openai-requests-are-translated: an OpenAI input line and
+//!   the Claude and Nova `modelInput` it must become (docs/formats.md#claude-and-nova-bodies).
 //! - `rejections`: a table of lines that must be rejected, each with its `Reason`, its field path and a
 //!   message that names the line and the custom_id.
 //! - `results`: `fixtures/golden/results/*.json`, one per Bedrock outcome: a `modelOutput` (every stop reason
-//!   of §6.1, tool use, usage with cache counters) or a record `error`, and the OpenAI output or error line it
-//!   must become (§4.2, §4.3, §6), driven through `translate`, `results::Collector` and `results::join`.
+//!   of docs/formats.md#finish_reason, tool use, usage with cache counters) or a record `error`, and the OpenAI output or error line it
+//!   must become (docs/formats.md#openai-lines and #results), driven through `translate`, `results::Collector` and `results::join`.
 //! - `results::embeddings_both_ways`: `fixtures/golden/embeddings/*.json`, one per rule of docs/formats.md
 //!   "Embeddings": an OpenAI embeddings line, the Titan records it must become, and, where given, Bedrock's
 //!   answers to them and the OpenAI line they must become.
@@ -102,7 +102,7 @@ mod translation {
 
     use crate::support::{self, CLAUDE, NOVA};
 
-    /// One fixture per row of SPEC §4.4 (a row may need several).
+    /// One fixture per row of docs/formats.md#how-openai-requests-are-translated (a row may need several).
     const CASES: &[&str] = &[
         // system / developer, strings and text parts, merged in order
         "system_and_developer_merged",
@@ -287,7 +287,7 @@ mod rejections {
             c
         };
         vec![
-            // The line itself (SPEC §4.1).
+            // The line itself (docs/formats.md#openai-lines).
             no_id(case("invalid JSON", r#"{"custom_id":"c1","method":"POST","#.into(), Reason::InvalidJson, "")),
             no_id(case("an array", r#"["custom_id","c1"]"#.into(), Reason::NotAnObject, "")),
             no_id(case("a string", r#""custom_id""#.into(), Reason::NotAnObject, "")),
@@ -383,7 +383,7 @@ mod rejections {
                 "body",
             ),
             case("body is a string", chat(r#""Hi""#), Reason::InvalidType, "body"),
-            // The body (SPEC §4.4).
+            // The body (docs/formats.md#how-openai-requests-are-translated).
             case("no messages", chat(r#"{"max_tokens":5}"#), Reason::Messages, "body.messages"),
             case("empty messages", chat(r#"{"messages":[]}"#), Reason::Messages, "body.messages"),
             case(
@@ -471,7 +471,7 @@ mod rejections {
                 Reason::ResponseFormat,
                 "body.response_format.json_schema.schema",
             ),
-            // Models (DESIGN.md "Model choice", SPEC §3.1, §3.2).
+            // Models (README, "Choosing the model"; docs/formats.md#claude-and-nova-bodies).
             case(
                 "a Bedrock model of another family",
                 chat(&format!(r#"{{"model":"amazon.titan-embed-text-v2:0","messages":{HI}}}"#)),
@@ -703,7 +703,7 @@ mod results {
         (parse(&output), parse(&errors), report)
     }
 
-    /// `arguments` is a JSON string (SPEC §4.3): compared by its meaning, not its spacing.
+    /// `arguments` is a JSON string (docs/formats.md#openai-lines): compared by its meaning, not its spacing.
     fn parse_arguments(body: &mut Value) {
         let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) else {
             return;
@@ -791,7 +791,7 @@ mod results {
         assert!(sink.rejected.is_empty(), "{:?}", sink.rejected);
         let inputs = model_inputs(&sink);
 
-        // Bedrock's output, in reverse order and split over two files (SPEC §2.1: order is not guaranteed).
+        // Bedrock's output, in reverse order and split over two files (docs/bedrock.md#input-records: order is not guaranteed).
         let mut lines: Vec<String> = names
             .iter()
             .zip(&fixtures)
@@ -842,7 +842,7 @@ mod results {
             if (report.mismatched, report.unverified) != (0, 0) {
                 failures.push(format!("fingerprint counts: {report:?}"));
             }
-            // SPEC §6.1: pause_turn and unknown values map to stop "and log a warning".
+            // docs/formats.md#finish_reason: pause_turn and unknown values map to stop "and log a warning".
             let unknown: Vec<&str> = report.unknown_stop_reasons.iter().map(|(k, _)| k).collect();
             if unknown != ["pause_turn", "some_future_reason"] {
                 failures.push(format!("unknown stop reasons reported: {unknown:?}"));
@@ -851,8 +851,8 @@ mod results {
         }
     }
 
-    /// Lines that never got a Bedrock result: rejected before Bedrock (SPEC §6.4, last bullet), and records
-    /// missing from the output, coded by the job's final status (SPEC §4.2, §6.4).
+    /// Lines that never got a Bedrock result: rejected before Bedrock (docs/formats.md#openai-lines, last bullet), and records
+    /// missing from the output, coded by the job's final status (docs/formats.md#openai-lines).
     #[test]
     fn lines_without_a_bedrock_result() {
         let hi = json!([{"role": "user", "content": "Hi"}]);

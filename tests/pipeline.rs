@@ -3,7 +3,7 @@
 //! decisions; the end-to-end tests on the local stack test the wire.
 //!
 //! - `happy_path_*`: submit → polls → finalize for one model, the files and batch.json at each step.
-//! - `every_bedrock_status_*`: SPEC §4.6 mapping through check-jobs and finalize, missing-record codes.
+//! - `every_bedrock_status_*`: docs/bedrock.md#job-statuses mapping through check-jobs and finalize, missing-record codes.
 //! - `quota_*`, `throttling_*`, `concurrency_*`: jobs stay queued and are created later.
 //! - `duplicate_event_*`, `cancel_*`, `all_invalid_*`, `multi_model_*`, `below_minimum_*`, `balanced_*`,
 //!   `failure_mode_*`, `config_*`.
@@ -303,7 +303,7 @@ fn fake_bedrock(state: &Arc<Mutex<BedrockState>>) -> aws_sdk_bedrock::Client {
             });
         }
         let token = req.client_request_token().unwrap_or("").to_string();
-        // SPEC §1.6: the same token returns the first job.
+        // docs/bedrock.md#idempotency: the same token returns the first job.
         if let Some(j) = st.jobs.iter().find(|j| j.token == token) {
             return MockResponse::Output(
                 CreateModelInvocationJobOutput::builder()
@@ -581,7 +581,7 @@ impl World {
         check::handle(&self.deps, input).await.expect("check")
     }
 
-    /// Writes Bedrock's output for a job as Bedrock does (SPEC §2.2): `<out>/<job-id>/<file>.out`,
+    /// Writes Bedrock's output for a job as Bedrock does (docs/bedrock.md#output-files): `<out>/<job-id>/<file>.out`,
     /// answering every record but those in `skip`, in reverse order, with a manifest beside it.
     fn bedrock_answers(&self, batch_id: &str, job: usize, skip: &[&str]) {
         let fake = lock(&self.bedrock).jobs[job].clone();

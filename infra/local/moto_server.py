@@ -6,7 +6,7 @@ the base URL of the `cargo lambda watch` that serves it. Environment: BATCHDROP_
 the Lambda fault rules' RNG.
 
 Lambda router. moto runs the state machine (the real statemachine/batch.asl.json) and delivers S3
-notifications, but without Docker its Lambda backend only echoes canned replies (OFFLINE.md, gap 1). This
+notifications, but without Docker its Lambda backend only echoes canned replies. This
 wrapper makes every Lambda invocation, from a Step Functions Task, an S3 notification or an EventBridge rule,
 a call to `cargo lambda watch`'s Invoke API, with Lambda's error semantics:
 
@@ -475,7 +475,7 @@ def use_versioned_s3_events() -> None:
 
 def main() -> None:
     port, functions, state_dir = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-    # The Step Functions interpreter calls back into the server at localhost:$MOTO_PORT (OFFLINE.md, gap 5).
+    # The Step Functions interpreter calls back into the server at localhost:$MOTO_PORT, whatever address the server listens on.
     os.environ["MOTO_PORT"] = str(port)
     faults = RuleSet(LAMBDA_ACTIONS, LAMBDA_FILTERS, compile_lambda_rule, seed=int(os.environ.get("BATCHDROP_FAULT_SEED", "0")))
     router = LambdaRouter(functions, state_dir, faults)

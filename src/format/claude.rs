@@ -1,4 +1,4 @@
-//! Anthropic's Messages format on Bedrock, both ways (SPEC §3.1): the `modelInput` body written from a validated
+//! Anthropic's Messages format on Bedrock, both ways (docs/formats.md#claude-and-nova-bodies): the `modelInput` body written from a validated
 //! [`Request`], and the `modelOutput` read back as a [`Completion`].
 
 use std::borrow::Cow;
@@ -11,7 +11,7 @@ use super::{join, not_an_object, not_shaped, schema, unreadable, Seq, Turns};
 use crate::completion::{Completion, ToolCallOut, Unusable, Usage};
 use crate::request::{Block, Request, ToolMode, ToolSpec};
 
-/// `anthropic_version` that Claude on Bedrock requires (SPEC §3.1).
+/// `anthropic_version` that Claude on Bedrock requires (docs/formats.md#claude-and-nova-bodies).
 pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 
 /// The body of a request.
@@ -128,7 +128,7 @@ impl Serialize for ToolOut<'_, '_> {
     }
 }
 
-/// SPEC §4.4: auto → auto, required → any, named → tool. ("none" never gets here: the tools are dropped.)
+/// docs/formats.md#how-openai-requests-are-translated: auto → auto, required → any, named → tool. ("none" never gets here: the tools are dropped.)
 struct ToolChoiceOut<'r, 'a>(&'r ToolMode<'a>);
 
 impl Serialize for ToolChoiceOut<'_, '_> {
@@ -240,7 +240,7 @@ pub(super) fn read(json: &str) -> Result<Completion<'_>, Unusable> {
         }
     }
     let stop = r.stop_reason.as_deref().unwrap_or("end_turn");
-    // SPEC §6.1, Claude rows.
+    // docs/formats.md#finish_reason, Claude rows.
     let (finish_reason, unknown) = match stop {
         "end_turn" | "stop_sequence" => ("stop", None),
         "max_tokens" | "model_context_window_exceeded" => ("length", None),
@@ -263,7 +263,7 @@ pub(super) fn read(json: &str) -> Result<Completion<'_>, Unusable> {
     })
 }
 
-/// SPEC §6.2: cached tokens count inside prompt_tokens, as in OpenAI. Saturating: Bedrock's numbers
+/// docs/formats.md#usage: cached tokens count inside prompt_tokens, as in OpenAI. Saturating: Bedrock's numbers
 /// are not ours to trust, and a wrapped sum would be a small, plausible, wrong number.
 fn usage(u: &UsageIn) -> Usage {
     let cached = u.cache_read_input_tokens.unwrap_or(0);

@@ -2,10 +2,10 @@
 //!
 //! | module | format | direction |
 //! |---|---|---|
-//! | [`openai_input`] | an OpenAI Batch API input line and its chat or embeddings body (SPEC §4.1, §4.4) | read |
-//! | [`openai_output`] | OpenAI batch output and error lines, `chat.completion` and embeddings bodies (SPEC §4.2, §4.3) | written |
-//! | [`claude`] | Anthropic Messages on Bedrock (SPEC §3.1) | body written, answer read |
-//! | [`nova`] | Amazon Nova `messages-v1` (SPEC §3.2) | body written, answer read |
+//! | [`openai_input`] | an OpenAI Batch API input line and its chat or embeddings body (docs/formats.md#openai-lines and #how-openai-requests-are-translated) | read |
+//! | [`openai_output`] | OpenAI batch output and error lines, `chat.completion` and embeddings bodies (docs/formats.md#openai-lines) | written |
+//! | [`claude`] | Anthropic Messages on Bedrock (docs/formats.md#claude-and-nova-bodies) | body written, answer read |
+//! | [`nova`] | Amazon Nova `messages-v1` (docs/formats.md#claude-and-nova-bodies) | body written, answer read |
 //! | [`converse`] | Bedrock Converse, for Llama, Mistral and the other models the catalogue runs so | body written, answer read |
 //! | [`titan`] | Amazon Titan Text Embeddings | body written, answer read |
 //!

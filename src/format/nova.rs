@@ -1,4 +1,4 @@
-//! Amazon Nova's `messages-v1` format, both ways (SPEC §3.2): the `modelInput` body written from a validated
+//! Amazon Nova's `messages-v1` format, both ways (docs/formats.md#claude-and-nova-bodies): the `modelInput` body written from a validated
 //! [`Request`], and the `modelOutput` read back as a [`Completion`]. A Converse request and response share
 //! these shapes; [`super::converse`] says where they differ.
 
@@ -12,7 +12,7 @@ use super::{join, not_an_object, not_shaped, schema, unreadable, Empty, One, Seq
 use crate::completion::{Completion, ToolCallOut, Unusable, Usage};
 use crate::request::{Block, Request, ToolMode, ToolSpec};
 
-/// Nova's body schema version (SPEC §3.2).
+/// Nova's body schema version (docs/formats.md#claude-and-nova-bodies).
 pub const NOVA_SCHEMA_VERSION: &str = "messages-v1";
 
 /// Nova's `messages-v1` body, or with `converse` a Converse request without `modelId` (docs/formats.md,
@@ -149,7 +149,7 @@ impl Serialize for ToolConfig<'_, '_> {
         match &r.tool_choice {
             None => {}
             Some(ToolMode::Auto) => m.serialize_entry("toolChoice", &One("auto", Empty))?,
-            // SPEC §3.2: the Nova docs conflict on `any`/`tool`; the tool-choice page, the newer, allows both.
+            // docs/formats.md#claude-and-nova-bodies: the Nova docs conflict on `any`/`tool`; the tool-choice page, the newer, allows both.
             Some(ToolMode::Any) => m.serialize_entry("toolChoice", &One("any", Empty))?,
             Some(ToolMode::Tool(name)) => m.serialize_entry("toolChoice", &One("tool", One("name", name)))?,
         }
@@ -196,7 +196,7 @@ struct MessageIn<'a> {
     content: Option<Vec<BlockIn<'a>>>,
 }
 
-/// Other block kinds (`reasoningContent`, …) are dropped (SPEC §6.3).
+/// Other block kinds (`reasoningContent`, …) are dropped (docs/formats.md#message-content).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BlockIn<'a> {
@@ -217,7 +217,7 @@ struct ToolUseIn<'a> {
     input: &'a RawValue,
 }
 
-/// Invoke responses name the cache counters `…TokenCount`, Converse ones `…Tokens` (SPEC §3.2).
+/// Invoke responses name the cache counters `…TokenCount`, Converse ones `…Tokens` (docs/formats.md#claude-and-nova-bodies).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct UsageIn {
@@ -251,7 +251,7 @@ pub(super) fn read<'j>(json: &'j str, shape: &'static str) -> Result<Completion<
     }
     let mut r: Response = serde_json::from_str(json).map_err(|e| unreadable(shape, e))?;
     let stop = r.stop_reason.as_deref().unwrap_or("end_turn");
-    // SPEC §6.1, Nova rows; malformed output is unusable, so it is an error line (the recommended choice).
+    // docs/formats.md#finish_reason, Nova rows; malformed output is unusable, so it is an error line (the recommended choice).
     let (finish_reason, unknown) = match stop {
         "end_turn" | "stop_sequence" => ("stop", None),
         "max_tokens" | "model_context_window_exceeded" => ("length", None),

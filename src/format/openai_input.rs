@@ -1,4 +1,4 @@
-//! OpenAI Batch API input lines (SPEC §4.1) and the chat request body (SPEC §4.4), as read.
+//! OpenAI Batch API input lines (docs/formats.md#openai-lines) and the chat request body (docs/formats.md#how-openai-requests-are-translated), as read.
 //!
 //! Strings borrow from the line wherever JSON escaping allows, so the hot path copies little. Only the
 //! body has a hand-written reader: it has to notice the fields it does not know, to count what it drops.

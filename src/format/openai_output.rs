@@ -1,5 +1,5 @@
-//! OpenAI batch output and error lines (`BatchRequestOutput`, SPEC §4.2) and the ids they carry, and the bodies
-//! of their answers: `chat.completion` (SPEC §4.3) and the embeddings list (docs/formats.md, "Embeddings").
+//! OpenAI batch output and error lines (`BatchRequestOutput`, docs/formats.md#openai-lines) and the ids they carry, and the bodies
+//! of their answers: `chat.completion` (docs/formats.md#openai-lines) and the embeddings list (docs/formats.md, "Embeddings").
 
 use std::io::{self, Write};
 
@@ -72,7 +72,7 @@ struct ErrorBody<'a> {
     error: ErrorObject<'a>,
 }
 
-/// OpenAI's `ErrorResponse.error`: all four members present, `param` and `code` may be null (SPEC §4.2).
+/// OpenAI's `ErrorResponse.error`: all four members present, `param` and `code` may be null (docs/formats.md#openai-lines).
 #[derive(Serialize)]
 struct ErrorObject<'a> {
     message: &'a str,
@@ -82,7 +82,7 @@ struct ErrorObject<'a> {
     code: Option<&'a str>,
 }
 
-/// An HTTP-style failure of one request (SPEC §4.2, second form; §6.4).
+/// An HTTP-style failure of one request (docs/formats.md#openai-lines, the first form of an error line).
 pub struct HttpError<'a> {
     pub status: u16,
     pub message: &'a str,
@@ -120,7 +120,7 @@ pub fn write_success<W: Write, B: Serialize>(
     )
 }
 
-/// A request that failed with an HTTP-style error. `type` is `server_error` from status 500 up (SPEC §6.4).
+/// A request that failed with an HTTP-style error. `type` is `server_error` from status 500 up (docs/formats.md#openai-lines).
 pub fn write_http_error<W: Write>(
     out: &mut W,
     ids: &Ids,
@@ -218,7 +218,7 @@ impl Serialize for MessageOut<'_, '_> {
         let c = self.0;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("role", "assistant")?;
-        // SPEC §6.3: null content when there is no text but tool calls (or a refusal); "" otherwise.
+        // docs/formats.md#message-content: null content when there is no text but tool calls (or a refusal); "" otherwise.
         let content = match &c.text {
             Some(t) => Some(t.as_str()),
             None if !c.tool_calls.is_empty() || c.finish_reason == "content_filter" => None,
@@ -249,7 +249,7 @@ impl Serialize for ToolCallJson<'_, '_> {
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("id", &t.id)?;
         m.serialize_entry("type", "function")?;
-        // SPEC §4.3: `arguments` is a JSON string, not an object.
+        // docs/formats.md#openai-lines: `arguments` is a JSON string, not an object.
         m.serialize_entry(
             "function",
             &FunctionOut {

@@ -233,7 +233,7 @@ pub async fn refresh(deps: &Deps, job: &mut Job) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Statuses in which Bedrock may still be working and a stop takes effect (SPEC §1.5).
+/// Statuses in which Bedrock may still be working and a stop takes effect (docs/bedrock.md#listing-and-stopping-jobs).
 pub fn stoppable(status: &str) -> bool {
     matches!(status, "Submitted" | "Validating" | "Scheduled" | "InProgress")
 }

@@ -65,7 +65,7 @@ impl From<serde_json::Error> for StepError {
     }
 }
 
-/// Error codes AWS uses for "slow down" and "try again" (SPEC §1.7 and S3's own).
+/// Error codes AWS uses for "slow down" and "try again" (docs/bedrock.md#errors and S3's own).
 const TRANSIENT_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",

@@ -1,4 +1,4 @@
-//! The submit step: an S3 upload into `inbox/` becomes a batch (DESIGN.md "The flow").
+//! The submit step: an S3 upload into `inbox/` becomes a batch (README, "What runs where").
 //!
 //! For each object: claim the batch id (batch.json written only if absent), validate and translate every
 //! line into per-model files on local disk, plan the jobs (Bedrock's quotas, docs/formats.md), write the
@@ -527,7 +527,7 @@ async fn stage(
     Ok(doc)
 }
 
-/// DESIGN.md "Model choice": the folder names the batch model when it names a Bedrock model. A folder
+/// README, "Choosing the model": the folder names the batch model when it names a Bedrock model. A folder
 /// naming a model batchdrop cannot use leaves the batch without a model (each line says so) rather than
 /// silently running another one.
 fn folder_model(key: &str, default: &BedrockModel) -> (Option<BedrockModel>, Option<String>) {

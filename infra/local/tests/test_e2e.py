@@ -1,6 +1,6 @@
 """End to end on the local stack: real S3 uploads trigger the real submit function, the real state machine
 polls the Bedrock emulator through the real check-jobs function, the real finalize writes the results, and
-EventBridge delivers the completion event to an SQS queue. Every test checks the promises of DESIGN.md
+EventBridge delivers the completion event to an SQS queue. Every test checks the promises of docs/reliability.md
 through `helpers.run_batch`: each input line in exactly one place, the final batch.json, the event and its
 detail, the execution status, and every Bedrock job of the batch accounted for.
 

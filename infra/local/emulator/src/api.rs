@@ -1,4 +1,4 @@
-//! The HTTP surface: the four Bedrock operations on their restJson1 paths (SPEC §1.1) and the admin API under
+//! The HTTP surface: the four Bedrock operations on their restJson1 paths (docs/bedrock.md#the-control-plane-api) and the admin API under
 //! `/_emulator/`. Any `Authorization` header is accepted and ignored. Every response carries `x-amzn-RequestId`.
 
 use std::sync::Arc;

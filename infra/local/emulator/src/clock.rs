@@ -1,4 +1,4 @@
-//! Wall-clock time as epoch milliseconds, and the RFC 3339 strings of the wire (SPEC §1.0: `Timestamp` is
+//! Wall-clock time as epoch milliseconds, and the RFC 3339 strings of the wire (docs/bedrock.md#the-control-plane-api: `Timestamp` is
 //! `iso8601`, so the SDK needs JSON strings, never numbers).
 
 use std::time::{SystemTime, UNIX_EPOCH};

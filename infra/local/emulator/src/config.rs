@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Endpoint;
 
-/// The per-model batch quotas of SPEC §2.3, with the June 2025 defaults.
+/// The per-model batch quotas of docs/bedrock.md#quotas, with the June 2025 defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelQuotas {
@@ -113,9 +113,9 @@ pub struct Settings {
     /// Seed of the output shuffle (the order depends only on it and the input file's key).
     pub shuffle_seed: u64,
     pub quotas: Quotas,
-    /// [UNK] SPEC §1.6: whether job names must be unique is undocumented; off by default.
+    /// docs/bedrock.md#idempotency: whether job names must be unique is undocumented; off by default.
     pub reject_duplicate_job_names: bool,
-    /// [UNK] SPEC §1.2: the default `timeoutDurationInHours` is undocumented; 24 like other emulators.
+    /// docs/bedrock.md#creating-a-job: the default `timeoutDurationInHours` is undocumented; 24 like other emulators.
     pub default_timeout_hours: u32,
 }
 

@@ -1,4 +1,4 @@
-//! The service's modeled errors and their restJson1 wire form (SPEC §1.7): the type in `X-Amzn-Errortype`,
+//! The service's modeled errors and their restJson1 wire form (docs/bedrock.md#errors): the type in `X-Amzn-Errortype`,
 //! `{"message": …, "__type": …}` in the body. The request id header is added to every response by the router.
 
 use axum::http::{header, HeaderValue, StatusCode};

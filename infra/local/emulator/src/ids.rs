@@ -59,7 +59,7 @@ impl IdGenerator {
         Self(SplitMix64::new(seed))
     }
 
-    /// SPEC §1.2: exactly 12 characters from `[a-z0-9]`.
+    /// docs/bedrock.md#creating-a-job: exactly 12 characters from `[a-z0-9]`.
     pub fn job_id(&mut self) -> String {
         self.0.string(LOWER_ALNUM, 12)
     }

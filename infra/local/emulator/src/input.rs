@@ -1,4 +1,4 @@
-//! What Validating checks in the input files (SPEC §1.3 "Validating", §2.1, §2.3): one JSON object per line with a
+//! What Validating checks in the input files (docs/bedrock.md#job-statuses, "Validating", #input-records and #quotas): one JSON object per line with a
 //! `modelInput`, and the per-model record-count and size quotas. Pure: bytes in, records or a job failure
 //! message out.
 
@@ -46,7 +46,7 @@ struct Line {
     model_input: Option<Box<RawValue>>,
 }
 
-/// [UNK] SPEC §2.1: the format of ids Bedrock adds for records without one is undocumented; ours are
+/// docs/bedrock.md#input-records: the format of ids Bedrock adds for records without one is undocumented; ours are
 /// `AUTO` + 7 digits (11 characters, like the documented `CALL0000001`).
 pub fn auto_record_id(n: u64) -> String {
     format!("AUTO{n:07}")

@@ -1,4 +1,4 @@
-//! A batch-inference job as the emulator stores it, and its wire shape (SPEC §1.3, the Get response and the List
+//! A batch-inference job as the emulator stores it, and its wire shape (docs/bedrock.md#job-statuses, the Get response and the List
 //! summary share it).
 
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ impl JobStatus {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// SPEC §1.3 groupings.
+    /// docs/bedrock.md#job-statuses groupings.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -61,7 +61,7 @@ impl JobStatus {
         )
     }
 
-    /// The statuses counted against the concurrent-jobs quota (SPEC §2.3: "in-progress and submitted").
+    /// The statuses counted against the concurrent-jobs quota (docs/bedrock.md#quotas: "in-progress and submitted").
     pub fn counts_against_concurrency(self) -> bool {
         matches!(
             self,
@@ -115,7 +115,7 @@ pub struct Tag {
     pub value: String,
 }
 
-/// `modelInvocationType`; `InvokeModel` when omitted (SPEC §1.2).
+/// `modelInvocationType`; `InvokeModel` when omitted (docs/bedrock.md#creating-a-job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum InvocationType {
     InvokeModel,
@@ -177,7 +177,7 @@ impl Job {
             .unwrap_or(InvocationType::InvokeModel)
     }
 
-    /// The Get response body, which is also the List summary item (SPEC §1.3, §1.4).
+    /// The Get response body, which is also the List summary item (docs/bedrock.md#job-statuses and #listing-and-stopping-jobs).
     pub fn to_wire(&self) -> JobWire<'_> {
         let r = &self.request;
         JobWire {

@@ -1,5 +1,5 @@
-//! A faithful local stand-in for the Amazon Bedrock batch-inference control plane (SPEC.md §7 is its
-//! checklist): the four ModelInvocationJob operations on the restJson1 wire, the job lifecycle with S3 input and
+//! A faithful local stand-in for the Amazon Bedrock batch-inference control plane, as docs/bedrock.md describes
+//! it: the four ModelInvocationJob operations on the restJson1 wire, the job lifecycle with S3 input and
 //! output through the real S3 API, fake Claude, Nova and Titan Text Embeddings V2 models that validate every
 //! record like the real ones, and fault injection for tests. See README.md for running it and for the admin API.
 //!

@@ -1,4 +1,4 @@
-//! A job's records on their way through the fake model, and the files Bedrock writes for them (SPEC §2.2):
+//! A job's records on their way through the fake model, and the files Bedrock writes for them (docs/bedrock.md#output-files):
 //! `<input file name>.out` per input file, in shuffled order, and `manifest.json.out`. Pure: no S3 here.
 
 use serde::Serialize;
@@ -21,7 +21,7 @@ struct OutputLine<'a> {
     error: Option<&'a RecordError>,
 }
 
-/// `manifest.json.out`: the six fields of SPEC §2.2.
+/// `manifest.json.out`: the six fields of docs/bedrock.md#output-files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {

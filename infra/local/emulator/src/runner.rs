@@ -1,4 +1,4 @@
-//! The lifecycle of one job (SPEC §1.3, §7.5): Submitted → Validating → (Failed | Scheduled) → InProgress →
+//! The lifecycle of one job (docs/bedrock.md#job-statuses): Submitted → Validating → (Failed | Scheduled) → InProgress →
 //! Completed, one step of `step_ms` each, InProgress in `progress_steps` chunks with the counters updated after
 //! each. A Stop request moves the job to Stopping; the runner notices at its next step and ends it Stopped,
 //! writing the records processed so far if processing had begun. Faults (`faults.rs`) bend the path. Every status

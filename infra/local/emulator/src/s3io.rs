@@ -1,6 +1,6 @@
 //! The S3 side of a job, through the real S3 API: finding the input objects (one `.jsonl` object or every
-//! `.jsonl` directly under a prefix, SPEC §1.2), reading them, and writing the output where Bedrock writes it
-//! (SPEC §2.2: `<output s3Uri>/<job id>/<input file name>.out` and `manifest.json.out`).
+//! `.jsonl` directly under a prefix, docs/bedrock.md#creating-a-job), reading them, and writing the output where Bedrock writes it
+//! (docs/bedrock.md#output-files: `<output s3Uri>/<job id>/<input file name>.out` and `manifest.json.out`).
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -83,7 +83,7 @@ async fn list(s3: &Client, bucket: &str, prefix: &str, delimiter: bool) -> Resul
 }
 
 /// The input objects of a job. A URI naming an existing object is that one file, which must end in `.jsonl`;
-/// otherwise it is a folder whose direct `.jsonl` children are the files ([UNK] SPEC §2.2: subfolders are not
+/// otherwise it is a folder whose direct `.jsonl` children are the files (docs/bedrock.md#output-files: subfolders are not
 /// read, other extensions are ignored).
 pub async fn resolve_input(s3: &Client, loc: &S3Location) -> Result<Vec<ObjectInfo>, String> {
     if !loc.key.is_empty() && !loc.key.ends_with('/') {

@@ -89,7 +89,7 @@ impl AppState {
         lock(&self.ids).request_id()
     }
 
-    /// A fresh 12-character id and its ARN (SPEC §1.2).
+    /// A fresh 12-character id and its ARN (docs/bedrock.md#creating-a-job).
     pub fn new_job_id(&self) -> (String, String) {
         let store = self.store();
         let mut ids = lock(&self.ids);

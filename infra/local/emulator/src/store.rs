@@ -12,7 +12,7 @@ use crate::validate::{JobIdentifier, ListParams};
 #[derive(Debug, Default)]
 pub struct Store {
     jobs: HashMap<String, Job>,
-    /// clientRequestToken → (fingerprint of the request, job id). Kept for the emulator's lifetime (SPEC §1.6).
+    /// clientRequestToken → (fingerprint of the request, job id). Kept for the emulator's lifetime (docs/bedrock.md#idempotency).
     tokens: HashMap<String, (String, String)>,
     next_seq: u64,
 }
@@ -55,7 +55,7 @@ impl Store {
         let print = fingerprint(&req);
         if let Some(token) = &req.client_request_token {
             if let Some((seen, job_id)) = self.tokens.get(token) {
-                // [UNK] SPEC §1.6: a reused token with different parameters is a ConflictException here.
+                // docs/bedrock.md#idempotency: a reused token with different parameters is a ConflictException here.
                 if *seen != print {
                     return Err(ApiError::Conflict(format!(
                         "The clientRequestToken {token} was already used with different request parameters."
@@ -131,7 +131,7 @@ impl Store {
             })
     }
 
-    /// SPEC §1.5: terminal → ConflictException; Stopping → no-op; otherwise → Stopping (the runner finishes it).
+    /// docs/bedrock.md#listing-and-stopping-jobs: terminal → ConflictException; Stopping → no-op; otherwise → Stopping (the runner finishes it).
     pub fn request_stop(&mut self, ident: &JobIdentifier, now: Millis) -> Result<(), ApiError> {
         let id = self.find(ident)?.id.clone();
         let job = self
@@ -153,7 +153,7 @@ impl Store {
         }
     }
 
-    /// Filters, sorts by creation time (then creation order), and pages (SPEC §1.4).
+    /// Filters, sorts by creation time (then creation order), and pages (docs/bedrock.md#listing-and-stopping-jobs).
     pub fn list(&self, p: &ListParams) -> Result<(Vec<&Job>, Option<String>), ApiError> {
         let mut jobs: Vec<&Job> = self
             .jobs

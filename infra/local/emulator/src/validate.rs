@@ -1,4 +1,4 @@
-//! Synchronous request validation: the patterns, lengths, ranges and enums of the service model (SPEC §1.2–§1.4),
+//! Synchronous request validation: the patterns, lengths, ranges and enums of the service model (docs/bedrock.md#the-control-plane-api),
 //! applied as full-string matches. Violations are reported together, in the service's wording, as one
 //! ValidationException.
 
@@ -198,7 +198,7 @@ impl Checker {
         }
     }
 
-    /// A Smithy union: exactly one member set, and it must be one the model knows (SPEC §1.0).
+    /// A Smithy union: exactly one member set, and it must be one the model knows (docs/bedrock.md#the-control-plane-api).
     fn union<'a>(&mut self, v: Option<&'a Value>, path: &str, member: &str) -> Option<&'a Map<String, Value>> {
         let obj = self.object(v, path, true)?;
         let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
@@ -467,7 +467,7 @@ pub fn job_identifier(raw: &str) -> Result<JobIdentifier, ApiError> {
     c.finish(parsed)
 }
 
-/// ListModelInvocationJobs query parameters (SPEC §1.4).
+/// ListModelInvocationJobs query parameters (docs/bedrock.md#listing-and-stopping-jobs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
     pub submit_time_after: Option<Millis>,
@@ -542,7 +542,7 @@ pub fn list_params(query: &[(String, String)]) -> Result<ListParams, ApiError> {
         c.enum_value(v, "sortBy", &["CreationTime"]);
     }
     let ascending = match get("sortOrder") {
-        None => false, // [UNK] SPEC §1.4: default Descending.
+        None => false, // docs/bedrock.md#listing-and-stopping-jobs: default Descending.
         Some(v) => c.enum_value(v, "sortOrder", &["Ascending", "Descending"]) && v == "Ascending",
     };
 

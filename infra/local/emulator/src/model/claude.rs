@@ -1,4 +1,4 @@
-//! Anthropic Claude, Messages API on Bedrock (SPEC §3.1): request rules and the response shape.
+//! Anthropic Claude, Messages API on Bedrock (docs/formats.md#claude-and-nova-bodies): request rules and the response shape.
 
 use std::collections::HashSet;
 
@@ -27,7 +27,7 @@ const TOP_LEVEL: &[&str] = &[
     "tool_choice",
 ];
 const MEDIA_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
-/// 3.75 MB per image (SPEC §3.1).
+/// 3.75 MB per image (docs/formats.md#claude-and-nova-bodies).
 const MAX_IMAGE_BYTES: usize = 3_932_160;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,7 +102,7 @@ pub fn respond(body: &Value, model_id: &str, rng: &mut SplitMix64) -> Checked<Re
     })
 }
 
-/// Checks every rule of SPEC §3.1 and extracts the conversation.
+/// Checks every rule of docs/formats.md#claude-and-nova-bodies and extracts the conversation.
 pub fn validate(body: &Value, model_id: &str) -> Checked<Conversation> {
     let m = object(body, "#")?;
     allowed_keys(m, TOP_LEVEL, "#")?;
@@ -129,7 +129,7 @@ pub fn validate(body: &Value, model_id: &str) -> Checked<Conversation> {
     if let Some(k) = m.get("top_k") {
         integer(k, "#/top_k", 0, u64::MAX)?;
     }
-    // SPEC §3.1: Sonnet 4.5 and Haiku 4.5 take temperature or top_p, not both.
+    // docs/formats.md#claude-and-nova-bodies: Sonnet 4.5 and Haiku 4.5 take temperature or top_p, not both.
     let one_sampler_only = ["claude-sonnet-4-5", "claude-haiku-4-5"]
         .iter()
         .any(|m| model_id.contains(m));

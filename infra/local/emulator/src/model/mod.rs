@@ -1,5 +1,5 @@
 //! The fake models. Each family validates a record's `modelInput` strictly against that model's InvokeModel body
-//! rules (SPEC §3.1 Claude, §3.2 Nova; §3.3 Converse for `modelInvocationType: Converse`; Titan Text Embeddings V2
+//! rules (docs/formats.md#claude-and-nova-bodies for Claude and Nova; #converse for `modelInvocationType: Converse`; Titan Text Embeddings V2
 //! from its AWS model-parameters page) and answers in the model's exact response shape, deterministically. An
 //! invalid body becomes a 400 error line, as in Bedrock, so a translation bug shows up here as it would in
 //! production.
@@ -44,7 +44,7 @@ pub fn family(model_id: &str, invocation: InvocationType) -> Option<Family> {
     }
 }
 
-/// The per-record error object of the output line (SPEC §2.2): `errorCode` is a number.
+/// The per-record error object of the output line (docs/bedrock.md#output-files): `errorCode` is a number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordError {

@@ -1,5 +1,5 @@
-//! Amazon Nova understanding models, InvokeModel `messages-v1` body (SPEC §3.2), and the Converse body of
-//! `modelInvocationType: Converse` jobs (SPEC §2.1, §3.3), which shares Nova's content-block shapes.
+//! Amazon Nova understanding models, InvokeModel `messages-v1` body (docs/formats.md#claude-and-nova-bodies), and the Converse body of
+//! `modelInvocationType: Converse` jobs (docs/bedrock.md#input-records; docs/formats.md#converse), which shares Nova's content-block shapes.
 
 use std::collections::HashSet;
 
@@ -188,7 +188,7 @@ fn validate(body: &Value, model_id: &str, dialect: Dialect) -> Checked<Conversat
                 "#",
             )?;
             if m.contains_key("toolConfig") {
-                // SPEC §2.3, docs version (b).
+                // docs/bedrock.md#quotas, docs version (b).
                 return Err(rule(
                     "Batch inference doesn't support tool calling for jobs that use the Converse invocation type.",
                 ));
@@ -253,7 +253,7 @@ fn inference_config(c: &Value, model_id: &str, dialect: Dialect) -> Checked<(u64
         Dialect::Converse => (&["maxTokens", "temperature", "topP", "stopSequences"], 2500),
     };
     allowed_keys(cm, allowed, p)?;
-    // SPEC §3.2: at most 5k output tokens for Nova v1 models.
+    // docs/formats.md#claude-and-nova-bodies: at most 5k output tokens for Nova v1 models.
     let limit = if dialect == Dialect::Nova && !model_id.contains("nova-2") {
         5000
     } else {

@@ -50,7 +50,7 @@ async fn create_get_list_stop_round_trip() {
     assert_eq!(by_id.model_id(), CLAUDE);
     assert_eq!(by_id.role_arn(), ROLE);
     assert_eq!(by_id.status(), Some(&Status::Submitted));
-    // The SDK fills the idempotency token with a UUID when the caller does not (SPEC §1.6).
+    // The SDK fills the idempotency token with a UUID when the caller does not (docs/bedrock.md#idempotency).
     assert_eq!(by_id.client_request_token().map(str::len), Some(36));
     assert_eq!(by_id.timeout_duration_in_hours(), Some(24));
     let submit = by_id.submit_time().to_millis().expect("millis");

@@ -492,7 +492,7 @@ async fn job_faults_bend_the_lifecycle() {
     assert_eq!(
         job.status(),
         Some(&Status::Completed),
-        "record errors do not change Completed (SPEC §1.3)"
+        "record errors do not change Completed (docs/bedrock.md#job-statuses)"
     );
     assert_eq!(job.error_record_count(), Some(10));
     let errors: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
