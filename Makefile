@@ -46,8 +46,10 @@ include infra/cdk/cdk.mk
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-demo: $(LOCAL_STAMP) ## Run a sample batch end to end on the local stack and show the OpenAI results
-	$(LOCAL_VENV)/bin/python infra/local/demo.py
+FILE ?=
+MODEL ?=
+demo: $(LOCAL_STAMP) ## Run a sample batch (or FILE=my.jsonl, MODEL=<model id>) end to end on the local stack and show the OpenAI results
+	$(LOCAL_VENV)/bin/python infra/local/demo.py $(if $(FILE),"$(FILE)") $(if $(MODEL),--model "$(MODEL)")
 
 stack-up: $(LOCAL_STAMP) ## Start the local stack (moto, Bedrock emulator, functions) on 127.0.0.1
 	$(LOCAL_VENV)/bin/python infra/local/stack.py start

@@ -16,7 +16,7 @@ EventPattern is infra/events/bedrock-job-events.pattern.json, exactly; it is on 
 sends its events) and enabled; its one target is the wake function, which gets the event unchanged, with
 JOB_EVENTS_RETRY below.
 
-Every difference must be listed in ALLOWED below, with its reason (the README's "Security review" repeats them).
+Every difference must be listed in ALLOWED below, with its reason (docs/security.md repeats them).
 An ALLOWED entry that no longer matches any difference is an error too, so the list stays true.
 Exits 1 and prints every unexplained difference.
 """

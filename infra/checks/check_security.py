@@ -1,4 +1,4 @@
-"""The security promises of the README's "Security review" (least privilege), asserted on both deployable templates:
+"""The security promises of docs/security.md (least privilege), asserted on both deployable templates:
 the SAM template after the SAM transform and the CDK synth, each with the defaults and with a KMS key.
 
 Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]

@@ -1,10 +1,10 @@
 """The offline policy scanner's verdict: every checkov finding on the deployable templates is fixed or justified.
 
-Usage: scan_templates.py [-v] REPORT.json [README.md]
+Usage: scan_templates.py [-v] REPORT.json [docs/security.md]
 
 REPORT.json is checkov's JSON report (`checkov --framework cloudformation -o json -f …`, run by `make validate`
 from .tools/checkov/) over the SAM template after the transform and both CDK synths. Each failed check must
-be in JUSTIFIED below for that resource, with the reason the README's "Security review" section gives; the
+be in JUSTIFIED below for that resource, with the reason docs/security.md gives; the
 section must name every justified check id. A justified check that no longer fails anywhere is reported too,
 so the list and the README stay true. Every scanned template must have parsed.
 
@@ -24,7 +24,7 @@ import cfn  # noqa: E402
 FUNCTIONS = {"SubmitFunction", "CheckJobsFunction", "FinalizeFunction", "WakeFunction"}
 LOG_GROUPS = {"SubmitLogGroup", "CheckJobsLogGroup", "FinalizeLogGroup", "WakeLogGroup", "StateMachineLogGroup"}
 
-# check id -> (the resources it may fail on, why that is acceptable). The README says the same, at more length.
+# check id -> (the resources it may fail on, why that is acceptable). docs/security.md says the same, at more length.
 JUSTIFIED = {
     "CKV_AWS_18": (
         {"InputBucket", "OutputBucket"},
@@ -93,11 +93,11 @@ def findings(report: list | dict) -> tuple[list[tuple[str, str, str, str]], list
 
 def security_review(readme: Path) -> str:
     text = readme.read_text(encoding="utf-8")
-    m = re.search(r"^## Security review\n(.*?)(?=^## )", text, re.S | re.M)
+    m = re.search(r"^# Security review\n(.*)", text, re.S | re.M)
     return m.group(1) if m else ""
 
 
-def check(report_path, readme=cfn.ROOT / "README.md") -> tuple[list[str], list[str]]:
+def check(report_path, readme=cfn.ROOT / "docs" / "security.md") -> tuple[list[str], list[str]]:
     with open(report_path, encoding="utf-8") as f:
         found, problems = findings(json.load(f))
     notes, used = [], set()
@@ -109,13 +109,13 @@ def check(report_path, readme=cfn.ROOT / "README.md") -> tuple[list[str], list[s
         else:
             problems.append(f"{check_id} {resource} ({path}): {name}: neither fixed nor justified")
     for check_id in sorted(set(JUSTIFIED) - used):
-        problems.append(f"{check_id} is justified but fails nowhere: remove it here and in the README")
+        problems.append(f"{check_id} is justified but fails nowhere: remove it here and in docs/security.md")
     review = security_review(Path(readme))
     if not review:
-        problems.append(f"{readme} has no '## Security review' section")
+        problems.append(f"{readme} has no '# Security review' title")
     for check_id in sorted(JUSTIFIED):
         if check_id not in review:
-            problems.append(f"the README's Security review does not justify {check_id}")
+            problems.append(f"docs/security.md does not justify {check_id}")
     return problems, notes
 
 
@@ -134,7 +134,7 @@ def main(argv):
     if problems:
         return 1
     ids = sorted({n.split(" ", 1)[0] for n in notes})
-    print(f"scan_templates: checkov: {len(notes)} findings on {len(SCANNED)} templates, all justified in the README "
+    print(f"scan_templates: checkov: {len(notes)} findings on {len(SCANNED)} templates, all justified in docs/security.md "
           f"({', '.join(ids)}; -v lists them)")
     return 0
 
