@@ -6,7 +6,7 @@ SAMPLE := tests/fixtures/samples/langbatch_bedrock.jsonl
 DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
-.PHONY: help demo stack-up stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions sam-build deploy \
+.PHONY: help demo stack-up stack-status stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions sam-build deploy \
 	tools bench bench-hostile bench-cold-start clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
@@ -53,6 +53,9 @@ demo: $(LOCAL_STAMP) ## Run a sample batch (or FILE=my.jsonl, MODEL=<model id>) 
 
 stack-up: $(LOCAL_STAMP) ## Start the local stack (moto, Bedrock emulator, functions) on 127.0.0.1
 	$(LOCAL_VENV)/bin/python infra/local/stack.py start
+
+stack-status: $(LOCAL_STAMP) ## Which of the local stack's processes run, its endpoints and buckets
+	$(LOCAL_VENV)/bin/python infra/local/stack.py status
 
 stack-down: ## Stop the local stack's processes, by PID
 	@if [ -x $(LOCAL_VENV)/bin/python ]; then $(LOCAL_VENV)/bin/python infra/local/stack.py stop; fi

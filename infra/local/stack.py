@@ -269,6 +269,8 @@ def status() -> None:
     for name in ["moto", "emulator", "faultproxy"] + [f"lambda-{f}" for f in FUNCTIONS]:
         pid = running(name)
         print(f"{name:10} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    print(f"AWS (S3, Step Functions, EventBridge, SQS): {MOTO_URL}; Bedrock: {EMULATOR_URL}; Region {REGION}")
+    print(f"input bucket {INPUT_BUCKET} (uploads into inbox/), output bucket {OUTPUT_BUCKET} (results/<batch-id>/)")
 
 
 def template() -> dict:
