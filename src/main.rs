@@ -122,6 +122,9 @@ Exit codes:
         batch_id: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
+        /// Print the report and the files written as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Turn Bedrock output files (or folders of them) into OpenAI output.jsonl and errors.jsonl.
     #[command(after_help = "\
@@ -154,6 +157,9 @@ Exit codes:
         /// under a folder named after the job); manifest.json.out is skipped.
         #[arg(required = true, value_name = "BEDROCK_OUTPUT")]
         bedrock_out: Vec<PathBuf>,
+        /// Print the counts, the warnings and the files written as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -182,14 +188,16 @@ fn main() -> ExitCode {
             out,
             batch_id,
             policy,
-        } => translate_cmd(&file, &model, &out, batch_id, &policy),
+            json,
+        } => translate_cmd(&file, &model, &out, batch_id, &policy, json),
         Command::Results {
             map,
             out,
             job_status,
             created,
             bedrock_out,
-        } => results_cmd(&map, &out, job_status, created, &bedrock_out),
+            json,
+        } => results_cmd(&map, &out, job_status, created, &bedrock_out, json),
     };
     match result {
         Ok(code) => code,
@@ -365,23 +373,34 @@ fn policy(args: &PolicyArgs) -> Policy {
 }
 
 fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
-    // With --json, stdout holds the JSON report alone; the rejections go to stderr.
-    let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if json {
-        Box::new(io::stderr().lock())
+    let mut out = BufWriter::new(io::stdout().lock());
+    let (translator, plan) = if json {
+        // One JSON object on stdout: the rejected lines first, as they come, then the report and the plan.
+        out.write_all(b"{\"rejections\":[")?;
+        let mut first = true;
+        let checked = check_file(file, model, args, &mut |e| {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, &rejection_json(e)).map_err(io::Error::from)
+        })?;
+        out.write_all(b"]")?;
+        let mut fields = serde_json::to_value(checked.0.report())?;
+        if let Some(fields) = fields.as_object_mut() {
+            fields.insert("plan".into(), serde_json::to_value(&checked.1)?);
+            for (key, value) in fields.iter() {
+                write!(out, ",{}:{value}", serde_json::Value::from(key.as_str()))?;
+            }
+        }
+        out.write_all(b"}\n")?;
+        checked
     } else {
-        Box::new(io::stdout().lock())
-    });
-    let (translator, plan) = check_file(file, model, args, Some(&mut out))?;
+        check_file(file, model, args, &mut |e| writeln!(out, "{e}"))?
+    };
     out.flush()?;
     drop(out);
     let report = translator.report();
-    if json {
-        let mut value = serde_json::to_value(report)?;
-        if let Some(fields) = value.as_object_mut() {
-            fields.insert("plan".into(), serde_json::to_value(&plan)?);
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
+    if !json {
         print_report(report, model.is_none());
         print_plan(&plan, report);
     }
@@ -392,8 +411,19 @@ fn validate(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> 
     })
 }
 
+/// A rejected line as `--json` gives it: where, whose, and OpenAI's `code` and `param` for what is wrong.
+fn rejection_json(e: &LineError) -> serde_json::Value {
+    serde_json::json!({
+        "line": e.line,
+        "custom_id": e.custom_id,
+        "code": e.rejection.reason.as_str(),
+        "param": e.rejection.field,
+        "message": e.rejection.message,
+    })
+}
+
 fn plan_cmd(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> CliResult {
-    let (translator, plan) = check_file(file, model, args, None)?;
+    let (translator, plan) = check_file(file, model, args, &mut |_| Ok(()))?;
     let report = translator.report();
     if json {
         println!(
@@ -407,14 +437,14 @@ fn plan_cmd(file: &Path, model: Option<&str>, args: &PolicyArgs, json: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads every line of `file` (`-`: standard input) as `translate` would, writing each rejected line's
-/// message to `rejections` when given, and plans each model group's jobs as the pipeline would
+/// Reads every line of `file` (`-`: standard input) as `translate` would, handing each rejected line to
+/// `rejected` as it comes, and plans each model group's jobs as the pipeline would
 /// ([`plan::plan_file_group`], with Bedrock's default quotas and each model's minimum).
 fn check_file(
     file: &Path,
     model: Option<&str>,
     args: &PolicyArgs,
-    mut rejections: Option<&mut BufWriter<Box<dyn Write>>>,
+    rejected: &mut dyn FnMut(&LineError) -> io::Result<()>,
 ) -> Result<(Translator, Vec<GroupPlan>), Box<dyn std::error::Error>> {
     let policy = policy(args);
     let mut translator = Translator::new(policy.clone(), batch_model(model)?);
@@ -426,7 +456,7 @@ fn check_file(
     let mut lines = batchdrop::jsonl::Lines::with_limit(open(file)?, policy.max_line_bytes);
     while let Some((n, line)) = lines.next_any()? {
         body.clear();
-        let rejected = match line {
+        let rejection = match line {
             Line::TooLong { bytes } => Some(translator.too_long(n, bytes)),
             Line::Text(line) if batchdrop::jsonl::is_blank(line) => {
                 translator.blank();
@@ -459,8 +489,8 @@ fn check_file(
         if let Some(e) = translator.take_error() {
             return Err(e.into());
         }
-        if let (Some(e), Some(out)) = (rejected, rejections.as_mut()) {
-            writeln!(out, "{e}")?;
+        if let Some(e) = &rejection {
+            rejected(e)?;
         }
     }
     let report = translator.report();
@@ -670,7 +700,14 @@ fn file_stem(model: &str) -> String {
     stem
 }
 
-fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>, args: &PolicyArgs) -> CliResult {
+fn translate_cmd(
+    file: &Path,
+    model: &str,
+    out: &Path,
+    batch_id: Option<String>,
+    args: &PolicyArgs,
+    json: bool,
+) -> CliResult {
     let batch = batch_model(Some(model))?;
     let outputs = ["bedrock", "record-map.jsonl", "errors.jsonl", "report.json"];
     refuse_overwrite(file, &outputs.map(|o| out.join(o)), "input file")?;
@@ -709,6 +746,23 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     fs::write(&report_path, serde_json::to_vec_pretty(&report)?).map_err(|e| named_error(&report_path, e))?;
     staging.commit(&outputs)?;
 
+    let bedrock: Vec<PathBuf> = written
+        .iter()
+        .filter_map(|p| p.file_name().map(|name| out.join("bedrock").join(name)))
+        .collect();
+    if json {
+        let summary = serde_json::json!({
+            "report": report,
+            "written": {
+                "bedrock": bedrock,
+                "record_map": out.join("record-map.jsonl"),
+                "errors": out.join("errors.jsonl"),
+                "report": out.join("report.json"),
+            },
+        });
+        println!("{summary}");
+        return Ok(ExitCode::SUCCESS);
+    }
     print_report(&report, false);
     for path in written {
         if let Some(name) = path.file_name() {
@@ -724,7 +778,14 @@ fn translate_cmd(file: &Path, model: &str, out: &Path, batch_id: Option<String>,
     Ok(ExitCode::SUCCESS)
 }
 
-fn results_cmd(map: &Path, out: &Path, status: JobStatus, created: Option<u64>, inputs: &[PathBuf]) -> CliResult {
+fn results_cmd(
+    map: &Path,
+    out: &Path,
+    status: JobStatus,
+    created: Option<u64>,
+    inputs: &[PathBuf],
+    json: bool,
+) -> CliResult {
     let outputs = [out.join("output.jsonl"), out.join("errors.jsonl")];
     refuse_overwrite(map, &outputs, "record map")?;
     let mut bedrock_files = Vec::new();
@@ -780,6 +841,21 @@ fn results_cmd(map: &Path, out: &Path, status: JobStatus, created: Option<u64>, 
         .into());
     }
     staging.commit(&["output.jsonl", "errors.jsonl"])?;
+    // Exit 1: the results are written and complete, but some of Bedrock's lines could not be read.
+    let code = if collected.unreadable_lines > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    };
+    if json {
+        let summary = serde_json::json!({
+            "report": report,
+            "bedrock_output": {"files": files, "lines": collected},
+            "written": {"output": out.join("output.jsonl"), "errors": out.join("errors.jsonl")},
+        });
+        println!("{summary}");
+        return Ok(code);
+    }
     eprintln!(
         "{files} Bedrock output files, {} requests sent: {} succeeded, {} failed, {} never returned, {} rejected before Bedrock",
         report.lines - report.rejected,
@@ -832,12 +908,7 @@ fn results_cmd(map: &Path, out: &Path, status: JobStatus, created: Option<u64>, 
         out.join("errors.jsonl").display(),
         report.error_lines()
     );
-    // Exit 1: the results are written and complete, but some of Bedrock's lines could not be read.
-    Ok(if collected.unreadable_lines > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }
 
 /// A file as given, or every `*.jsonl.out` file under a folder, in the folders of its jobs too (Bedrock

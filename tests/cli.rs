@@ -705,3 +705,82 @@ fn plan_cuts_a_large_group_into_even_jobs_and_a_line_of_texts_stays_whole() {
     assert_eq!(jobs, [25_001, 25_000]);
     assert_eq!(v["plan"][0]["output_tokens_at_most"], 0);
 }
+
+#[test]
+fn json_gives_one_object_on_stdout_for_every_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("batch.jsonl");
+    fs::write(
+        &input,
+        [chat("ok", json!({})), chat("bad", json!({"n": 3})), "{oops".to_string()].join("\n"),
+    )
+    .expect("write");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+
+    let out = batchdrop(&["validate", &path(&input), "--model", CLAUDE, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["rejections"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["rejections"][0]["line"], 2);
+    assert_eq!(v["rejections"][0]["custom_id"], "bad");
+    assert_eq!(v["rejections"][0]["code"], "unsupported_n");
+    assert_eq!(v["rejections"][0]["param"], "body.n");
+    assert_eq!(v["rejections"][1]["line"], 3);
+    assert_eq!(v["rejections"][1]["custom_id"], Value::Null);
+    assert_eq!((v["lines"].as_u64(), v["rejected"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(v["plan"][0]["requests"], 1);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "nothing else is printed"
+    );
+
+    let work = dir.path().join("work");
+    let out = batchdrop(&[
+        "translate",
+        &path(&input),
+        "--model",
+        CLAUDE,
+        "--out",
+        &path(&work),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["report"]["accepted"], 1);
+    let written = v["written"]["bedrock"][0].as_str().expect("a Bedrock file");
+    let records = jsonl(Path::new(written));
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        v["written"]["record_map"].as_str(),
+        Some(path(&work.join("record-map.jsonl")).as_str())
+    );
+
+    let bedrock = dir.path().join("bedrock-out");
+    fs::create_dir_all(&bedrock).expect("mkdir");
+    let answer = json!({"recordId": records[0]["recordId"], "modelInput": records[0]["modelInput"], "modelOutput": {
+        "id": "msg", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "fine"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}});
+    fs::write(bedrock.join("batch.jsonl.out"), answer.to_string()).expect("write");
+    let results = dir.path().join("results");
+    let map = path(&work.join("record-map.jsonl"));
+    let out = batchdrop(&[
+        "results",
+        "--map",
+        &map,
+        "--out",
+        &path(&results),
+        &path(&bedrock),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["report"]["succeeded"].as_u64(), v["report"]["rejected"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(v["bedrock_output"]["files"], 1);
+    assert_eq!(
+        v["written"]["errors"].as_str(),
+        Some(path(&results.join("errors.jsonl")).as_str())
+    );
+}
