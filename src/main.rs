@@ -564,7 +564,7 @@ fn print_plan(plan: &[GroupPlan], report: &Report) {
         );
         match &g.cannot_run {
             Some(why) => {
-                eprintln!("    not a batch job: {why}; a stack rejects these lines (below_bedrock_minimum or the like)")
+                eprintln!("    not a batch job: {why}; a stack rejects these lines (`below_bedrock_minimum`, with this reason)")
             }
             None => {
                 let jobs: Vec<String> = g
