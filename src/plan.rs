@@ -421,4 +421,79 @@ mod tests {
             "m: line 11 has 240 records (one per text), more than the 200 one Bedrock job may hold"
         );
     }
+
+    fn model(id: &str) -> BedrockModel {
+        match crate::model::classify(id) {
+            crate::model::ModelName::Supported(m) => m,
+            _ => panic!("the catalogue knows {id}"),
+        }
+    }
+
+    #[test]
+    fn a_group_is_priced_at_its_batch_price_or_half_the_on_demand_one() {
+        let records = GroupRecords {
+            sizes: vec![4_000; 200],
+            continues_line: vec![false; 200],
+        };
+        let limits = Limits {
+            min_records: 0,
+            ..Limits::default()
+        };
+        // Llama 4 Maverick lists a batch price: 0.12 and 0.485 dollars per million tokens.
+        let llama = plan_file_group(
+            &model("us.meta.llama4-maverick-17b-instruct-v1:0"),
+            200,
+            &records,
+            1_000_000,
+            &limits,
+        );
+        assert_eq!(llama.input_tokens_estimate, 200_000);
+        let cost = llama.cost.expect("listed prices");
+        assert!(!cost.batch_is_half_on_demand);
+        assert!(
+            (cost.batch_dollars - (0.2 * 0.12 + 0.485)).abs() < 1e-9,
+            "{}",
+            cost.batch_dollars
+        );
+        assert!(
+            (cost.on_demand_dollars - (0.2 * 0.24 + 0.97)).abs() < 1e-9,
+            "{}",
+            cost.on_demand_dollars
+        );
+        assert_eq!(llama.jobs.len(), 1);
+        // Claude 3 Haiku lists none: half the on-demand price (0.25 and 1.25).
+        let haiku = plan_file_group(
+            &model("anthropic.claude-3-haiku-20240307-v1:0"),
+            200,
+            &records,
+            1_000_000,
+            &limits,
+        );
+        let cost = haiku.cost.expect("listed prices");
+        assert!(cost.batch_is_half_on_demand);
+        assert!((cost.on_demand_dollars - (0.2 * 0.25 + 1.25)).abs() < 1e-9);
+        assert!((cost.batch_dollars - cost.on_demand_dollars / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_minimum_of_zero_is_the_models_own() {
+        let nova = model("us.amazon.nova-lite-v1:0");
+        let limits = Limits {
+            min_records: 0,
+            ..Limits::default()
+        };
+        assert_eq!(limits.for_model(&nova).min_records, nova.entry.min_records);
+        let set = Limits {
+            min_records: 7,
+            ..Limits::default()
+        };
+        assert_eq!(set.for_model(&nova).min_records, 7);
+        let few = GroupRecords {
+            sizes: vec![10; 3],
+            continues_line: vec![false; 3],
+        };
+        let plan = plan_file_group(&nova, 3, &few, 30, &limits);
+        assert!(plan.jobs.is_empty());
+        assert!(plan.cannot_run.is_some_and(|why| why.contains("at least 100 records")));
+    }
 }
