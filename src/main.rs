@@ -502,6 +502,7 @@ fn check_file(
         .models()
         .iter()
         .zip(&groups)
+        .filter(|(_, records)| !records.sizes.is_empty())
         .map(|(m, records)| {
             let requests = report.accepted_by_model.get(&m.id).copied().unwrap_or(0);
             let output = report.output_tokens_at_most.get(&m.id).copied().unwrap_or(0);

@@ -784,3 +784,22 @@ fn json_gives_one_object_on_stdout_for_every_command() {
         Some(path(&results.join("errors.jsonl")).as_str())
     );
 }
+
+#[test]
+fn plan_leaves_out_a_batch_model_no_line_runs_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    // Every line names its own model: the batch model gets none and is not planned.
+    let lines: Vec<String> = (0..3).map(|i| chat(&format!("n{i}"), json!({"model": NOVA}))).collect();
+    fs::write(&file, lines.join("\n")).expect("write");
+    let out = batchdrop(&["plan", file.to_str().expect("utf-8"), "--model", CLAUDE, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let models: Vec<&str> = v["plan"]
+        .as_array()
+        .expect("plan")
+        .iter()
+        .filter_map(|g| g["model"].as_str())
+        .collect();
+    assert_eq!(models, [NOVA]);
+}
