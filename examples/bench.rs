@@ -69,6 +69,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
+use batchdrop::counts::grouped;
 use batchdrop::model::{self, BedrockModel, Family, ModelName};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -751,19 +752,6 @@ fn verdict(met: bool) -> &'static str {
     } else {
         "NOT met"
     }
-}
-
-/// 1234567 → "1,234,567".
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The CPU's model name from /proc/cpuinfo.

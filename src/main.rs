@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 
+use batchdrop::counts::grouped;
 use batchdrop::error::{escape_controls, LineError};
 use batchdrop::jsonl::Line;
 use batchdrop::model::{self, BedrockModel, ModelName};
@@ -510,19 +511,6 @@ fn check_file(
         })
         .collect();
     Ok((translator, plans))
-}
-
-/// Thousands with commas, as the plan prints counts.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Bytes in kB, MB or GB (powers of 10, as Bedrock's quotas are given).
