@@ -35,7 +35,8 @@ pub fn batch_id(bucket: &str, key: &str, version: &str) -> String {
     format!("{slug}-{hash:016x}")
 }
 
-/// Bedrock job name of job `index` (docs/bedrock.md#creating-a-job jobName pattern: alphanumerics and hyphens here).
+/// Bedrock job name of job `index`, within the jobName pattern of docs/bedrock.md#creating-a-job (alphanumerics
+/// and hyphens here).
 pub fn job_name(batch_id: &str, index: usize) -> String {
     format!("{batch_id}-job{index}")
 }

@@ -1,5 +1,5 @@
-//! Our own Bedrock recordIds: `R` and ten digits, 11 characters (docs/bedrock.md#input-records recommends 11-character
-//! alphanumeric ids of our own, since the real limits are undocumented).
+//! Our own Bedrock recordIds: `R` and ten digits, 11 characters: alphanumeric ids of our own, since the real
+//! limits are undocumented (docs/bedrock.md#input-records).
 
 /// A recordId; its number is the accepted record's 1-based position in the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -53,7 +53,7 @@ impl JobStatus {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// docs/bedrock.md#job-statuses groupings.
+    /// The groupings of docs/bedrock.md#job-statuses.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
