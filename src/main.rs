@@ -469,17 +469,8 @@ fn check_file(
                         if groups.len() <= g {
                             groups.resize_with(g + 1, GroupRecords::default);
                         }
-                        let group = &mut groups[g];
-                        let mut from = 0;
-                        let ends = if accepted.part_ends.is_empty() {
-                            vec![body.len()]
-                        } else {
-                            accepted.part_ends
-                        };
-                        for (i, end) in ends.into_iter().enumerate() {
-                            group.sizes.push(translate::record_bytes(end - from));
-                            group.continues_line.push(i > 0);
-                            from = end;
+                        for (i, part) in accepted.bodies(body.len()).into_iter().enumerate() {
+                            groups[g].push(translate::record_bytes(part.len()), i > 0);
                         }
                     }
                     None

@@ -215,6 +215,14 @@ pub struct GroupRecords {
     pub continues_line: Vec<bool>,
 }
 
+impl GroupRecords {
+    /// One more record of `bytes`, which continues the input line of the one before or starts its own.
+    pub fn push(&mut self, bytes: u64, continues_line: bool) {
+        self.sizes.push(bytes);
+        self.continues_line.push(continues_line);
+    }
+}
+
 /// What a file would become in a stack, per model: its jobs as the pipeline cuts them (or why it cannot
 /// run), its tokens and what they would cost at the catalogue's list prices.
 #[derive(Debug, Clone, Serialize)]

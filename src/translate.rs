@@ -416,6 +416,21 @@ pub struct Accepted<'l> {
     pub max_tokens: Option<u64>,
 }
 
+impl Accepted<'_> {
+    /// Where each Bedrock record's body lies among the `written` bytes the line wrote to `body_out`, in
+    /// order: the whole of them for a chat line, one range per text for an embeddings line.
+    pub fn bodies(&self, written: usize) -> Vec<std::ops::Range<usize>> {
+        if self.part_ends.is_empty() {
+            return std::iter::once(0..written).collect();
+        }
+        let starts = std::iter::once(0).chain(self.part_ends.iter().copied());
+        starts
+            .zip(self.part_ends.iter().copied())
+            .map(|(from, end)| from..end)
+            .collect()
+    }
+}
+
 /// The endpoint a line posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -1138,13 +1153,12 @@ pub fn translate<R: BufRead, S: Sink>(
                     next_record = next_record.next();
                 } else {
                     // One record per text, numbered one after another, each with its own body.
-                    let mut from = body_start;
-                    for (i, &end) in accepted.part_ends.iter().enumerate() {
+                    let bodies = &record[body_start..];
+                    for (i, body) in accepted.bodies(bodies.len()).into_iter().enumerate() {
                         start_record(&mut part, next_record);
-                        part.extend_from_slice(&record[from..body_start + end]);
+                        part.extend_from_slice(&bodies[body]);
                         part.extend_from_slice(RECORD_END);
                         sink.record(group, model, &part, i > 0)?;
-                        from = body_start + end;
                         next_record = next_record.next();
                     }
                 }

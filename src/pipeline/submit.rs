@@ -26,7 +26,7 @@ use crate::error::{LineError, Reason};
 use crate::jsonl::Lines;
 use crate::layout;
 use crate::model::{self, BedrockModel, ModelName};
-use crate::plan::{plan_group, Chunk};
+use crate::plan::{plan_group, Chunk, GroupRecords};
 use crate::status::{BatchDoc, Job};
 use crate::translate::{self, MapCounts, MapEnd, MapHeader, MapLine, MapRejection, Sink, Translator, MAP_VERSION};
 
@@ -415,8 +415,8 @@ async fn stage(
         };
         match plan_group(
             &model.id,
-            &group.sizes,
-            &group.continues_line,
+            &group.records.sizes,
+            &group.records.continues_line,
             &config.limits_for(model),
         ) {
             Ok(chunks) => {
@@ -625,14 +625,12 @@ enum GroupPlan {
     Rejected(String),
 }
 
-/// One model group's records on local disk, and each record's size (for planning).
+/// One model group's records on local disk, and each record's size and whether it continues the line
+/// of the record before (for planning: a line's records stay in one job).
 struct Group {
     path: PathBuf,
     writer: Option<BufWriter<File>>,
-    sizes: Vec<u64>,
-    /// Per record: whether it continues the input line of the record before (the planner keeps a line's
-    /// records in one job).
-    continues_line: Vec<bool>,
+    records: GroupRecords,
 }
 
 /// Translation output on local disk: Lambda's ephemeral storage holds what memory must not.
@@ -676,13 +674,11 @@ impl Sink for LocalSink {
             self.groups[group] = Some(Group {
                 writer: Some(BufWriter::new(File::create(&path)?)),
                 path,
-                sizes: Vec::new(),
-                continues_line: Vec::new(),
+                records: GroupRecords::default(),
             });
         }
         if let Some(g) = &mut self.groups[group] {
-            g.sizes.push(record.len() as u64);
-            g.continues_line.push(continues_line);
+            g.records.push(record.len() as u64, continues_line);
             if let Some(w) = &mut g.writer {
                 w.write_all(record)?;
             }
