@@ -527,7 +527,7 @@ fn dollars(d: f64) -> String {
 fn print_plan(plan: &[GroupPlan], report: &Report) {
     eprintln!("plan: what a stack would do with this file (Bedrock's default quotas):");
     let planned: u64 = plan.iter().map(|g| g.requests).sum();
-    if plan.is_empty() || planned < report.accepted {
+    if planned < report.accepted {
         eprintln!(
             "  {} accepted lines name no Bedrock model, and there is no --model: give one to plan them",
             grouped(report.accepted - planned)
