@@ -15,8 +15,8 @@ Usage: check_event_schema.py [SAM_TEMPLATE.json CDK_OUT_DIR]
   that detail-type, and rejects it with any other terminal status.
 - It accepts every recorded event in infra/events/examples/ (real runs on the local stack, recorded by
   infra/events/record_examples.py), which cover Batch Completed, Batch Failed after finalize, and Batch Failed
-  without it, each with a detail-type and status the state machine sends; and every JSON example of the
-  README's "The completion event" section.
+  without it, each with a detail-type and status the state machine sends; and every JSON example of
+  docs/events.md, the event's documentation.
 - The AWS::EventSchemas::Schema of both templates carries this very schema.
 
 Exits 1 and prints every mismatch.
@@ -39,9 +39,9 @@ SCHEMA = ROOT / "infra" / "events" / "batch-event.schema.json"
 EXAMPLES = ROOT / "infra" / "events" / "examples"
 STATUS_RS = ROOT / "src" / "status.rs"
 ASL = ROOT / "statemachine" / "batch.asl.json"
-README = ROOT / "README.md"
-# The README's placeholders, made concrete so that the examples can be validated.
-README_PLACEHOLDERS = {
+EVENTS_DOC = ROOT / "docs" / "events.md"
+# The placeholders of docs/events.md, made concrete so that its examples can be validated.
+DOC_PLACEHOLDERS = {
     "<input bucket>": "batchdrop-input-123456789012-us-east-1",
     "<output bucket>": "batchdrop-output-123456789012-us-east-1",
 }
@@ -336,19 +336,21 @@ def check_examples(schema: dict, examples=EXAMPLES, asl_path=ASL, status_rs=STAT
     return problems
 
 
-def check_readme(schema: dict, readme=README) -> list[str]:
-    text = Path(readme).read_text(encoding="utf-8")
-    m = re.search(r"^## The completion event\n(.*?)(?=^## )", text, re.S | re.M)
-    if not m:
-        return [f"{readme}: no '## The completion event' section"]
+def check_doc(schema: dict, doc=EVENTS_DOC) -> list[str]:
+    """Every JSON example of docs/events.md that is an event or an event's detail fits the schema."""
+    doc = Path(doc)
+    label = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
+    if not doc.is_file():
+        return [f"{label} does not exist: it documents the completion event"]
+    text = doc.read_text(encoding="utf-8")
     problems, checked = [], 0
-    for block in re.findall(r"```json\n(.*?)```", m.group(1), re.S):
-        for placeholder, value in README_PLACEHOLDERS.items():
+    for block in re.findall(r"^```json\n(.*?)^```", text, re.S | re.M):
+        for placeholder, value in DOC_PLACEHOLDERS.items():
             block = block.replace(placeholder, value)
         try:
             data = json.loads(block)
         except json.JSONDecodeError as e:
-            problems.append(f"README, The completion event: a JSON example does not parse: {e}")
+            problems.append(f"{label}: a JSON example does not parse: {e}")
             continue
         if "batch_id" in data:
             detail_type = "Batch Failed" if "finalize_error" in data or data.get("status") == "failed" and data.get("error") else "Batch Completed"
@@ -359,9 +361,9 @@ def check_readme(schema: dict, readme=README) -> list[str]:
             continue  # an event pattern, not an event
         checked += 1
         for e in errors(schema, event):
-            problems.append(f"README, The completion event: an example does not fit the schema: {e}")
+            problems.append(f"{label}: an example does not fit the schema: {e}")
     if checked == 0:
-        problems.append("README, The completion event: no JSON example of the detail")
+        problems.append(f"{label}: no JSON example of the detail")
     return problems
 
 
@@ -388,13 +390,13 @@ def check(sam_path=cfn.SAM_TEMPLATE, cdk_out=cfn.CDK_OUT) -> list[str]:
         check_rust(schema)
         + check_asl(schema)
         + check_examples(schema)
-        + check_readme(schema)
+        + check_doc(schema)
         + check_templates(schema, sam_path, cdk_out)
     )
 
 
 def main(argv):
-    return cfn.run("check_event_schema", argv, check, __doc__.strip().splitlines()[2], lambda: f"the schema matches src/status.rs, the state machine, {len(list(EXAMPLES.glob('*.json')))} recorded events, the README and both templates")
+    return cfn.run("check_event_schema", argv, check, __doc__.strip().splitlines()[2], lambda: f"the schema matches src/status.rs, the state machine, {len(list(EXAMPLES.glob('*.json')))} recorded events, {EVENTS_DOC.relative_to(ROOT)} and both templates")
 
 
 if __name__ == "__main__":

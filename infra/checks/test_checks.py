@@ -704,6 +704,22 @@ class EventSchemaCheck(unittest.TestCase):
             problems = check_event_schema.check_asl(self.schema, path)
         self.assertTrue(any("Announce Unfinalized Failure" in p for p in problems), problems)
 
+    def test_the_documented_examples_must_fit(self):
+        text = check_event_schema.EVENTS_DOC.read_text()
+        self.assertEqual(check_event_schema.check_doc(self.schema), [])
+        # The detail of a finished batch, with a field the schema does not have.
+        broken = text.replace('"status": "completed",', '"status": "completed", "retried": 0,', 1)
+        self.assertNotEqual(text, broken)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "events.md"
+            path.write_text(broken)
+            problems = check_event_schema.check_doc(self.schema, path)
+            self.assertTrue(any("an example does not fit the schema" in p and "retried" in p for p in problems), problems)
+            path.write_text(text.replace("```json", "```text"))
+            self.assertEqual(check_event_schema.check_doc(self.schema, path), [f"{path}: no JSON example of the detail"])
+            path.unlink()
+            self.assertEqual(check_event_schema.check_doc(self.schema, path), [f"{path} does not exist: it documents the completion event"])
+
 
 class ScannerCheck(unittest.TestCase):
     def report(self, failed: list[tuple[str, str, str]]) -> dict:
