@@ -1,6 +1,6 @@
 //! Every choice batchdrop makes where OpenAI and Bedrock do not line up, in one place.
 //!
-//! The README's "Formats" section documents this table; change both together.
+//! docs/formats.md#how-openai-requests-are-translated documents this table; change both together.
 //!
 //! | OpenAI input | what batchdrop does | why |
 //! |---|---|---|

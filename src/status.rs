@@ -400,7 +400,8 @@ impl Backoff {
     }
 }
 
-/// The detail of the `Batch Completed` / `Batch Failed` events (README, "The completion event").
+/// The detail of the `Batch Completed` / `Batch Failed` events (docs/events.md#the-detail; its schema is
+/// infra/events/batch-event.schema.json).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventDetail {
     pub batch_id: String,

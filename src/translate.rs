@@ -40,7 +40,7 @@ pub struct Report {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     /// Accepted lines per Bedrock model that will run them.
     pub accepted_by_model: BTreeMap<String, u64>,
-    /// `body.model` values that name no Bedrock model and were ignored (README, "Choosing the model").
+    /// `body.model` values that name no Bedrock model and were ignored (docs/configuration.md#choosing-the-model).
     /// Bounded: the first [`crate::counts::MAX_KEYS`] names, then the others together.
     pub ignored_model_names: Counts,
     /// Body fields with no Bedrock meaning that were dropped, per field, counted on accepted lines.
@@ -456,9 +456,9 @@ pub struct Translator {
 }
 
 impl Translator {
-    /// `batch_model` is the batch's model (README, "Choosing the model"), used by lines that name none: chat lines
-    /// when it is a chat model, embeddings lines when it is an embeddings model (the others then use
-    /// [`DEFAULT_EMBEDDING_MODEL`], or have none).
+    /// `batch_model` is the batch's model (docs/configuration.md#choosing-the-model), used by lines that name
+    /// none: chat lines when it is a chat model, embeddings lines when it is an embeddings model (the others then
+    /// use [`DEFAULT_EMBEDDING_MODEL`], or have none).
     pub fn new(policy: Policy, batch_model: Option<BedrockModel>) -> Self {
         let embeds = batch_model.as_ref().is_some_and(|m| m.family == Family::TitanEmbed);
         let models: Vec<BedrockModel> = batch_model.into_iter().collect();
@@ -986,7 +986,7 @@ pub trait Sink {
     fn rejected(&mut self, error_line: &[u8], error: &LineError) -> io::Result<()>;
 }
 
-/// One record-map line (README, "The record map"): one per non-blank input line, in input order.
+/// One record-map line (docs/formats.md#the-record-map): one per non-blank input line, in input order.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MapLine<'a> {
     pub line: u64,

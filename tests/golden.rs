@@ -471,7 +471,7 @@ mod rejections {
                 Reason::ResponseFormat,
                 "body.response_format.json_schema.schema",
             ),
-            // Models (README, "Choosing the model"; docs/formats.md#claude-and-nova-bodies).
+            // Models (docs/configuration.md#choosing-the-model; docs/formats.md#claude-and-nova-bodies).
             case(
                 "a Bedrock model of another family",
                 chat(&format!(r#"{{"model":"amazon.titan-embed-text-v2:0","messages":{HI}}}"#)),

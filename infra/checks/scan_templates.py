@@ -6,7 +6,7 @@ REPORT.json is checkov's JSON report (`checkov --framework cloudformation -o jso
 from .tools/checkov/) over the SAM template after the transform and both CDK synths. Each failed check must
 be in JUSTIFIED below for that resource, with the reason docs/security.md gives; the
 section must name every justified check id. A justified check that no longer fails anywhere is reported too,
-so the list and the README stay true. Every scanned template must have parsed.
+so the list and docs/security.md stay true. Every scanned template must have parsed.
 
 Exits 1 and prints every unjustified finding.
 """

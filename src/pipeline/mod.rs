@@ -102,7 +102,8 @@ where
     }
 }
 
-/// The deployment's settings, read once at start-up (README, "Configuration").
+/// The deployment's settings, read once at start-up: each one, its stack parameter and its environment
+/// variable are in docs/configuration.md#all-parameters.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub input_bucket: String,

@@ -7,9 +7,10 @@
 //   npx cdk deploy -c jobTimeoutHours=48 -c alarmTopicArn=arn:aws:sns:…   # with credentials: your profile's
 //
 // Context keys: stackName (default Batchdrop), account and region (default CDK_DEFAULT_ACCOUNT/REGION, which
-// the CLI sets from your credentials), and each prop of BatchdropPipeline by its name (README.md lists them),
-// -c name=value. Numbers are parsed here and checked by the construct; an unknown key is refused. Without
-// lambdaDir, the synth builds the functions with cargo-lambda.
+// the CLI sets from your credentials), and each prop of BatchdropPipeline by its name (infra/cdk/README.md,
+// "Props", and docs/configuration.md#all-parameters list them), -c name=value. Numbers are parsed here and
+// checked by the construct; an unknown key is refused. Without lambdaDir, the synth builds the functions with
+// cargo-lambda.
 
 import { App } from 'aws-cdk-lib';
 

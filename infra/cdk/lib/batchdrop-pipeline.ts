@@ -111,7 +111,8 @@ export const LOG_RETENTION_DAYS = [
 export type LogRetentionDays = (typeof LOG_RETENTION_DAYS)[number];
 
 /**
- * The SAM template's parameters, one prop each, with the same defaults and limits (README, "Configuration").
+ * The SAM template's parameters, one prop each, with the same defaults and limits
+ * (docs/configuration.md#all-parameters).
  * The functions' environment variables come from them exactly as in infra/template.yaml.
  */
 export interface BatchdropPipelineProps {
