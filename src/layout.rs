@@ -71,7 +71,7 @@ pub fn record_map_key(batch_id: &str) -> String {
     format!("staging/{batch_id}/record-map.jsonl")
 }
 
-/// Input bucket: the marker object that asks for a batch to be cancelled (README, "Cancelling a batch").
+/// Input bucket: the marker object that asks for a batch to be cancelled (docs/configuration.md#cancelling-a-batch).
 pub fn cancel_key(batch_id: &str) -> String {
     format!("{CANCEL_PREFIX}{batch_id}")
 }

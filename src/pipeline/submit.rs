@@ -527,7 +527,7 @@ async fn stage(
     Ok(doc)
 }
 
-/// README, "Choosing the model": the folder names the batch model when it names a Bedrock model. A folder
+/// docs/configuration.md#choosing-the-model: the folder names the batch model when it names a Bedrock model. A folder
 /// naming a model batchdrop cannot use leaves the batch without a model (each line says so) rather than
 /// silently running another one.
 fn folder_model(key: &str, default: &BedrockModel) -> (Option<BedrockModel>, Option<String>) {
