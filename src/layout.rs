@@ -35,6 +35,18 @@ pub fn batch_id(bucket: &str, key: &str, version: &str) -> String {
     format!("{slug}-{hash:016x}")
 }
 
+/// What names an uploaded object's version in its batch id: the version id (the input bucket is versioned),
+/// else the ETag, else the event's sequencer. The submit function reads them from the S3 event and the CLI
+/// from the upload's reply, so both compute the same id; an ETag's quotes (PutObject's reply has them, the
+/// event does not) are not part of it.
+pub fn upload_version<'a>(version_id: Option<&'a str>, e_tag: Option<&'a str>, sequencer: Option<&'a str>) -> &'a str {
+    [version_id, e_tag.map(|t| t.trim_matches('"')), sequencer]
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_empty())
+        .unwrap_or("unversioned")
+}
+
 /// Bedrock job name of job `index`, within the jobName pattern of docs/bedrock.md#creating-a-job (alphanumerics
 /// and hyphens here).
 pub fn job_name(batch_id: &str, index: usize) -> String {
@@ -134,6 +146,18 @@ pub const EXECUTION_NAME_MAX: usize = 80;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_version_is_the_same_from_the_event_and_from_the_upload_reply() {
+        assert_eq!(upload_version(Some("v1"), Some("abc"), Some("seq")), "v1");
+        // PutObject's reply quotes its ETag; the S3 event does not.
+        assert_eq!(
+            upload_version(None, Some("\"abc-2\""), None),
+            upload_version(None, Some("abc-2"), Some("seq"))
+        );
+        assert_eq!(upload_version(Some(""), None, Some("seq")), "seq");
+        assert_eq!(upload_version(None, None, None), "unversioned");
+    }
 
     #[test]
     fn batch_ids_are_readable_stable_and_distinct() {

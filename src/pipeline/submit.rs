@@ -289,12 +289,11 @@ async fn submit_object(deps: &Deps, upload: &Upload) -> Result<Submitted, StepEr
             ),
         });
     }
-    let version = upload
-        .version_id
-        .as_deref()
-        .or(upload.e_tag.as_deref())
-        .or(upload.sequencer.as_deref())
-        .unwrap_or("unversioned");
+    let version = layout::upload_version(
+        upload.version_id.as_deref(),
+        upload.e_tag.as_deref(),
+        upload.sequencer.as_deref(),
+    );
     let batch_id = layout::batch_id(bucket, &key, version);
     let config = &deps.config;
     let (batch_model, model_note) = folder_model(&key, &config.default_model);
