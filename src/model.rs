@@ -149,6 +149,17 @@ fn invalid_model_id(full: &str) -> ModelName {
     })
 }
 
+/// The model a `--model` option names: a supported Bedrock model, or why not (for the CLI's messages).
+pub fn batch_model_arg(name: &str) -> Result<BedrockModel, String> {
+    match classify(name) {
+        ModelName::Supported(m) => Ok(m),
+        ModelName::Unsupported(why) => Err(format!("--model: {why}")),
+        ModelName::Foreign => Err(format!(
+            "--model: '{name}' is not a Bedrock model id, inference profile id or ARN"
+        )),
+    }
+}
+
 /// Classifies a model name: a supported Bedrock model, an unsupported one, or a foreign name.
 pub fn classify(name: &str) -> ModelName {
     let name_trimmed = name.trim();
