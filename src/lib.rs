@@ -10,6 +10,8 @@
 //!   lines, in input order; [`error`]: why a line was rejected.
 
 pub mod catalogue;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod completion;
 pub mod counts;
 pub mod embeddings;

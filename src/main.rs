@@ -1,4 +1,5 @@
-//! The `batchdrop` command: check, translate and convert OpenAI batch files on your own machine.
+//! The `batchdrop` command: check, translate and convert OpenAI batch files on your own machine, and submit,
+//! follow and fetch batches of a stack (deployed or local).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -11,7 +12,7 @@ use clap::{Parser, Subcommand};
 use batchdrop::counts::grouped;
 use batchdrop::error::{escape_controls, LineError};
 use batchdrop::jsonl::Line;
-use batchdrop::model::{self, BedrockModel, ModelName};
+use batchdrop::model::{self, BedrockModel};
 use batchdrop::plan::{self, GroupPlan, GroupRecords};
 use batchdrop::policy::{Policy, TemperaturePolicy};
 use batchdrop::results::{self, Collector, JobStatus, JoinOptions};
@@ -162,6 +163,8 @@ Exit codes:
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Client(batchdrop::client::commands::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -199,6 +202,7 @@ fn main() -> ExitCode {
             bedrock_out,
             json,
         } => results_cmd(&map, &out, job_status, created, &bedrock_out, json),
+        Command::Client(command) => batchdrop::client::commands::run(command).map_err(Into::into),
     };
     match result {
         Ok(code) => code,
@@ -354,15 +358,7 @@ fn max_tokens_arg(s: &str) -> Result<u64, String> {
 }
 
 fn batch_model(name: Option<&str>) -> Result<Option<BedrockModel>, String> {
-    match name.map(model::classify) {
-        None => Ok(None),
-        Some(ModelName::Supported(m)) => Ok(Some(m)),
-        Some(ModelName::Unsupported(why)) => Err(format!("--model: {why}")),
-        Some(ModelName::Foreign) => Err(format!(
-            "--model: '{}' is not a Bedrock model id, inference profile id or ARN",
-            name.unwrap_or_default()
-        )),
-    }
+    name.map(model::batch_model_arg).transpose()
 }
 
 fn policy(args: &PolicyArgs) -> Policy {
