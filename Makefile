@@ -60,7 +60,10 @@ stack-status: $(LOCAL_STAMP) ## Which of the local stack's processes run, its en
 stack-down: ## Stop the local stack's processes, by PID
 	@if [ -x $(LOCAL_VENV)/bin/python ]; then $(LOCAL_VENV)/bin/python infra/local/stack.py stop; fi
 
+# The client tests (infra/local/tests/test_client.py) run the CLI's debug binary, built here with the workspace's
+# features, so that after `cargo test --workspace` it is already up to date.
 e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here), then a short seed of make latency
+	$(CARGO) build --locked --workspace --bin batchdrop
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(LOCAL_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/local/tests
 	$(LOCAL_VENV)/bin/python infra/local/latency.py --batches 1 --check
 
