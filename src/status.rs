@@ -422,7 +422,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_mapping_follows_spec_4_6() {
+    fn status_mapping_follows_docs_bedrock_job_statuses() {
         for (bedrock, openai) in [
             ("Submitted", BatchStatus::Validating),
             ("Validating", BatchStatus::Validating),

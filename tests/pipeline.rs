@@ -1209,7 +1209,7 @@ async fn non_inbox_keys_are_ignored() {
     drop(w.work);
 }
 
-/// docs/models.md "Records per job": the planner takes each model's minimum from the catalogue, unless the
+/// docs/models.md#fields (`min_records`): the planner takes each model's minimum from the catalogue, unless the
 /// deployment sets one for every model.
 #[test]
 fn the_minimum_records_per_job_comes_from_the_catalogue_unless_set() {

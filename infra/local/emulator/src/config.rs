@@ -307,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_spec() {
+    fn defaults_are_bedrocks_documented_quotas() {
         let s = Startup::from_vars(vars(&[])).expect("defaults");
         assert_eq!(s.settings.step_ms, 200);
         assert_eq!(s.settings.quotas.default.min_records_per_job, 100);
