@@ -59,6 +59,13 @@ impl StackArgs {
 }
 
 /// How often a followed batch's batch.json is read.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Every {
+    /// Seconds between two reads of batch.json while following the batch.
+    #[arg(long = "every", value_name = "SECONDS", default_value = "5", value_parser = every_arg)]
+    pub seconds: Duration,
+}
+
 fn every_arg(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if !(0.1..=3600.0).contains(&secs) {
@@ -99,9 +106,8 @@ Examples:
         /// Follow the batch until it ends and print its summary.
         #[arg(long)]
         wait: bool,
-        /// Seconds between two reads of batch.json while following.
-        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = every_arg)]
-        every: Duration,
+        #[command(flatten)]
+        every: Every,
         #[command(flatten)]
         stack: StackArgs,
         /// Print {"batch_id", "bucket", "key", "version_id", "bytes", "batch"} as one JSON object on standard output.
@@ -125,9 +131,8 @@ Examples:
         /// Follow the batch until it ends.
         #[arg(long)]
         watch: bool,
-        /// Seconds between two reads of batch.json with --watch.
-        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = every_arg)]
-        every: Duration,
+        #[command(flatten)]
+        every: Every,
         #[command(flatten)]
         stack: StackArgs,
         /// Print the batch.json as it is stored, as one JSON object on standard output.
@@ -192,9 +197,8 @@ Examples:
         /// Follow the batch until it has stopped.
         #[arg(long)]
         wait: bool,
-        /// Seconds between two reads of batch.json with --wait.
-        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = every_arg)]
-        every: Duration,
+        #[command(flatten)]
+        every: Every,
         #[command(flatten)]
         stack: StackArgs,
         /// Print {"batch_id", "outcome", "status", "batch"} as one JSON object on standard output.
@@ -227,7 +231,7 @@ async fn run_async(command: ClientCommand) -> Result<ExitCode, ClientError> {
                 &file,
                 model.as_deref(),
                 name.as_deref(),
-                wait.then_some(every),
+                wait.then_some(every.seconds),
                 &stack,
                 json,
             )
@@ -242,7 +246,7 @@ async fn run_async(command: ClientCommand) -> Result<ExitCode, ClientError> {
         } => {
             let stack = connect(&stack.target(), &stack.connection()).await?;
             let batch = if watch {
-                batches::follow(&stack, &batch_id, every, &mut Progress::stderr()).await?
+                batches::follow(&stack, &batch_id, every.seconds, &mut Progress::stderr()).await?
             } else {
                 batches::get(&stack, &batch_id).await?
             };
@@ -317,7 +321,7 @@ async fn run_async(command: ClientCommand) -> Result<ExitCode, ClientError> {
             }];
             let followed = match outcome {
                 CancelOutcome::Requested if wait => {
-                    Some(batches::follow(&stack, &batch_id, every, &mut Progress::stderr()).await?)
+                    Some(batches::follow(&stack, &batch_id, every.seconds, &mut Progress::stderr()).await?)
                 }
                 _ => None,
             };
