@@ -157,6 +157,11 @@ pub fn frame(doc: &BatchDoc, now: u64, terminal: bool) -> Vec<String> {
     } else {
         String::new()
     };
+    if c.total == 0 && !doc.status.is_terminal() {
+        lines.push("its lines are being read and checked".to_string());
+        lines.extend(doc.bedrock.jobs.iter().map(job_line));
+        return lines;
+    }
     let counts = format!(
         "{} lines: {} answered, {} failed{rejected}",
         progress::count(c.total),
@@ -197,11 +202,21 @@ pub fn summary(doc: &BatchDoc, flags: &str) -> Vec<String> {
 /// How long `follow` waits for a batch.json to appear before it says the stack has not picked the file up.
 pub const APPEAR_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Whether a followed batch may not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appear {
+    /// Just uploaded: its batch.json comes once the stack has picked the file up, within [`APPEAR_TIMEOUT`].
+    Soon,
+    /// Known already: no batch.json means no such batch.
+    Already,
+}
+
 /// Follows a batch until it ends, showing its progress; returns its last batch.json.
 pub async fn follow(
     stack: &Stack,
     batch_id: &str,
     every: Duration,
+    appear: Appear,
     progress: &mut Progress,
 ) -> Result<Batch, ClientError> {
     let started = Instant::now();
@@ -213,6 +228,10 @@ pub async fn follow(
                     progress.finish();
                     return Ok(batch);
                 }
+            }
+            None if appear == Appear::Already => {
+                progress.finish();
+                return Err(not_found(stack, batch_id));
             }
             None if started.elapsed() > APPEAR_TIMEOUT => {
                 progress.finish();
@@ -475,6 +494,10 @@ mod tests {
             "  job 0 m InProgress, 500 of 1,000 records done (500 ok, 0 failed)"
         );
         let plain = frame(&d, 1_200, false);
+        assert_eq!(
+            frame(&doc(BatchStatus::Validating, 0, 0, 0), 1_003, false),
+            ["batch b-1: validating, for 3s", "its lines are being read and checked"]
+        );
         assert_eq!(plain[1], "500 of 1,000 lines: 500 answered, 0 failed");
         let mut ended = doc(BatchStatus::Completed, 10, 10, 0);
         ended.completed_at = Some(1_065);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::batches::{self, Batch, CancelOutcome};
+use super::batches::{self, Appear, Batch, CancelOutcome};
 use super::progress::{self, Progress};
 use super::upload;
 use super::{connect, ClientError, Connection, Target, DEFAULT_STACK};
@@ -246,7 +246,14 @@ async fn run_async(command: ClientCommand) -> Result<ExitCode, ClientError> {
         } => {
             let stack = connect(&stack.target(), &stack.connection()).await?;
             let batch = if watch {
-                batches::follow(&stack, &batch_id, every.seconds, &mut Progress::stderr()).await?
+                batches::follow(
+                    &stack,
+                    &batch_id,
+                    every.seconds,
+                    Appear::Already,
+                    &mut Progress::stderr(),
+                )
+                .await?
             } else {
                 batches::get(&stack, &batch_id).await?
             };
@@ -320,9 +327,16 @@ async fn run_async(command: ClientCommand) -> Result<ExitCode, ClientError> {
                 }
             }];
             let followed = match outcome {
-                CancelOutcome::Requested if wait => {
-                    Some(batches::follow(&stack, &batch_id, every.seconds, &mut Progress::stderr()).await?)
-                }
+                CancelOutcome::Requested if wait => Some(
+                    batches::follow(
+                        &stack,
+                        &batch_id,
+                        every.seconds,
+                        Appear::Already,
+                        &mut Progress::stderr(),
+                    )
+                    .await?,
+                ),
                 _ => None,
             };
             if json {
@@ -417,7 +431,7 @@ async fn submit(
     let followed = match follow {
         Some(every) => {
             eprintln!("batch id: {batch_id}");
-            Some(batches::follow(&stack, &batch_id, every, &mut progress).await?)
+            Some(batches::follow(&stack, &batch_id, every, Appear::Soon, &mut progress).await?)
         }
         None => {
             lines.push(format!(

@@ -243,9 +243,10 @@ def test_errors_say_what_to_do(local_stack, cli):
     assert "no AWS credentials" in no_credentials.stderr.decode()
     assert "aws sso login" in no_credentials.stderr.decode()
 
-    unknown = run(cli, "status", "no-such-batch-0000000000000000", *LOCAL)
-    assert unknown.returncode == 2
-    assert f"no batch no-such-batch-0000000000000000 in s3://{stack.OUTPUT_BUCKET}/results/" in unknown.stderr.decode()
+    for watch in [[], ["--watch"]]:
+        unknown = run(cli, "status", "no-such-batch-0000000000000000", *watch, *LOCAL, timeout=30)
+        assert unknown.returncode == 2
+        assert f"no batch no-such-batch-0000000000000000 in s3://{stack.OUTPUT_BUCKET}/results/" in unknown.stderr.decode()
 
     buckets = ["--input-bucket", "no-such-bucket-in", "--output-bucket", "no-such-bucket-out"]
     missing = run(cli, "list", *buckets, env=MOTO)
