@@ -27,6 +27,14 @@ fn now() -> u64 {
 
 /// The batch's batch.json, or `None` when the stack has none (yet).
 pub async fn find(stack: &Stack, batch_id: &str) -> Result<Option<Batch>, ClientError> {
+    match read(stack, batch_id).await? {
+        Some((uri, bytes)) => parse(&uri, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The bytes of a batch's batch.json, and its URI.
+async fn read(stack: &Stack, batch_id: &str) -> Result<Option<(String, Vec<u8>)>, ClientError> {
     let key = layout::results_key(batch_id, "batch.json");
     let uri = layout::s3_uri(&stack.output_bucket, &key);
     let reply = match stack
@@ -50,11 +58,15 @@ pub async fn find(stack: &Stack, batch_id: &str) -> Result<Option<Batch>, Client
         .await
         .map_err(|e| ClientError(format!("reading {uri}: {e}")))?
         .into_bytes();
+    Ok(Some((uri, bytes.to_vec())))
+}
+
+fn parse(uri: &str, bytes: &[u8]) -> Result<Batch, ClientError> {
     let raw: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| ClientError(format!("{uri} is not JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| ClientError(format!("{uri} is not JSON: {e}")))?;
     let doc: BatchDoc = serde_json::from_value(raw.clone())
         .map_err(|e| ClientError(format!("{uri} is not a batch.json this batchdrop reads: {e}")))?;
-    Ok(Some(Batch { doc, raw }))
+    Ok(Batch { doc, raw })
 }
 
 /// The batch's batch.json; its absence is an error that says what it may mean.
@@ -202,6 +214,9 @@ pub fn summary(doc: &BatchDoc, flags: &str) -> Vec<String> {
 /// How long `follow` waits for a batch.json to appear before it says the stack has not picked the file up.
 pub const APPEAR_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Reads of batch.json in a row that may fail while following before `follow` gives up.
+const FOLLOW_FAILURES: u32 = 5;
+
 /// Whether a followed batch may not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appear {
@@ -220,8 +235,26 @@ pub async fn follow(
     progress: &mut Progress,
 ) -> Result<Batch, ClientError> {
     let started = Instant::now();
+    let mut failures = 0;
     loop {
-        match find(stack, batch_id).await? {
+        let found = match find(stack, batch_id).await {
+            Ok(found) => {
+                failures = 0;
+                found
+            }
+            // A read that failed (after the SDK's own retries) does not end a wait of hours at once.
+            Err(e) if failures < FOLLOW_FAILURES => {
+                failures += 1;
+                progress.note(&format!("{e}; trying again ({failures} of {FOLLOW_FAILURES})"));
+                tokio::time::sleep(every.max(Duration::from_secs(2 << failures.min(5)))).await;
+                continue;
+            }
+            Err(e) => {
+                progress.finish();
+                return Err(e);
+            }
+        };
+        match found {
             Some(batch) => {
                 progress.show(frame(&batch.doc, now(), progress.is_terminal()));
                 if batch.doc.status.is_terminal() {
@@ -281,9 +314,12 @@ pub async fn list(stack: &Stack, limit: usize) -> Result<Vec<Batch>, ClientError
     }
     let mut batches = Vec::with_capacity(found.len());
     for (_, id) in found {
-        // A batch deleted meanwhile is left out.
-        if let Some(batch) = find(stack, &id).await? {
-            batches.push(batch);
+        // A batch deleted meanwhile is left out; one whose batch.json cannot be read is named, and left out.
+        if let Some((uri, bytes)) = read(stack, &id).await? {
+            match parse(&uri, &bytes) {
+                Ok(batch) => batches.push(batch),
+                Err(e) => eprintln!("batchdrop: left out of the list: {e}"),
+            }
         }
     }
     batches.sort_by(|a, b| b.doc.created_at.cmp(&a.doc.created_at).then(b.doc.id.cmp(&a.doc.id)));
@@ -337,27 +373,40 @@ pub async fn fetch(stack: &Stack, batch_id: &str, dir: &Path) -> Result<Fetched,
         )));
     };
     std::fs::create_dir_all(dir).map_err(|e| ClientError(format!("{}: {e}", dir.display())))?;
-    let output = dir.join("output.jsonl");
-    let errors = dir.join("errors.jsonl");
-    let output_lines = download(stack, output_uri, &output).await?;
-    let error_lines = download(stack, errors_uri, &errors).await?;
-    let batch_json = dir.join("batch.json");
-    let pretty = serde_json::to_vec_pretty(&batch.raw).map_err(|e| ClientError(e.to_string()))?;
-    std::fs::write(&batch_json, [pretty.as_slice(), b"\n"].concat())
-        .map_err(|e| ClientError(format!("{}: {e}", batch_json.display())))?;
+    let (output, errors, batch_json) = (
+        dir.join("output.jsonl"),
+        dir.join("errors.jsonl"),
+        dir.join("batch.json"),
+    );
+    // Everything is downloaded and checked under temporary names first: a failed fetch leaves an earlier one's
+    // files as they were.
+    let (output_temp, output_lines) = download(stack, output_uri, dir).await?;
+    let (errors_temp, error_lines) = download(stack, errors_uri, dir).await?;
     let c = doc.request_counts;
-    let mismatch = |file: &Path, lines: u64, expected: u64, what: &str| {
+    let mismatch = |uri: &str, lines: u64, expected: u64, what: &str| {
         ClientError(format!(
-            "{}: {lines} lines, but batch.json counts {expected} {what}: the file changed since the batch ended, or \
-             the download was cut short; run fetch again",
-            file.display()
+            "{uri}: {lines} lines, but batch.json counts {expected} {what}: the file changed since the batch ended, \
+             or the download was cut short; run fetch again (nothing was written)"
         ))
     };
     if output_lines != c.completed {
-        return Err(mismatch(&output, output_lines, c.completed, "answered"));
+        return Err(mismatch(output_uri, output_lines, c.completed, "answered"));
     }
     if error_lines != c.failed {
-        return Err(mismatch(&errors, error_lines, c.failed, "failed"));
+        return Err(mismatch(errors_uri, error_lines, c.failed, "failed"));
+    }
+    let named = |path: &Path, e: std::io::Error| ClientError(format!("{}: {e}", path.display()));
+    let mut batch_temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| named(dir, e))?;
+    let pretty = serde_json::to_vec_pretty(&batch.raw).map_err(|e| ClientError(e.to_string()))?;
+    batch_temp
+        .write_all(&[pretty.as_slice(), b"\n"].concat())
+        .map_err(|e| named(&batch_json, e))?;
+    for (temp, path) in [
+        (output_temp, &output),
+        (errors_temp, &errors),
+        (batch_temp, &batch_json),
+    ] {
+        temp.persist(path).map_err(|e| named(path, e.error))?;
     }
     Ok(Fetched {
         batch_id: batch_id.to_string(),
@@ -369,8 +418,8 @@ pub async fn fetch(stack: &Stack, batch_id: &str, dir: &Path) -> Result<Fetched,
     })
 }
 
-/// Streams `s3://bucket/key` into `path` (through a temporary file beside it) and counts its lines.
-async fn download(stack: &Stack, uri: &str, path: &Path) -> Result<u64, ClientError> {
+/// Streams `s3://bucket/key` into a temporary file in `dir` and counts its lines.
+async fn download(stack: &Stack, uri: &str, dir: &Path) -> Result<(tempfile::NamedTempFile, u64), ClientError> {
     let (bucket, key) = uri
         .strip_prefix("s3://")
         .and_then(|r| r.split_once('/'))
@@ -384,8 +433,7 @@ async fn download(stack: &Stack, uri: &str, path: &Path) -> Result<u64, ClientEr
         .send()
         .await
         .map_err(|e| sdk_error(&format!("downloading {uri}"), &permission, e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let named = |e: std::io::Error| ClientError(format!("{}: {e}", path.display()));
+    let named = |e: std::io::Error| ClientError(format!("{}: {e}", dir.display()));
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(named)?;
     let mut body = reply.body;
     let (mut lines, mut last) = (0u64, b'\n');
@@ -401,8 +449,7 @@ async fn download(stack: &Stack, uri: &str, path: &Path) -> Result<u64, ClientEr
         lines += 1;
     }
     temp.as_file().sync_all().map_err(named)?;
-    temp.persist(path).map_err(|e| named(e.error))?;
-    Ok(lines)
+    Ok((temp, lines))
 }
 
 /// What a cancel request found.

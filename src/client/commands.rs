@@ -411,14 +411,21 @@ async fn submit(
     };
     // Connected first, so that a missing stack or credential is said before standard input is read.
     let stack = connect(&args.target(), &args.connection()).await?;
-    let spooled = if stdin { Some(spool_stdin()?) } else { None };
-    let path = spooled.as_ref().map_or(file, |t| t.as_ref());
-    if path.is_dir() {
+    if file.is_dir() {
         return Err(ClientError(format!("{}: is a folder, not a file", file.display())));
     }
+    // Standard input, a pipe or a process substitution: its size is known only once it is read.
+    let spooled = if stdin || !file.is_file() {
+        Some(spool(file)?)
+    } else {
+        None
+    };
+    let path = spooled.as_ref().map_or(file, |t| t.as_ref());
     let mut progress = Progress::stderr();
-    let uploaded = upload::upload(&stack, path, &key, &mut progress).await?;
+    let uploaded = upload::upload(&stack, path, &key, &mut progress).await;
+    // Below the bar, so that an error is not glued to it.
     progress.finish();
+    let uploaded = uploaded?;
     let batch_id = uploaded.batch_id();
     let mut lines = vec![
         format!(
@@ -431,7 +438,26 @@ async fn submit(
     let followed = match follow {
         Some(every) => {
             eprintln!("batch id: {batch_id}");
-            Some(batches::follow(&stack, &batch_id, every, Appear::Soon, &mut progress).await?)
+            match batches::follow(&stack, &batch_id, every, Appear::Soon, &mut progress).await {
+                Ok(batch) => Some(batch),
+                // The file is in the inbox: say its batch id even so, so that nobody submits it twice.
+                Err(e) if json => {
+                    print_json(&serde_json::json!({
+                        "batch_id": batch_id,
+                        "bucket": uploaded.bucket,
+                        "key": uploaded.key,
+                        "version_id": uploaded.version_id,
+                        "bytes": uploaded.bytes,
+                        "batch": null,
+                        "error": e.0,
+                    }))?;
+                    return Err(e);
+                }
+                Err(e) => {
+                    print_lines(&lines)?;
+                    return Err(e);
+                }
+            }
         }
         None => {
             lines.push(format!(
@@ -459,11 +485,18 @@ async fn submit(
     Ok(followed.as_ref().map_or(ExitCode::SUCCESS, ended))
 }
 
-/// Standard input in a temporary file: its size is known before the upload starts, and parts can be read
-/// at any offset.
-fn spool_stdin() -> Result<tempfile::TempPath, ClientError> {
+/// Standard input (`-`) or a file that is not a regular one (a pipe) in a temporary file: its size is known
+/// before the upload starts, and parts can be read at any offset.
+fn spool(file: &Path) -> Result<tempfile::TempPath, ClientError> {
     let mut copy = tempfile::NamedTempFile::new().map_err(|e| ClientError(format!("a temporary file: {e}")))?;
-    io::copy(&mut io::stdin().lock(), copy.as_file_mut()).map_err(|e| ClientError(format!("standard input: {e}")))?;
+    let copied = if file == Path::new("-") {
+        io::copy(&mut io::stdin().lock(), copy.as_file_mut()).map_err(|e| format!("standard input: {e}"))
+    } else {
+        std::fs::File::open(file)
+            .and_then(|mut f| io::copy(&mut f, copy.as_file_mut()))
+            .map_err(|e| format!("{}: {e}", file.display()))
+    };
+    copied.map_err(ClientError)?;
     Ok(copy.into_temp_path())
 }
 

@@ -105,19 +105,26 @@ pub async fn connect(target: &Target, connection: &Connection) -> Result<Stack, 
     };
     check_credentials(&sdk, connection).await?;
     let s3 = aws_sdk_s3::Client::new(&sdk);
-    match target {
-        Target::Local => Ok(Stack {
+    // The commands printed for the user reach the same stack from another shell.
+    let mut reach = String::new();
+    for (flag, value) in [("--profile", &connection.profile), ("--region", &connection.region)] {
+        if let Some(value) = value {
+            reach.push_str(&format!(" {flag} {value}"));
+        }
+    }
+    let stack = match target {
+        Target::Local => Stack {
             s3,
             input_bucket: LOCAL_INPUT_BUCKET.into(),
             output_bucket: LOCAL_OUTPUT_BUCKET.into(),
             flags: "--local".into(),
-        }),
-        Target::Buckets { input, output } => Ok(Stack {
+        },
+        Target::Buckets { input, output } => Stack {
             s3,
             input_bucket: input.clone(),
             output_bucket: output.clone(),
             flags: format!("--input-bucket {input} --output-bucket {output}"),
-        }),
+        },
         Target::Stack(name) => {
             let cfn = aws_sdk_cloudformation::Client::new(&sdk);
             let (input_bucket, output_bucket) = stack_buckets(&cfn, name, &region).await?;
@@ -126,14 +133,18 @@ pub async fn connect(target: &Target, connection: &Connection) -> Result<Stack, 
             } else {
                 format!("--stack {name}")
             };
-            Ok(Stack {
+            Stack {
                 s3,
                 input_bucket,
                 output_bucket,
                 flags,
-            })
+            }
         }
-    }
+    };
+    Ok(Stack {
+        flags: format!("{}{reach}", stack.flags).trim_start().to_string(),
+        ..stack
+    })
 }
 
 async fn check_credentials(sdk: &aws_config::SdkConfig, connection: &Connection) -> Result<(), ClientError> {

@@ -6,6 +6,9 @@ use std::io::{self, IsTerminal, Write};
 /// Where progress goes, and what was shown last.
 pub struct Progress {
     terminal: bool,
+    /// The terminal's width in columns, when known: longer lines are cut short, as a line that wraps would
+    /// take two rows and the redraw would leave the old frame on screen.
+    width: Option<usize>,
     /// Lines of the frame on screen (terminal) or the frame last printed (plain).
     shown: Vec<String>,
     out: Box<dyn Write + Send>,
@@ -15,12 +18,15 @@ impl Progress {
     /// Progress on standard error, redrawn in place when it is a terminal.
     pub fn stderr() -> Progress {
         let terminal = io::stderr().is_terminal();
-        Progress::to(Box::new(io::stderr()), terminal)
+        let mut progress = Progress::to(Box::new(io::stderr()), terminal);
+        progress.width = terminal.then(stderr_width).flatten();
+        progress
     }
 
     pub fn to(out: Box<dyn Write + Send>, terminal: bool) -> Progress {
         Progress {
             terminal,
+            width: None,
             shown: Vec::new(),
             out,
         }
@@ -33,6 +39,10 @@ impl Progress {
     /// Shows a frame: on a terminal it replaces the frame on screen; otherwise its lines are printed when they
     /// differ from the last frame's. A failure to write progress never fails the command.
     pub fn show(&mut self, frame: Vec<String>) {
+        let frame = match self.width {
+            Some(width) => frame.into_iter().map(|line| cut(line, width)).collect(),
+            None => frame,
+        };
         if frame == self.shown {
             return;
         }
@@ -87,6 +97,23 @@ impl Progress {
     }
 }
 
+/// A line of at most `width - 1` characters (the last column left free: some terminals wrap on it).
+fn cut(line: String, width: usize) -> String {
+    let room = width.saturating_sub(1).max(1);
+    match line.char_indices().nth(room) {
+        Some((end, _)) => format!("{}…", &line[..line[..end].char_indices().last().map_or(0, |(i, _)| i)]),
+        None => line,
+    }
+}
+
+/// The width of the terminal on standard error, in columns.
+fn stderr_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given, and nothing else.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let done = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (done == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// `[#####-----]  50%`, `width` characters between the brackets.
 pub fn bar(fraction: f64, width: usize) -> String {
     let fraction = if fraction.is_finite() {
@@ -94,7 +121,7 @@ pub fn bar(fraction: f64, width: usize) -> String {
     } else {
         0.0
     };
-    let filled = (fraction * width as f64).round() as usize;
+    let filled = (fraction * width as f64).floor() as usize;
     format!(
         "[{}{}] {:>3}%",
         "#".repeat(filled),
@@ -182,6 +209,17 @@ mod tests {
         p.note("note");
         p.finish();
         assert_eq!(text(&out), "bar\r\x1b[Jnote\nbar\n");
+    }
+
+    #[test]
+    fn lines_are_cut_to_the_terminals_width() {
+        let out = Shared::default();
+        let mut p = Progress::to(Box::new(out.clone()), true);
+        p.width = Some(8);
+        p.show(vec!["short".into(), "a line too long é".into()]);
+        assert_eq!(text(&out), "short\na line…");
+        assert_eq!(cut("1234567".into(), 8), "1234567");
+        assert_eq!(cut("é".repeat(20), 4), "éé…");
     }
 
     #[test]

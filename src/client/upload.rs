@@ -17,8 +17,10 @@ use super::{sdk_error, ClientError, Stack};
 /// stays within S3's 10,000 parts.
 const PART_SIZE: u64 = 8 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
-/// Parts in flight at once: memory holds this many parts.
+/// Parts in flight at once, and the most bytes they may hold: memory holds the parts in flight, so past 32 MiB
+/// parts (files over 320 GB) fewer go at once, down to one.
 const PARTS_AT_ONCE: usize = 4;
+const BYTES_AT_ONCE: u64 = 4 * PART_SIZE;
 
 /// What S3 answered for the upload: all the batch id is computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,16 +104,13 @@ pub async fn upload(stack: &Stack, file: &Path, key: &str, progress: &mut Progre
                 .send()
                 .await
         }
-        Err(e) => {
-            abort(stack, key, &upload_id).await;
-            return Err(e);
-        }
+        Err(e) => return Err(abort(stack, key, &upload_id, e).await),
     };
     match completed {
         Ok(reply) => Ok(uploaded(reply.version_id(), reply.e_tag())),
         Err(e) => {
-            abort(stack, key, &upload_id).await;
-            Err(sdk_error(&format!("completing the upload to {target}"), &permission, e))
+            let failure = sdk_error(&format!("completing the upload to {target}"), &permission, e);
+            Err(abort(stack, key, &upload_id, failure).await)
         }
     }
 }
@@ -131,15 +130,21 @@ async fn send_parts(
     let target = crate::layout::s3_uri(&stack.input_bucket, key);
     let mut done = Vec::with_capacity(count as usize);
     let mut running = JoinSet::new();
+    let at_once = usize::try_from(BYTES_AT_ONCE / part)
+        .unwrap_or(1)
+        .clamp(1, PARTS_AT_ONCE);
     let mut next = 0u64;
     let mut sent = 0u64;
     while next < count || !running.is_empty() {
-        while next < count && running.len() < PARTS_AT_ONCE {
+        while next < count && running.len() < at_once {
             let (offset, number) = (next * part, next + 1);
             let length = part.min(size - offset);
             let mut buffer = vec![0; length as usize];
-            file.read_exact_at(&mut buffer, offset)
-                .map_err(|e| ClientError(format!("reading the file to upload at byte {offset}: {e}")))?;
+            if let Err(e) = file.read_exact_at(&mut buffer, offset) {
+                // No part of this upload may still be in flight once it is aborted.
+                running.shutdown().await;
+                return Err(ClientError(format!("reading the file to upload at byte {offset}: {e}")));
+            }
             let request = stack
                 .s3
                 .upload_part()
@@ -166,7 +171,16 @@ async fn send_parts(
             next += 1;
         }
         if let Some(joined) = running.join_next().await {
-            let (part, length) = joined.map_err(|e| ClientError(format!("uploading to {target}: {e}")))??;
+            let sent_part = joined
+                .map_err(|e| ClientError(format!("uploading to {target}: {e}")))
+                .and_then(|sent| sent);
+            let (part, length) = match sent_part {
+                Ok(sent) => sent,
+                Err(e) => {
+                    running.shutdown().await;
+                    return Err(e);
+                }
+            };
             done.push(part);
             sent += length;
             progress.show(shown.frame(sent, progress.is_terminal()));
@@ -176,8 +190,10 @@ async fn send_parts(
     Ok(done)
 }
 
-async fn abort(stack: &Stack, key: &str, upload_id: &str) {
-    let _ = stack
+/// Aborts a failed multipart upload, so that its parts are not kept (and billed); `failure` is why it failed,
+/// and says so too when the abort fails.
+async fn abort(stack: &Stack, key: &str, upload_id: &str, failure: ClientError) -> ClientError {
+    let aborted = stack
         .s3
         .abort_multipart_upload()
         .bucket(&stack.input_bucket)
@@ -185,6 +201,23 @@ async fn abort(stack: &Stack, key: &str, upload_id: &str) {
         .upload_id(upload_id)
         .send()
         .await;
+    match aborted {
+        Ok(_) => failure,
+        Err(e) => {
+            let why = sdk_error(
+                "removing its parts",
+                &format!(
+                    "s3:AbortMultipartUpload on arn:aws:s3:::{}/{}*",
+                    stack.input_bucket,
+                    crate::layout::INBOX_PREFIX
+                ),
+                e,
+            );
+            ClientError(format!(
+                "{failure}; {why} (the bucket's lifecycle rule removes parts left over after 7 days)"
+            ))
+        }
+    }
 }
 
 /// The upload's progress line: a bar on a terminal, and in a log a line every tenth of the file.
