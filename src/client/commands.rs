@@ -435,6 +435,21 @@ async fn submit(
         ),
         format!("batch id: {batch_id}"),
     ];
+    // The --json answer: the upload, and the batch as followed (or why following failed).
+    let answer = |batch: Option<&serde_json::Value>, error: Option<&str>| {
+        let mut answer = serde_json::json!({
+            "batch_id": batch_id,
+            "bucket": uploaded.bucket,
+            "key": uploaded.key,
+            "version_id": uploaded.version_id,
+            "bytes": uploaded.bytes,
+            "batch": batch,
+        });
+        if let (Some(error), Some(fields)) = (error, answer.as_object_mut()) {
+            fields.insert("error".into(), error.into());
+        }
+        answer
+    };
     let followed = match follow {
         Some(every) => {
             eprintln!("batch id: {batch_id}");
@@ -442,15 +457,7 @@ async fn submit(
                 Ok(batch) => Some(batch),
                 // The file is in the inbox: say its batch id even so, so that nobody submits it twice.
                 Err(e) if json => {
-                    print_json(&serde_json::json!({
-                        "batch_id": batch_id,
-                        "bucket": uploaded.bucket,
-                        "key": uploaded.key,
-                        "version_id": uploaded.version_id,
-                        "bytes": uploaded.bytes,
-                        "batch": null,
-                        "error": e.0,
-                    }))?;
+                    print_json(&answer(None, Some(&e.0)))?;
                     return Err(e);
                 }
                 Err(e) => {
@@ -468,14 +475,7 @@ async fn submit(
         }
     };
     if json {
-        print_json(&serde_json::json!({
-            "batch_id": batch_id,
-            "bucket": uploaded.bucket,
-            "key": uploaded.key,
-            "version_id": uploaded.version_id,
-            "bytes": uploaded.bytes,
-            "batch": followed.as_ref().map(|b| &b.raw),
-        }))?;
+        print_json(&answer(followed.as_ref().map(|b| &b.raw), None))?;
     } else {
         if let Some(batch) = &followed {
             lines.extend(batches::summary(&batch.doc, &stack.flags));
