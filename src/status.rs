@@ -149,6 +149,10 @@ pub struct Job {
     /// The last StopModelInvocationJob failure, kept until a stop succeeds.
     #[serde(default)]
     pub stop_error: Option<String>,
+    /// While the job waits for a slot in the account-wide job queue: its place in its model's queue, across
+    /// every batch of the stack (1: next to start) (docs/queue.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
 }
 
 impl Job {
@@ -178,6 +182,7 @@ impl Job {
             failed: None,
             create_unknown: false,
             stop_error: None,
+            queue_position: None,
         }
     }
 

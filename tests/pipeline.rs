@@ -481,6 +481,14 @@ fn world_with(vars: &[(&str, &str)]) -> World {
         s3: fake_s3(&objects),
         bedrock: fake_bedrock(&bedrock),
         sfn: fake_sfn(&executions, &sent),
+        // No JOB_QUEUE_TABLE in these settings: the job queue is not used, and the client never called
+        // (the end-to-end tests run the queue on moto's DynamoDB).
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .build(),
+        ),
         config,
     };
     World {

@@ -72,6 +72,11 @@ LAMBDA_PORTS = {name: LAMBDA_PORT + i for i, name in enumerate(FUNCTIONS)}
 LAMBDA_URLS = {name: f"http://127.0.0.1:{port}" for name, port in LAMBDA_PORTS.items()}
 
 MODEL_CATALOGUE_KEY = "config/models.json"
+JOB_QUEUE_TABLE = "batchdrop-job-queue"
+# Models of the job queue's tests (tests/test_queue.py), used by no other test, with the quota the functions
+# keep to for each (MODEL_JOB_QUOTAS); the tests set the emulator's to the same.
+QUEUE_MODELS = {"fair": "us.amazon.nova-micro-v1:0", "reclaim": "us.amazon.nova-pro-v1:0"}
+QUEUE_MODELS_QUOTA = {"fair": 5, "reclaim": 1}
 MODEL_CATALOGUE_FILE = ROOT / "infra/local/models.json"
 
 # Settings of the functions on the local stack: fast polls, so a batch takes seconds.
@@ -104,6 +109,11 @@ FUNCTION_ENV = {
     # A deployment's own model catalogue (docs/models.md, "In a deployed stack"), uploaded by provision(): every
     # function reads it as it starts, as in a stack with ModelCatalogueKey set.
     "MODEL_CATALOGUE_KEY": MODEL_CATALOGUE_KEY,
+    # The account-wide job queue (docs/queue.md) on moto's DynamoDB, created by provision(). A waiting batch asks
+    # after another batch's slot when it has not been found alive for 5 s (300 s in a stack).
+    "JOB_QUEUE_TABLE": JOB_QUEUE_TABLE,
+    "MODEL_JOB_QUOTAS": ",".join(f"{QUEUE_MODELS[k]}={n}" for k, n in QUEUE_MODELS_QUOTA.items()),
+    "QUEUE_RECLAIM_SECONDS": "5",
 }
 
 CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
@@ -123,6 +133,7 @@ def clients():
         "sqs": make("sqs"),
         "lambda": make("lambda"),
         "iam": make("iam"),
+        "dynamodb": make("dynamodb"),
         "bedrock": make("bedrock", EMULATOR_URL),
     }
 
@@ -194,7 +205,8 @@ def start() -> None:
     env_file = STATE / "functions.env"
     # BATCHDROP_FUNCTION_ENV (a JSON object) overrides settings, e.g. latency.py's production poll settings.
     env = dict(FUNCTION_ENV, WORK_DIR=str(STATE / "work"), **json.loads(os.environ.get("BATCHDROP_FUNCTION_ENV") or "{}"))
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    # Quoted (cargo lambda's dotenv parser refuses a bare value with "=" in it, as MODEL_JOB_QUOTAS has).
+    env_file.write_text("".join(f"{k}={json.dumps(str(v))}\n" for k, v in env.items()))
 
     spawn("moto", [sys.executable, str(ROOT / "infra/local/moto_server.py"), str(MOTO_PORT), json.dumps(LAMBDA_URLS), str(STATE)])
     wait_until("moto", lambda: http_ok(f"{MOTO_URL}/moto-api/"), 60)
@@ -378,6 +390,17 @@ def provision() -> None:
             ]
         },
     )
+
+    # The job queue's table, keyed as the template's JobQueueTable.
+    try:
+        c["dynamodb"].create_table(
+            TableName=JOB_QUEUE_TABLE,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except c["dynamodb"].exceptions.ResourceInUseException:
+        pass
 
     # Bedrock's job events are on the default bus whatever bus batchdrop's own events use (as in the template).
     c["events"].put_rule(Name=BEDROCK_EVENTS_RULE, EventPattern=json.dumps(json.loads(BEDROCK_EVENTS_PATTERN.read_text())))

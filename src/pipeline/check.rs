@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{jobs, load_batch, now, s3, update_batch, Deps, StepError};
+use super::{jobs, load_batch, now, queue, s3, update_batch, Deps, StepError};
 use crate::layout;
 use crate::status::{is_terminal_job_status, BatchDoc, Job, QUEUED};
 
@@ -247,6 +247,8 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
         }
     }
 
+    let fair = config.job_queue_table.is_some();
+    let mut may_create = false;
     if cancel {
         for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
             job.status = "Stopped".into();
@@ -262,8 +264,14 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
                 config.queue_timeout_seconds / 3600
             ));
         }
+    } else if fair {
+        may_create = true;
     } else {
         create_queued(deps, &doc.id, &mut seen).await;
+    }
+    if fair {
+        // Every turn settles the batch's places in the job queue, whether or not it may create jobs.
+        fair_turn(deps, &doc, &mut seen, may_create, now).await?;
     }
 
     let saved = update_batch(deps, &doc.id, |d| {
@@ -310,7 +318,7 @@ async fn create_queued(deps: &Deps, batch_id: &str, seen: &mut [Job]) {
                 job.job_arn = Some(arn);
                 job.status = "Submitted".into();
             }
-            jobs::Created::NotYet(why) => {
+            jobs::Created::Full(why) | jobs::Created::NotYet(why) => {
                 tracing::warn!(%batch_id, job = job.index, error = %why, "job stays queued");
                 held.push(job.model.clone());
             }
@@ -326,6 +334,249 @@ async fn create_queued(deps: &Deps, batch_id: &str, seen: &mut [Job]) {
             }
         }
     }
+}
+
+/// One turn's part in the account-wide job queue (docs/queue.md), model by model: slots of jobs that
+/// ended are given back and waits that ended removed; with `may_create`, the batch's queued jobs wait in
+/// their model's queue, slots whose owner is gone are reclaimed, and each job among the first free places
+/// takes a slot and is created. Whoever freed a slot wakes the batches now at the head of the queue.
+async fn fair_turn(deps: &Deps, doc: &BatchDoc, seen: &mut [Job], may_create: bool, now: u64) -> Result<(), StepError> {
+    let models: std::collections::BTreeSet<String> = seen.iter().map(|j| j.model.clone()).collect();
+    for model in models {
+        fair_model(deps, doc, seen, &model, may_create, now).await?;
+    }
+    Ok(())
+}
+
+/// A job that has not been created and may still be: it waits for a slot, or holds one.
+fn unborn(job: &Job) -> bool {
+    job.job_arn.is_none() && job.status == QUEUED && !job.create_unknown
+}
+
+async fn fair_model(
+    deps: &Deps,
+    doc: &BatchDoc,
+    seen: &mut [Job],
+    model: &str,
+    may_create: bool,
+    now: u64,
+) -> Result<(), StepError> {
+    let quota = deps.config.job_quota(model) as u64;
+    let batch_id = doc.id.as_str();
+    let mut view = queue::view(deps, model).await?;
+    let mut freed = false;
+    let mut changed = false;
+
+    // The batch's own entries: a job that ended holds nothing; a job that can no longer be created waits
+    // no more; one that may be created waits, unless it holds a slot already.
+    for job in seen.iter().filter(|j| j.model == model) {
+        let wait = queue::wait_sk(doc.created_at, batch_id, job.index);
+        let waits = view.waiting.iter().any(|w| w.sk == wait);
+        if is_terminal_job_status(&job.status) {
+            if view.holds(batch_id, job.index) {
+                freed |= queue::release(deps, model, batch_id, job.index).await?;
+                changed = true;
+            }
+            if waits {
+                queue::leave(deps, model, &wait).await?;
+                changed = true;
+            }
+        } else if unborn(job) && !view.holds(batch_id, job.index) {
+            if may_create && !waits {
+                queue::enqueue(deps, model, doc.created_at, batch_id, job.index, now).await?;
+                changed = true;
+            } else if !may_create && waits {
+                queue::leave(deps, model, &wait).await?;
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        view = queue::view(deps, model).await?;
+    }
+
+    if may_create && view.waiting.iter().any(|w| w.batch_id == batch_id) {
+        // Slots and waits ahead of ours whose batch is gone (its execution killed, or ended without giving
+        // them back) are reclaimed.
+        let mut reclaimed = false;
+        for entry in queue::to_check(&view, batch_id, deps.config.queue_reclaim_seconds, now) {
+            match owner(deps, &entry.batch_id, entry.job).await {
+                Ok(Owner::Gone) if entry.sk.starts_with("slot#") => {
+                    tracing::warn!(%batch_id, owner = %entry.batch_id, job = entry.job, %model, "reclaiming the slot of a batch that is gone");
+                    reclaimed |= queue::release(deps, model, &entry.batch_id, entry.job).await?;
+                }
+                Ok(Owner::Gone) => {
+                    tracing::warn!(%batch_id, owner = %entry.batch_id, job = entry.job, %model, "removing the wait of a batch that is gone");
+                    queue::leave(deps, model, &entry.sk).await?;
+                    reclaimed = true;
+                }
+                // Asked again next turn, until Bedrock no longer counts the job.
+                Ok(Owner::Stopping) => {}
+                Ok(Owner::Alive) => queue::checked(deps, model, entry, now).await?,
+                Err(e) => {
+                    tracing::warn!(%batch_id, owner = %entry.batch_id, error = %e, "could not tell whether a batch in the job queue still runs")
+                }
+            }
+        }
+        if reclaimed {
+            freed = true;
+            view = queue::view(deps, model).await?;
+        }
+    }
+
+    if may_create {
+        // First the jobs that hold a slot already (a turn that took it ended before its create was sent).
+        for job in seen.iter_mut() {
+            if job.model == model && unborn(job) && view.holds(batch_id, job.index) {
+                create_in_slot(deps, doc, job, now).await?;
+            }
+        }
+        // Then the jobs among the first free places of the queue; a place ahead that is another batch's is
+        // that batch's slot.
+        for _ in 0..5 {
+            let free = view.free(quota, now);
+            let mine: Vec<queue::Entry> = view
+                .waiting
+                .iter()
+                .take(usize::try_from(free).unwrap_or(usize::MAX))
+                .filter(|w| w.batch_id == batch_id)
+                .cloned()
+                .collect();
+            let mut lost_race = false;
+            for wait in mine {
+                let Some(job) = seen.get_mut(wait.job).filter(|j| j.model == model && unborn(j)) else {
+                    queue::leave(deps, model, &wait.sk).await?;
+                    continue;
+                };
+                if !queue::take(deps, model, &view, &wait, now).await? {
+                    lost_race = true;
+                    break;
+                }
+                view.held = Some(view.held() + 1);
+                view.waiting.retain(|w| w.sk != wait.sk);
+                create_in_slot(deps, doc, job, now).await?;
+            }
+            if !lost_race {
+                break;
+            }
+            view = queue::view(deps, model).await?;
+        }
+        view = queue::view(deps, model).await?;
+    }
+    for job in seen.iter_mut().filter(|j| j.model == model) {
+        job.queue_position = if unborn(job) {
+            view.place(batch_id, job.index).map(|p| p as u64)
+        } else {
+            None
+        };
+    }
+
+    if freed {
+        // The batches at the head of the queue start their jobs now rather than at their next poll.
+        let mut woken: Vec<&str> = Vec::new();
+        for wait in view
+            .waiting
+            .iter()
+            .take(usize::try_from(view.free(quota, now)).unwrap_or(usize::MAX))
+        {
+            if wait.batch_id == batch_id || woken.contains(&wait.batch_id.as_str()) {
+                continue;
+            }
+            woken.push(&wait.batch_id);
+            let reason = format!("a slot for {model} is free in the job queue");
+            tracing::info!(%batch_id, other = %wait.batch_id, %model, "waking the batch next in the job queue");
+            if let Err(e) = super::wake::nudge(deps, &wait.batch_id, &reason).await {
+                tracing::warn!(%batch_id, other = %wait.batch_id, error = %e, "could not wake a batch at the head of the job queue");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a job that holds a slot. Bedrock's refusal for its quota gives the slot back and the job waits
+/// in its place again, with the model's quota capped; a refusal for any other reason fails the job and
+/// frees the slot; throttling or an unknown outcome keeps the slot for the next turn.
+async fn create_in_slot(deps: &Deps, doc: &BatchDoc, job: &mut Job, now: u64) -> Result<(), StepError> {
+    let batch_id = doc.id.as_str();
+    match jobs::create(deps, batch_id, job).await {
+        jobs::Created::Job(arn) => {
+            tracing::info!(%batch_id, job = job.index, %arn, "job created");
+            job.job_arn = Some(arn);
+            job.status = "Submitted".into();
+        }
+        jobs::Created::Full(why) => {
+            tracing::warn!(%batch_id, job = job.index, error = %why, "Bedrock's quota is full despite a free slot in the job queue: the job waits again");
+            queue::refused(deps, &job.model, doc.created_at, batch_id, job.index, now).await?;
+        }
+        jobs::Created::NotYet(why) => {
+            tracing::warn!(%batch_id, job = job.index, error = %why, "job keeps its slot and is created next turn");
+        }
+        jobs::Created::Refused(why) => {
+            tracing::error!(%batch_id, job = job.index, error = %why, "job refused");
+            job.status = "Failed".into();
+            job.message = Some(why);
+            queue::release(deps, &job.model, batch_id, job.index).await?;
+        }
+        jobs::Created::Unknown(why) => {
+            tracing::warn!(%batch_id, job = job.index, error = %why, "job create outcome unknown: it will be looked up by name");
+            job.create_unknown = true;
+        }
+    }
+    Ok(())
+}
+
+/// What became of the batch that holds a slot or waits, asked by another batch.
+enum Owner {
+    /// Its execution runs: its entries stay.
+    Alive,
+    /// No batch.json, a batch that has ended, or an execution that no longer runs, and no job of it still
+    /// counts against Bedrock's quota: its entry may go.
+    Gone,
+    /// Gone, but its job is still stopping (a job of a gone batch is stopped, since no one will collect its
+    /// results): the slot stays taken until Bedrock no longer counts the job.
+    Stopping,
+}
+
+async fn owner(deps: &Deps, batch_id: &str, job: usize) -> Result<Owner, StepError> {
+    let Some(stored) = super::read_batch(deps, batch_id).await? else {
+        return Ok(Owner::Gone);
+    };
+    let doc = stored.doc;
+    let running = if doc.status.is_terminal() {
+        false
+    } else if let Some(arn) = &doc.bedrock.execution_arn {
+        match deps.sfn.describe_execution().execution_arn(arn).send().await {
+            Ok(out) => *out.status() == aws_sdk_sfn::types::ExecutionStatus::Running,
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_sfn::operation::describe_execution::DescribeExecutionError::ExecutionDoesNotExist(_))
+                ) =>
+            {
+                false
+            }
+            Err(e) => return Err(super::aws_error(&format!("DescribeExecution {arn}"), e)),
+        }
+    } else {
+        // Its execution is starting and not recorded yet.
+        true
+    };
+    if running {
+        return Ok(Owner::Alive);
+    }
+    let Some(mut orphan) = doc.bedrock.jobs.get(job).filter(|j| j.job_arn.is_some()).cloned() else {
+        return Ok(Owner::Gone);
+    };
+    // batch.json stopped changing with its execution: Bedrock says where the job is.
+    jobs::refresh(deps, &mut orphan).await?;
+    if is_terminal_job_status(&orphan.status) {
+        return Ok(Owner::Gone);
+    }
+    if jobs::stoppable(&orphan.status) {
+        tracing::warn!(owner = %batch_id, job, arn = ?orphan.job_arn, "stopping a job whose batch is gone");
+        jobs::stop(deps, batch_id, &mut orphan).await?;
+    }
+    Ok(Owner::Stopping)
 }
 
 /// The failure path: record why, find every job of the batch by name, stop each one still working, and
@@ -358,6 +609,10 @@ async fn stop_turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepE
         job.status = "Stopped".into();
         job.create_unknown = false;
         job.message = Some("The batch failed before this job was created.".into());
+    }
+    if config.job_queue_table.is_some() {
+        // Stopped jobs give their slots back, and waits end.
+        fair_turn(deps, &doc, &mut seen, false, now).await?;
     }
     let saved = update_batch(deps, &doc.id, |d| {
         jobs::merge_seen(&mut d.bedrock.jobs, &seen);

@@ -21,7 +21,9 @@ pub const BATCH_TAG: &str = "batchdrop:batch-id";
 pub enum Created {
     /// Bedrock accepted it: the job's ARN.
     Job(String),
-    /// Certainly not created, worth trying later: the account's quota is full, or throttling.
+    /// Certainly not created: the account's quota for the model is full (ServiceQuotaExceededException).
+    Full(String),
+    /// Certainly not created, worth trying later: throttling.
     NotYet(String),
     /// Certainly not created, and trying again cannot help (a validation or permission error).
     Refused(String),
@@ -39,12 +41,13 @@ pub async fn create(deps: &Deps, batch_id: &str, job: &Job) -> Created {
     match request.send().await {
         Ok(out) => Created::Job(out.job_arn().to_string()),
         Err(e) => {
+            let full = matches!(
+                e.as_service_error(),
+                Some(CreateModelInvocationJobError::ServiceQuotaExceededException(_))
+            );
             let not_yet = matches!(
                 e.as_service_error(),
-                Some(
-                    CreateModelInvocationJobError::ServiceQuotaExceededException(_)
-                        | CreateModelInvocationJobError::ThrottlingException(_)
-                )
+                Some(CreateModelInvocationJobError::ThrottlingException(_))
             );
             let refused = matches!(
                 e.as_service_error(),
@@ -55,7 +58,9 @@ pub async fn create(deps: &Deps, batch_id: &str, job: &Job) -> Created {
                 )
             );
             let text = aws_error("CreateModelInvocationJob", e).to_string();
-            if not_yet {
+            if full {
+                Created::Full(text)
+            } else if not_yet {
                 Created::NotYet(text)
             } else if refused {
                 Created::Refused(text)
@@ -313,6 +318,12 @@ pub fn merge_seen(stored: &mut [Job], seen: &[Job]) {
         if o.stop_error.is_some() || o.status == "Stopping" {
             s.stop_error = o.stop_error.clone();
         }
+        // The place as this writer last read the queue; none once the job left it.
+        s.queue_position = if s.job_arn.is_none() && s.status == QUEUED {
+            o.queue_position
+        } else {
+            None
+        };
     }
 }
 

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod check;
 pub mod finalize;
 pub mod jobs;
+pub mod queue;
 pub mod s3;
 pub mod submit;
 pub mod wake;
@@ -115,7 +116,17 @@ pub struct Config {
     /// Bedrock's quotas. `min_records` is 0 unless the deployment sets one minimum for every model: see
     /// [`Config::limits_for`].
     pub limits: Limits,
+    /// Jobs of one model in flight at once: for the whole account when the job queue is on
+    /// (`job_queue_table`), else per batch. [`Config::job_quota`] applies `model_job_quotas` over it.
     pub max_concurrent_jobs: usize,
+    /// Per-model quotas over `max_concurrent_jobs` (MODEL_JOB_QUOTAS, `model-id=N,model-id=N`).
+    pub model_job_quotas: std::collections::BTreeMap<String, usize>,
+    /// The account-wide job queue's DynamoDB table (docs/queue.md); unset, each batch keeps to
+    /// `max_concurrent_jobs` on its own, as the CLI's tests and a stack without the table do.
+    pub job_queue_table: Option<String>,
+    /// How long a slot or wait of another batch is trusted before a waiting batch checks that its owner
+    /// still runs (seconds).
+    pub queue_reclaim_seconds: u64,
     pub backoff: Backoff,
     pub output_kms_key: Option<String>,
     pub policy: Policy,
@@ -141,6 +152,14 @@ impl Config {
     /// sets one (MIN_RECORDS_PER_JOB above 0), else the model's own from the catalogue (docs/models.md).
     pub fn limits_for(&self, model: &BedrockModel) -> Limits {
         self.limits.for_model(model)
+    }
+
+    /// The number of jobs of `model` that may be submitted or in progress at once.
+    pub fn job_quota(&self, model: &str) -> usize {
+        self.model_job_quotas
+            .get(model)
+            .copied()
+            .unwrap_or(self.max_concurrent_jobs)
     }
 
     /// The longest a batch can last from its claim to its last job's end: every job waits the whole
@@ -247,6 +266,9 @@ impl Config {
             job_timeout_hours,
             limits,
             max_concurrent_jobs: number(var_ref, "MAX_CONCURRENT_JOBS", 20usize)?.max(1),
+            model_job_quotas: parse_model_quotas(var("MODEL_JOB_QUOTAS").as_deref().unwrap_or(""))?,
+            job_queue_table: var("JOB_QUEUE_TABLE").filter(|v| !v.is_empty()),
+            queue_reclaim_seconds: number(var_ref, "QUEUE_RECLAIM_SECONDS", 300u64)?.max(1),
             backoff,
             output_kms_key: var("OUTPUT_KMS_KEY_ID").filter(|v| !v.is_empty()),
             policy: Policy {
@@ -286,11 +308,37 @@ impl Config {
     }
 }
 
+/// MODEL_JOB_QUOTAS: `model-id=N` pairs separated by commas (spaces allowed), each N at least 1.
+fn parse_model_quotas(text: &str) -> Result<std::collections::BTreeMap<String, usize>, ConfigError> {
+    let mut quotas = std::collections::BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            ConfigError(format!(
+                "MODEL_JOB_QUOTAS: '{pair}' is not model-id=N with N at least 1"
+            ))
+        };
+        let (model, quota) = pair.rsplit_once('=').ok_or_else(bad)?;
+        let quota: usize = quota.trim().parse().map_err(|_| bad())?;
+        if quota == 0 || model.trim().is_empty() {
+            return Err(bad());
+        }
+        if !crate::model::is_valid_model_id(model.trim()) {
+            return Err(ConfigError(format!(
+                "MODEL_JOB_QUOTAS: '{}' is not a Bedrock model id",
+                model.trim()
+            )));
+        }
+        quotas.insert(model.trim().to_string(), quota);
+    }
+    Ok(quotas)
+}
+
 /// Clients and settings, built once in `main` and lent to every invocation.
 pub struct Deps {
     pub s3: aws_sdk_s3::Client,
     pub bedrock: aws_sdk_bedrock::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub config: Config,
 }
 
@@ -479,6 +527,7 @@ impl Deps {
             s3: aws_sdk_s3::Client::new(sdk),
             bedrock: aws_sdk_bedrock::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             config,
         }
     }

@@ -44,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_emulator/faults/{id}", delete(remove_fault))
         .route("/_emulator/events", get(event_stats).post(set_event_faults))
         .route("/_emulator/events/reset", post(reset_events))
+        .route("/_emulator/quota", get(quota_stats))
+        .route("/_emulator/quota/reset", post(reset_quota_stats))
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
@@ -245,6 +247,16 @@ async fn remove_fault(State(state): Shared, Path(id): Path<String>) -> Result<Re
     } else {
         Err(ApiError::ResourceNotFound(format!("No fault rule {id}")))
     }
+}
+
+/// Per model: the most jobs in flight at once and the creates refused for the quota since the last reset.
+async fn quota_stats(State(state): Shared) -> Response {
+    ok_json(state.store().quota_stats())
+}
+
+async fn reset_quota_stats(State(state): Shared) -> Response {
+    state.store().reset_quota_stats();
+    ok_json(&json!({}))
 }
 
 async fn event_stats(State(state): Shared) -> Response {

@@ -1,7 +1,9 @@
 //! The job table: creation with idempotency and the concurrency quota, lookup, listing with pagination, and stop
 //! requests. Pure bookkeeping: the lifecycle runner (`runner.rs`) moves jobs forward.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
 
 use crate::clock::Millis;
 use crate::config::Settings;
@@ -15,6 +17,16 @@ pub struct Store {
     /// clientRequestToken → (fingerprint of the request, job id). Kept for the emulator's lifetime (docs/bedrock.md#idempotency).
     tokens: HashMap<String, (String, String)>,
     next_seq: u64,
+    /// What the concurrency quota saw per model, for tests of a client's queue (`/_emulator/quota`).
+    quota_stats: BTreeMap<String, QuotaStats>,
+}
+
+/// Per model: the most jobs counting against the concurrency quota at once, and the creates refused with
+/// ServiceQuotaExceededException.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QuotaStats {
+    pub peak_active: u64,
+    pub refused: u64,
 }
 
 /// The outcome of a create.
@@ -33,6 +45,14 @@ fn fingerprint(req: &CreateRequest) -> String {
 impl Store {
     pub fn contains(&self, id: &str) -> bool {
         self.jobs.contains_key(id)
+    }
+
+    pub fn quota_stats(&self) -> &BTreeMap<String, QuotaStats> {
+        &self.quota_stats
+    }
+
+    pub fn reset_quota_stats(&mut self) {
+        self.quota_stats.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -73,7 +93,10 @@ impl Store {
             .values()
             .filter(|j| j.request.model_id == req.model_id && j.status.counts_against_concurrency())
             .count();
-        if u64::try_from(active).unwrap_or(u64::MAX) >= quota {
+        let active = u64::try_from(active).unwrap_or(u64::MAX);
+        let stats = self.quota_stats.entry(req.model_id.clone()).or_default();
+        if active >= quota {
+            stats.refused += 1;
             return Err(ApiError::ServiceQuotaExceeded(format!(
                 "The number of submitted and in-progress batch inference jobs for model {} would exceed the quota \
                  of {quota}. Wait for a job to finish and try again.",
@@ -90,6 +113,9 @@ impl Store {
 
         if let Some(token) = &req.client_request_token {
             self.tokens.insert(token.clone(), (print, id.clone()));
+        }
+        if let Some(stats) = self.quota_stats.get_mut(&req.model_id) {
+            stats.peak_active = stats.peak_active.max(active + 1);
         }
         self.next_seq += 1;
         let timeout_hours = req.timeout_duration_in_hours.unwrap_or(settings.default_timeout_hours);
@@ -265,6 +291,16 @@ mod tests {
         ));
         s.job_mut(&ids(1).0).expect("job").status = JobStatus::Completed;
         s.create(request("b", "t2"), ids(2), 2, &settings).expect("room again");
+        let stats: Vec<&QuotaStats> = s.quota_stats().values().collect();
+        assert_eq!(
+            stats,
+            vec![&QuotaStats {
+                peak_active: 1,
+                refused: 1
+            }]
+        );
+        s.reset_quota_stats();
+        assert!(s.quota_stats().is_empty());
     }
 
     #[test]
