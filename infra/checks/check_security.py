@@ -28,6 +28,8 @@ Usage: check_security.py [SAM_TEMPLATE.json CDK_OUT_DIR]
   SSE-KMS with that key, OUTPUT_KMS_KEY_ID of every function is that key (check-jobs passes it to Bedrock's
   outputDataConfig), and the Bedrock role and every function role may use it, and nothing else may.
   The failure queue is encrypted.
+- The job queue's table (docs/queue.md) is the only table: on-demand, encrypted, with point-in-time recovery;
+  check-jobs alone may use it, with Query, PutItem, UpdateItem and DeleteItem, and nothing else.
 - Log retention: every log group has one; every function logs to a log group of the stack, the state machine too.
 
 Exits 1 and prints every broken promise.
@@ -103,6 +105,9 @@ TASK_TOKEN_ACTION = "states:SendTaskSuccess"
 TASK_TOKEN_RESOURCES = {STATE_MACHINE, EXECUTIONS}
 LOG_WRITE = {"logs:CreateLogStream", "logs:PutLogEvents"}
 KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
+# The job queue's table (docs/queue.md): what check-jobs' queries and transactions need, and nothing else.
+JOB_QUEUE_TABLE = "{GetAtt:JobQueueTable.Arn}"
+JOB_QUEUE_ACTIONS = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Every action each role holds (KMS apart: check_kms). Submit creates no job: check-jobs is the one place jobs
 # are created (CreateModelInvocationJob, TagResource, iam:PassRole); submit (cancel markers), check-jobs and
 # finalize find a batch's jobs by name and stop them. Submit (a cancel marker) and wake (a Bedrock job event)
@@ -114,11 +119,13 @@ ROLE_ACTIONS = {
         "states:StartExecution", "states:DescribeExecution", TASK_TOKEN_ACTION,
         "sqs:SendMessage",
     },
-    "CheckJobsFunctionRole": LOG_WRITE | {
+    "CheckJobsFunctionRole": LOG_WRITE | JOB_QUEUE_ACTIONS | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket",
         "bedrock:ListModelInvocationJobs", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
         "bedrock:CreateModelInvocationJob", "bedrock:TagResource",
         "iam:PassRole",
+        # The job queue (docs/queue.md): wakes the batch next in line, asks whether a slot's owner still runs.
+        TASK_TOKEN_ACTION, "states:DescribeExecution",
     },
     "FinalizeFunctionRole": LOG_WRITE | {
         "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
@@ -141,6 +148,11 @@ ROLE_RESOURCES = {
         TASK_TOKEN_ACTION: TASK_TOKEN_RESOURCES,
     },
     "SubmitFunctionRole": {TASK_TOKEN_ACTION: TASK_TOKEN_RESOURCES},
+    "CheckJobsFunctionRole": {
+        TASK_TOKEN_ACTION: TASK_TOKEN_RESOURCES,
+        "states:DescribeExecution": {EXECUTIONS},
+        **{action: {JOB_QUEUE_TABLE} for action in JOB_QUEUE_ACTIONS},
+    },
     STATE_MACHINE_ROLE: {
         "lambda:InvokeFunction": {
             arn for f in ("CheckJobsFunction", "FinalizeFunction", "WakeFunction")
@@ -181,6 +193,8 @@ def resource_allowed(rendered: dict, action: str, resource: str, kms_key: str | 
         return action == "states:StartExecution" and resource == STATE_MACHINE
     if service == "sqs":
         return resource == "{GetAtt:SubmitFailureQueue.Arn}"
+    if service == "dynamodb":
+        return action in JOB_QUEUE_ACTIONS and resource == JOB_QUEUE_TABLE
     if service == "events":
         bus = state_machine_bus(rendered)
         return resource == f"arn:{P}:events:{R}:{A}:event-bus/{bus}"
@@ -331,6 +345,23 @@ def check_buckets(rendered: dict, kms_key: str | None) -> list[str]:
     return problems
 
 
+def check_job_queue_table(rendered: dict) -> list[str]:
+    """The job queue's table: the only table, on-demand, encrypted, with point-in-time recovery."""
+    tables = cfn.of_type(rendered, "AWS::DynamoDB::Table")
+    if set(tables) != {"JobQueueTable"}:
+        return [f"the tables are {sorted(tables)}, not JobQueueTable alone"]
+    props = tables["JobQueueTable"]["Properties"]
+    problems = []
+    if props.get("BillingMode") != "PAY_PER_REQUEST":
+        problems.append("JobQueueTable: not on-demand (BillingMode PAY_PER_REQUEST)")
+    if (props.get("SSESpecification") or {}).get("SSEEnabled") is not True:
+        problems.append("JobQueueTable: SSESpecification.SSEEnabled is not true")
+    pitr = props.get("PointInTimeRecoverySpecification") or {}
+    if pitr.get("PointInTimeRecoveryEnabled") is not True:
+        problems.append("JobQueueTable: point-in-time recovery is off")
+    return problems
+
+
 def check_kms(rendered: dict, kms_key: str | None) -> list[str]:
     problems = []
     roles = cfn.role_policies(rendered)
@@ -383,6 +414,7 @@ def check_template(rendered: dict, kms_key: str | None) -> list[str]:
         + check_service_role(rendered)
         + check_buckets(rendered, kms_key)
         + check_kms(rendered, kms_key)
+        + check_job_queue_table(rendered)
         + check_logs(rendered)
     )
 

@@ -52,6 +52,11 @@ JUSTIFIED = {
         FUNCTIONS,
         "the functions call only AWS APIs over TLS and reach no private network; a VPC would add NAT or endpoints",
     ),
+    "CKV_AWS_119": (
+        {"JobQueueTable"},
+        "the job queue holds model ids, batch ids and job numbers, no request content; it is encrypted at rest "
+        "with DynamoDB's AWS managed key (SSEEnabled)",
+    ),
     "CKV_AWS_158": (
         LOG_GROUPS,
         "CloudWatch Logs encrypts at rest; the logs hold ids, counts and errors, never request content",

@@ -230,6 +230,27 @@ class SecurityChecks(unittest.TestCase):
         del r["Resources"]["SubmitFailureQueue"]["Properties"]["SqsManagedSseEnabled"]
         self.assertFlags(security(r), "SubmitFailureQueue: not encrypted")
 
+    def test_the_job_queue_table_is_check_jobs_alone_and_kept_safe(self):
+        for source in ("SAM", "CDK"):
+            self.assertFlags(
+                granted(source, "FinalizeFunctionRole", "dynamodb:Query", "{GetAtt:JobQueueTable.Arn}"),
+                "FinalizeFunctionRole: dynamodb:Query is not one of the actions it needs",
+            )
+            self.assertFlags(
+                granted(source, "CheckJobsFunctionRole", "dynamodb:Scan", "{GetAtt:JobQueueTable.Arn}"),
+                "CheckJobsFunctionRole: dynamodb:Scan is not one of the actions it needs",
+            )
+            self.assertFlags(
+                granted(source, "CheckJobsFunctionRole", "dynamodb:PutItem", "*"),
+                "CheckJobsFunctionRole: dynamodb:PutItem on",
+            )
+            r = rendered(source, "defaults")
+            del r["Resources"]["JobQueueTable"]["Properties"]["PointInTimeRecoverySpecification"]
+            self.assertFlags(security(r), "JobQueueTable: point-in-time recovery is off")
+            r = rendered(source, "defaults")
+            r["Resources"]["JobQueueTable"]["Properties"]["SSESpecification"] = {"SSEEnabled": False}
+            self.assertFlags(security(r), "JobQueueTable: SSESpecification.SSEEnabled is not true")
+
     def test_log_retention_is_required(self):
         r = rendered("CDK", "defaults")
         del r["Resources"]["FinalizeLogGroup"]["Properties"]["RetentionInDays"]
@@ -738,7 +759,7 @@ class ScannerCheck(unittest.TestCase):
 
     def justified_failures(self) -> list[tuple[str, str, str]]:
         sam = "target/sam/template.json"
-        types = {"Function": "AWS::Lambda::Function", "Group": "AWS::Logs::LogGroup", "Bucket": "AWS::S3::Bucket", "Queue": "AWS::SQS::Queue"}
+        types = {"Function": "AWS::Lambda::Function", "Group": "AWS::Logs::LogGroup", "Bucket": "AWS::S3::Bucket", "Queue": "AWS::SQS::Queue", "Table": "AWS::DynamoDB::Table"}
         out = []
         for check_id, (resources, _reason) in scan_templates.JUSTIFIED.items():
             for r in resources:

@@ -139,7 +139,14 @@ fn job_line(job: &Job) -> String {
         _ => format!(", {} records", progress::count(job.records)),
     };
     let message = job.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-    format!("  job {} {} {}{counts}{message}", job.index, job.model, job.status)
+    let place = job
+        .queue_position
+        .map(|p| format!(", place {p} in the model's job queue"))
+        .unwrap_or_default();
+    format!(
+        "  job {} {} {}{place}{counts}{message}",
+        job.index, job.model, job.status
+    )
 }
 
 /// What `status` shows of a batch: its state and counts, a bar on a terminal, and each Bedrock job.
@@ -539,6 +546,14 @@ mod tests {
         assert_eq!(
             terminal[2],
             "  job 0 m InProgress, 500 of 1,000 records done (500 ok, 0 failed)"
+        );
+        let mut waiting = d.bedrock.jobs[0].clone();
+        waiting.status = "Queued".into();
+        (waiting.processed, waiting.succeeded, waiting.failed) = (None, None, None);
+        waiting.queue_position = Some(7);
+        assert_eq!(
+            job_line(&waiting),
+            "  job 0 m Queued, place 7 in the model's job queue, 1,000 records"
         );
         let plain = frame(&d, 1_200, false);
         assert_eq!(

@@ -29,6 +29,7 @@ const PROPS: { readonly [K in keyof BatchdropPipelineProps]-?: Kind } = {
   maxFileBytes: 'number',
   maxJobBytes: 'number',
   maxConcurrentJobs: 'number',
+  modelJobQuotas: 'string',
   pollInitialSeconds: 'number',
   pollFactor: 'number',
   pollMaxSeconds: 'number',

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 
 import { Aws, CfnResource, Duration, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventschemas from 'aws-cdk-lib/aws-eventschemas';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -133,8 +134,17 @@ export interface BatchdropPipelineProps {
   readonly maxFileBytes?: number;
   /** Bedrock's maximum job size in bytes (MAX_JOB_BYTES). @default 5000000000 */
   readonly maxJobBytes?: number;
-  /** Jobs of one model a batch keeps submitted or running at once (MAX_CONCURRENT_JOBS). @default 20 */
+  /**
+   * Jobs of one model submitted or running at once across every batch of the stack, Bedrock's per-model quota
+   * for the account (MAX_CONCURRENT_JOBS); the others wait in the model's job queue, first come first served.
+   * @default 20
+   */
   readonly maxConcurrentJobs?: number;
+  /**
+   * Per-model quotas over maxConcurrentJobs, as `model-id=N` pairs separated by commas (MODEL_JOB_QUOTAS).
+   * @default ''
+   */
+  readonly modelJobQuotas?: string;
   /** First wait between two polls, in seconds (POLL_INITIAL_SECONDS). @default 60 */
   readonly pollInitialSeconds?: number;
   /** Growth factor of the wait (POLL_FACTOR). @default 1.5 */
@@ -223,6 +233,7 @@ const DEFAULTS = {
   maxFileBytes: 1000000000,
   maxJobBytes: 5000000000,
   maxConcurrentJobs: 20,
+  modelJobQuotas: '',
   pollInitialSeconds: 60,
   pollFactor: 1.5,
   pollMaxSeconds: 3600,
@@ -278,6 +289,7 @@ function checkProps(p: ResolvedProps): void {
   pattern('outputKmsKeyId', p.outputKmsKeyId, /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[a-zA-Z0-9-]+$/);
   // A bus name as PutEvents takes it: no ARN, no "/".
   pattern('eventBusName', p.eventBusName, /^[.\-_A-Za-z0-9]{1,256}$/);
+  pattern('modelJobQuotas', p.modelJobQuotas, /^([^=,]+=[1-9][0-9]*)?(,[^=,]+=[1-9][0-9]*)*$/);
   pattern('modelCatalogueKey', p.modelCatalogueKey, /^$|^config\/[A-Za-z0-9!_.*'()/-]+[.]json$/);
   pattern('alarmTopicArn', p.alarmTopicArn, /^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$/);
   oneOf('logLevel', p.logLevel, LOG_LEVELS);
@@ -327,6 +339,7 @@ export class BatchdropPipeline extends Construct {
   public readonly bedrockServiceRole: iam.Role;
   public readonly submitFunction: lambda.Function;
   public readonly checkJobsFunction: lambda.Function;
+  public readonly jobQueueTable: dynamodb.Table;
   public readonly finalizeFunction: lambda.Function;
   public readonly wakeFunction: lambda.Function;
   public readonly bedrockJobEventsRule: events.CfnRule;
@@ -455,6 +468,7 @@ export class BatchdropPipeline extends Construct {
       MAX_FILE_BYTES: String(p.maxFileBytes),
       MAX_JOB_BYTES: String(p.maxJobBytes),
       MAX_CONCURRENT_JOBS: String(p.maxConcurrentJobs),
+      MODEL_JOB_QUOTAS: p.modelJobQuotas,
       POLL_INITIAL_SECONDS: String(p.pollInitialSeconds),
       POLL_FACTOR: String(p.pollFactor),
       POLL_MAX_SECONDS: String(p.pollMaxSeconds),
@@ -499,6 +513,18 @@ export class BatchdropPipeline extends Construct {
       resources: ['*'],
     });
 
+    // The ledger of Bedrock job slots per model shared by every batch of the stack (docs/queue.md): a few small
+    // items per model, read and written by check-jobs with conditional transactions.
+    this.jobQueueTable = new dynamodb.Table(this, 'JobQueueTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // As the SAM template's table: its items describe running batches only, and go with the stack.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
     // One turn of the state machine's poll loop, the one place jobs are created; in stop mode (the failure
     // path), it stops every job of the batch and waits for them.
     this.checkJobsFunction = fn('check-jobs', 'CheckJobs', {
@@ -532,8 +558,15 @@ export class BatchdropPipeline extends Construct {
         }),
         new iam.PolicyStatement({ sid: 'TagJobs', actions: ['bedrock:TagResource'], resources: [jobArns] }),
         passServiceRole,
+        // The account-wide job queue (docs/queue.md): its transactions need the item actions they group.
+        new iam.PolicyStatement({
+          sid: 'UseJobQueue',
+          actions: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          resources: [this.jobQueueTable.tableArn],
+        }),
         ...useBucketKey,
       ],
+      environment: { JOB_QUEUE_TABLE: this.jobQueueTable.tableName },
     });
 
     // Bedrock's output back to OpenAI output.jsonl and errors.jsonl, the final batch.json, the event detail.
@@ -682,6 +715,26 @@ export class BatchdropPipeline extends Construct {
       policyName: 'wake-task-token',
       roles: [this.wakeFunction.role as iam.Role],
       statements: [wakeParkedLoop()],
+    });
+
+    // Apart from the role, because the state machine names the function: a batch that frees a slot wakes the
+    // parked loop of the batch next in the job queue, and a waiting batch asks whether the execution that holds
+    // a slot still runs (docs/queue.md).
+    new iam.Policy(this, 'CheckJobsFunctionQueuePolicy', {
+      policyName: 'check-jobs-queue',
+      roles: [this.checkJobsFunction.role as iam.Role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'WakeNextInQueue',
+          actions: ['states:SendTaskSuccess'],
+          resources: [this.stateMachine.stateMachineArn, batchExecutions],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadQueueOwnerExecution',
+          actions: ['states:DescribeExecution'],
+          resources: [batchExecutions],
+        }),
+      ],
     });
 
     // An upload into inbox/ becomes a batch: validate and translate every line, stage the Bedrock input files

@@ -23,6 +23,7 @@ export class BatchdropStack extends Stack {
     const outputs: [string, string, string][] = [
       ['InputBucketName', 'Bucket to drop OpenAI batch files into (under inbox/, optionally inbox/<model-id>/).',
         p.inputBucket.bucketName],
+      ['JobQueueTableName', "The account-wide job queue's DynamoDB table (docs/queue.md).", p.jobQueueTable.tableName],
       ['OutputBucketName', 'Bucket holding results/<batch-id>/output.jsonl, errors.jsonl and batch.json.',
         p.outputBucket.bucketName],
       ['StateMachineArn', 'The state machine that follows each batch; its executions are named after the batch ids.',
