@@ -7,7 +7,7 @@ DEMO_MODEL ?= us.anthropic.claude-3-5-haiku-20241022-v1:0
 DEMO_OUT := target/demo
 
 .PHONY: help demo stack-up stack-status stack-down e2e chaos latency cli-demo test lint validate fmt build build-functions sam-build deploy \
-	tools bench bench-hostile bench-cold-start clean
+	tools bench bench-hostile bench-cold-start bench-queue clean
 
 # Tools live inside the repo (ignored): Python ones in .venv/ from infra/requirements.txt (checkov in
 # .tools/checkov/ from infra/checks/requirements-checkov.txt), Node ones in node_modules/ from
@@ -62,12 +62,18 @@ stack-down: ## Stop the local stack's processes, by PID
 
 # The client tests (infra/local/tests/test_client.py) run the CLI's debug binary, built here with the workspace's
 # features, so that after `cargo test --workspace` it is already up to date.
-e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here), then a short seed of make latency
+e2e: $(LOCAL_STAMP) ## End-to-end tests on the local stack (started and stopped here), then short seeds of make latency and make bench-queue
 	$(CARGO) build --locked --workspace --bin batchdrop
 	MOTO_SERVER=$(CURDIR)/$(LOCAL_VENV)/bin/moto_server $(LOCAL_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/local/tests
 	$(LOCAL_VENV)/bin/python infra/local/latency.py --batches 1 --check
+	$(LOCAL_VENV)/bin/python infra/local/queue_bench.py --batches 4 --quota 2 --step-ms 300 --check
 
 LATENCY_BATCHES ?= 5
+QUEUE_BATCHES ?= 20
+QUEUE_QUOTA ?= 5
+bench-queue: $(LOCAL_STAMP) ## The account-wide job queue: N batches at once on a quota of Q (QUEUE_BATCHES=20, QUEUE_QUOTA=5): peak in flight, refusals, makespan against the ideal, waits against the fair share
+	$(LOCAL_VENV)/bin/python infra/local/queue_bench.py --batches $(QUEUE_BATCHES) --quota $(QUEUE_QUOTA)
+
 latency: $(LOCAL_STAMP) ## Results latency with Bedrock's job events delivered, dropped and duplicated, production poll settings (LATENCY_BATCHES=)
 	$(LOCAL_VENV)/bin/python infra/local/latency.py --batches $(LATENCY_BATCHES)
 
