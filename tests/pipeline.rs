@@ -1334,6 +1334,30 @@ fn config_rejects_bad_values_and_names_them() {
         policy("halve").err().as_deref(),
         Some("configuration: TEMPERATURE_POLICY is 'halve', not one of reject, clamp, scale")
     );
+    // docs/configuration.md#modeljobquotas: per-model quotas over MAX_CONCURRENT_JOBS.
+    let quotas = base((
+        "MODEL_JOB_QUOTAS",
+        " us.amazon.nova-lite-v1:0=5, anthropic.claude-3-haiku-20240307-v1:0=50 ",
+    ))
+    .expect("quotas");
+    assert_eq!(
+        (
+            quotas.job_quota("us.amazon.nova-lite-v1:0"),
+            quotas.job_quota("anthropic.claude-3-haiku-20240307-v1:0"),
+            quotas.job_quota(CLAUDE)
+        ),
+        (5, 50, 20)
+    );
+    assert_eq!(
+        base(("MODEL_JOB_QUOTAS", "us.amazon.nova-lite-v1:0=0"))
+            .err()
+            .as_deref(),
+        Some("configuration: MODEL_JOB_QUOTAS: 'us.amazon.nova-lite-v1:0=0' is not model-id=N with N at least 1")
+    );
+    assert_eq!(
+        base(("MODEL_JOB_QUOTAS", "not a model=3")).err().as_deref(),
+        Some("configuration: MODEL_JOB_QUOTAS: 'not a model' is not a Bedrock model id")
+    );
 }
 
 #[test]

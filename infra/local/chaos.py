@@ -4,7 +4,7 @@
 
 It drops B files (varied sizes and models; some uploaded twice under one key, which makes two batches; some
 at the same moment) while the fault layers fail AWS calls at fixed rates: at least 5% of the functions' calls
-to S3, Step Functions and Bedrock fail transiently (503 SlowDown, 500, throttling), 1% are carried out with
+to S3, Step Functions, Bedrock and DynamoDB (the job queue) fail transiently (503 SlowDown, 500, throttling), 1% are carried out with
 their response dropped, 1% of function invocations are killed mid-way, and a fifth of the upload events are
 delivered twice at the same moment. It runs every batch to its end and checks each one: every input line in
 exactly one of output.jsonl and errors.jsonl, every Bedrock job of the batch recorded and terminal, no job
@@ -44,6 +44,9 @@ def fault_rules(seed: int) -> dict[str, list[dict]]:
         {"id": "s3-500", "service": "s3", "action": "error", "status": 500, "code": "InternalError", "rate": 0.02},
         {"id": "aws-dropped", "action": "drop_response", "rate": 0.01},
         {"id": "states-500", "service": "states", "action": "error", "status": 500, "code": "InternalFailure", "rate": 0.05},
+        # The job queue's table (docs/queue.md).
+        {"id": "dynamodb-500", "service": "dynamodb", "action": "error", "status": 500, "code": "InternalServerError", "rate": 0.02},
+        {"id": "dynamodb-throttle", "service": "dynamodb", "action": "error", "status": 400, "code": "ThrottlingException", "rate": 0.03},
     ]
     bedrock = [
         {"id": "bedrock-throttle", "action": "error", "status": 429, "code": "ThrottlingException", "rate": 0.03},

@@ -370,8 +370,15 @@ async fn fair_model(
     // The batch's own entries: a job that ended holds nothing; a job that can no longer be created waits
     // no more; one that may be created waits, unless it holds a slot already.
     for job in seen.iter().filter(|j| j.model == model) {
-        let wait = queue::wait_sk(doc.created_at, batch_id, job.index);
-        let waits = view.waiting.iter().any(|w| w.sk == wait);
+        // Found by batch and job, not by the key a wait gets now: a wait written before a change of the batch's
+        // created_at still belongs to the job.
+        let found = view
+            .waiting
+            .iter()
+            .find(|w| w.batch_id == batch_id && w.job == job.index)
+            .map(|w| w.sk.clone());
+        let waits = found.is_some();
+        let wait = found.unwrap_or_else(|| queue::wait_sk(doc.created_at, batch_id, job.index));
         if is_terminal_job_status(&job.status) {
             if view.holds(batch_id, job.index) {
                 freed |= queue::release(deps, model, batch_id, job.index).await?;

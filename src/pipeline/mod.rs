@@ -77,6 +77,12 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailableException",
     "SlowDown",
     "RequestTimeout",
+    // Step Functions' and AWS's common 500.
+    "InternalFailure",
+    // DynamoDB's (the job queue, docs/queue.md).
+    "InternalServerError",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
 ];
 
 /// Sorts an SDK failure into retryable or not, keeping AWS's code and message for the reader.

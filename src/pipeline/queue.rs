@@ -16,8 +16,8 @@
 //!   no longer running, or it has ended): any batch that waits reclaims such a slot, and stops the job if
 //!   Bedrock still runs it, since no one will collect its results;
 //! - a refusal from Bedrock despite a free slot (another tool uses the same quota) gives the slot back,
-//!   puts the job back in its place, and caps the model's quota at the slots still held until one of
-//!   them ends (or [`CAP_SECONDS`] pass, when none is held);
+//!   puts the job back in its place, and caps the model's quota at the slots still held (at least one:
+//!   [`refusal_cap`]) until one of them ends, or [`CAP_SECONDS`] pass;
 //! - whoever frees a slot wakes the batches now at the head of the queue, so that they do not wait for
 //!   their next poll.
 //!
@@ -314,6 +314,13 @@ pub async fn take(deps: &Deps, model: &str, view: &View, wait: &Entry, now: u64)
     transact(deps, &format!("take {sk}"), items).await
 }
 
+/// The quota after a refusal while `held` slots were taken (the refused job's included): the jobs still
+/// running, but at least one, so that the job next in line keeps trying at its batch's turns. Bedrock's
+/// refusal is for the whole model, so no other job of it could start meanwhile either.
+pub fn refusal_cap(held: u64) -> u64 {
+    held.saturating_sub(1).max(1)
+}
+
 /// Gives back the slot of job `job` of `batch_id`: its job is terminal, or its owner is gone. Lifts a
 /// refusal's cap (a job ended). `false` when there was no such slot, or the counter moved meanwhile.
 async fn give_back(
@@ -353,7 +360,7 @@ async fn give_back(
             items.push(TransactWriteItem::builder().put(put).build());
             count
                 .update_expression("SET held = :to, cap = :cap, cap_until = :until")
-                .expression_attribute_values(":cap", n(view.held().saturating_sub(1)))
+                .expression_attribute_values(":cap", n(refusal_cap(view.held())))
                 .expression_attribute_values(":until", n(now + CAP_SECONDS))
         }
         None => count.update_expression("SET held = :to REMOVE cap, cap_until"),
@@ -487,6 +494,8 @@ mod tests {
             ..View::default()
         };
         assert_eq!(over.free(5, 0), 0);
+        // The refused job's slot is given back; with nothing else running, one job may keep trying.
+        assert_eq!((refusal_cap(4), refusal_cap(1), refusal_cap(0)), (3, 1, 1));
     }
 
     #[test]

@@ -123,3 +123,28 @@ def test_a_killed_batch_gives_its_slot_back(local_stack):
     # The killed batch's job does not run on unseen: the batch that reclaimed its slot stopped it first.
     [job] = c["bedrock"].list_model_invocation_jobs(nameContains=holder)["invocationJobSummaries"]
     assert job["status"] == "Stopped", job
+
+
+def test_refusals_from_a_quota_shared_with_another_tool_only_delay_jobs(local_stack):
+    """Bedrock's quota is lower than the queue's (another tool uses the rest): the refused creates wait again in
+    their place and the model's quota is capped, so every batch still completes and no job fails."""
+    c = local_stack
+    model = stack.QUEUE_MODELS["fair"]
+    set_quota(model, 2)
+    emulator("quota/reset", {})
+    try:
+        files = {f"shared-quota-{i}": lines(100, f"sq{i}-", model=model, max_tokens=10) for i in range(5)}
+        uploads = {name: upload(c, name, body) for name, body in files.items()}
+        for name, body in files.items():
+            batch_id = find_batch(c, *uploads[name], timeout=240)
+            try:
+                event = wait_for_event(c, batch_id, timeout=600)
+            except TimeoutError as e:
+                raise TimeoutError(f"{name}: {e}; {where_it_stands(c, batch_id)}") from None
+            r = check_batch(c, batch_id, body, event, quiet=0.2)
+            assert r["doc"]["status"] == "completed" and len(r["output"]) == 100, (name, r["doc"]["status"])
+            assert [j["status"] for j in r["doc"]["bedrock"]["jobs"]] == ["Completed"], r["doc"]["bedrock"]["jobs"]
+    finally:
+        set_quota(model, 5)
+    stats = quota_stats()[model]
+    assert stats["refused"] >= 1 and stats["peak_active"] <= 2, stats
