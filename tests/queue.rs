@@ -144,6 +144,19 @@ async fn the_ledger_keeps_order_quota_and_caps_under_races() {
     assert!(view.holds("early", 0) && view.place("early", 0).is_none());
     assert!(take(d, m, &view, "early", 1).await);
 
+    // A take needs its wait to be there still: a cancel that removed it since the read wins.
+    queue::enqueue(d, m, 300, "cancelled", 0, 0).await.expect("enqueue");
+    let before = queue::view(d, m).await.expect("view");
+    let wait = before
+        .waiting
+        .iter()
+        .find(|w| w.batch_id == "cancelled")
+        .expect("waits")
+        .clone();
+    queue::leave(d, m, &wait.sk).await.expect("leave");
+    assert!(!queue::take(d, m, &before, &wait, 0).await.expect("take"));
+    assert!(!queue::view(d, m).await.expect("view").holds("cancelled", 0));
+
     // A refusal gives the slot back, puts the job back in its place and caps the quota at the slots left.
     queue::refused(d, m, 100, "early", 1, 1_000).await.expect("refused");
     let view = queue::view(d, m).await.expect("view");

@@ -29,22 +29,16 @@ import statistics
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 import stack  # noqa: E402
-from helpers import check_batch, emulator, lines, upload  # noqa: E402
+from helpers import check_batch, emulator, lines, quota_stats, upload  # noqa: E402
 from localtools import find_batch, wait_for_event  # noqa: E402
 
 MODEL = stack.QUEUE_MODELS["fair"]
-
-
-def quota_stats() -> dict:
-    with urllib.request.urlopen(f"{stack.EMULATOR_URL}/_emulator/quota", timeout=10) as r:
-        return json.loads(r.read()).get(MODEL, {"peak_active": 0, "refused": 0})
 
 
 def peak_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -90,7 +84,7 @@ def run(c, batches: int, quota: int) -> tuple[dict, list[str]]:
                 })
         except (AssertionError, TimeoutError, KeyError) as e:
             failures.append(f"{name}: {type(e).__name__}: {e}")
-    stats = quota_stats()
+    stats = quota_stats(MODEL)
     if not jobs:
         return {"stats": stats}, failures or ["no job ran"]
     durations = [j["ended"] - j["submitted"] for j in jobs]

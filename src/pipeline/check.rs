@@ -224,7 +224,11 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
 
     // A create whose answer was lost: find the job before deciding anything about it.
     let unsettled = seen.iter().any(|j| j.job_arn.is_none() && j.create_unknown);
-    if unsettled || (cancel && seen.iter().any(|j| j.job_arn.is_none() && j.status == QUEUED)) {
+    // A queued job about to be cancelled or expired may have been created by a turn that never saved its ARN
+    // (a slot in the job queue is taken just before the create): look before deciding it was never made.
+    let expiring = !cancel && now > doc.created_at + config.queue_timeout_seconds;
+    let unborn_queued = seen.iter().any(|j| j.job_arn.is_none() && j.status == QUEUED);
+    if unsettled || ((cancel || expiring) && unborn_queued) {
         let found = jobs::find(deps, &doc.id).await?;
         for stranger in jobs::merge_found(&mut seen, &found) {
             tracing::error!(batch_id = %doc.id, job = %stranger.arn, "a Bedrock job of this batch that batch.json does not list");
@@ -255,12 +259,12 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
             job.create_unknown = false;
             job.message = Some("The batch was cancelled before this job was created.".into());
         }
-    } else if now > doc.created_at + config.queue_timeout_seconds {
+    } else if expiring {
         for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
             job.status = "Expired".into();
             job.create_unknown = false;
             job.message = Some(format!(
-                "The job was not created within {} hours of the batch's start (QUEUE_TIMEOUT_HOURS): Bedrock's quota or the batch's MaxConcurrentJobs stayed full.",
+                "The job was not created within {} hours of the batch's start (QUEUE_TIMEOUT_HOURS): Bedrock's quota for the model stayed taken by earlier jobs (docs/queue.md).",
                 config.queue_timeout_seconds / 3600
             ));
         }
@@ -386,7 +390,7 @@ async fn fair_model(
             }
             if waits {
                 queue::leave(deps, model, &wait).await?;
-                changed = true;
+                (changed, freed) = (true, true);
             }
         } else if unborn(job) && !view.holds(batch_id, job.index) {
             if may_create && !waits {
@@ -394,7 +398,7 @@ async fn fair_model(
                 changed = true;
             } else if !may_create && waits {
                 queue::leave(deps, model, &wait).await?;
-                changed = true;
+                (changed, freed) = (true, true);
             }
         }
     }
@@ -407,7 +411,7 @@ async fn fair_model(
         // them back) are reclaimed.
         let mut reclaimed = false;
         for entry in queue::to_check(&view, batch_id, deps.config.queue_reclaim_seconds, now) {
-            match owner(deps, &entry.batch_id, entry.job).await {
+            match owner(deps, entry, now).await {
                 Ok(Owner::Gone) if entry.sk.starts_with("slot#") => {
                     tracing::warn!(%batch_id, owner = %entry.batch_id, job = entry.job, %model, "reclaiming the slot of a batch that is gone");
                     reclaimed |= queue::release(deps, model, &entry.batch_id, entry.job).await?;
@@ -433,14 +437,20 @@ async fn fair_model(
 
     if may_create {
         // First the jobs that hold a slot already (a turn that took it ended before its create was sent).
+        let mut full = false;
         for job in seen.iter_mut() {
-            if job.model == model && unborn(job) && view.holds(batch_id, job.index) {
-                create_in_slot(deps, doc, job, now).await?;
+            if !full && job.model == model && unborn(job) && view.holds(batch_id, job.index) {
+                let outcome = create_in_slot(deps, doc, job, now).await?;
+                freed |= outcome != Slot::Kept;
+                full = outcome.is_full();
             }
         }
         // Then the jobs among the first free places of the queue; a place ahead that is another batch's is
         // that batch's slot.
         for _ in 0..5 {
+            if full {
+                break;
+            }
             let free = view.free(quota, now);
             let mine: Vec<queue::Entry> = view
                 .waiting
@@ -461,7 +471,12 @@ async fn fair_model(
                 }
                 view.held = Some(view.held() + 1);
                 view.waiting.retain(|w| w.sk != wait.sk);
-                create_in_slot(deps, doc, job, now).await?;
+                let outcome = create_in_slot(deps, doc, job, now).await?;
+                freed |= outcome != Slot::Kept;
+                if outcome.is_full() {
+                    full = true;
+                    break;
+                }
             }
             if !lost_race {
                 break;
@@ -500,36 +515,57 @@ async fn fair_model(
     Ok(())
 }
 
+/// What became of a slot after its job's create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The job holds it: created, or to be created (or found) next turn.
+    Kept,
+    /// Given back: Bedrock refused the job for good.
+    Freed,
+    /// Given back and the job waits again: Bedrock's quota for the model is full.
+    Full,
+}
+
+impl Slot {
+    fn is_full(self) -> bool {
+        self == Slot::Full
+    }
+}
+
 /// Creates a job that holds a slot. Bedrock's refusal for its quota gives the slot back and the job waits
 /// in its place again, with the model's quota capped; a refusal for any other reason fails the job and
 /// frees the slot; throttling or an unknown outcome keeps the slot for the next turn.
-async fn create_in_slot(deps: &Deps, doc: &BatchDoc, job: &mut Job, now: u64) -> Result<(), StepError> {
+async fn create_in_slot(deps: &Deps, doc: &BatchDoc, job: &mut Job, now: u64) -> Result<Slot, StepError> {
     let batch_id = doc.id.as_str();
-    match jobs::create(deps, batch_id, job).await {
+    Ok(match jobs::create(deps, batch_id, job).await {
         jobs::Created::Job(arn) => {
             tracing::info!(%batch_id, job = job.index, %arn, "job created");
             job.job_arn = Some(arn);
             job.status = "Submitted".into();
+            Slot::Kept
         }
         jobs::Created::Full(why) => {
             tracing::warn!(%batch_id, job = job.index, error = %why, "Bedrock's quota is full despite a free slot in the job queue: the job waits again");
             queue::refused(deps, &job.model, doc.created_at, batch_id, job.index, now).await?;
+            Slot::Full
         }
         jobs::Created::NotYet(why) => {
             tracing::warn!(%batch_id, job = job.index, error = %why, "job keeps its slot and is created next turn");
+            Slot::Kept
         }
         jobs::Created::Refused(why) => {
             tracing::error!(%batch_id, job = job.index, error = %why, "job refused");
             job.status = "Failed".into();
             job.message = Some(why);
             queue::release(deps, &job.model, batch_id, job.index).await?;
+            Slot::Freed
         }
         jobs::Created::Unknown(why) => {
             tracing::warn!(%batch_id, job = job.index, error = %why, "job create outcome unknown: it will be looked up by name");
             job.create_unknown = true;
+            Slot::Kept
         }
-    }
-    Ok(())
+    })
 }
 
 /// What became of the batch that holds a slot or waits, asked by another batch.
@@ -540,11 +576,13 @@ enum Owner {
     /// counts against Bedrock's quota: its entry may go.
     Gone,
     /// Gone, but its job is still stopping (a job of a gone batch is stopped, since no one will collect its
-    /// results): the slot stays taken until Bedrock no longer counts the job.
+    /// results), or a create of its may still be on the way: the slot stays taken until Bedrock no longer
+    /// counts the job and no invocation of the gone execution can still send one.
     Stopping,
 }
 
-async fn owner(deps: &Deps, batch_id: &str, job: usize) -> Result<Owner, StepError> {
+async fn owner(deps: &Deps, entry: &queue::Entry, now: u64) -> Result<Owner, StepError> {
+    let (batch_id, job) = (entry.batch_id.as_str(), entry.job);
     let Some(stored) = super::read_batch(deps, batch_id).await? else {
         return Ok(Owner::Gone);
     };
@@ -571,8 +609,30 @@ async fn owner(deps: &Deps, batch_id: &str, job: usize) -> Result<Owner, StepErr
     if running {
         return Ok(Owner::Alive);
     }
-    let Some(mut orphan) = doc.bedrock.jobs.get(job).filter(|j| j.job_arn.is_some()).cloned() else {
+    if !entry.sk.starts_with("slot#") {
         return Ok(Owner::Gone);
+    }
+    // A check-jobs invocation of the stopped execution may still be between taking this slot and sending its
+    // create: only once it can no longer run is the job's absence to be believed.
+    if now < entry.since + deps.config.check_timeout_seconds {
+        return Ok(Owner::Stopping);
+    }
+    let mut orphan = match doc.bedrock.jobs.get(job) {
+        Some(j) if j.job_arn.is_some() => j.clone(),
+        Some(j) => {
+            // No ARN recorded (a create whose answer was lost or never saved): Bedrock's listing says whether
+            // the job exists.
+            let found = jobs::find(deps, batch_id).await?;
+            let Some(f) = found.iter().find(|f| f.index == Some(job)) else {
+                return Ok(Owner::Gone);
+            };
+            Job {
+                job_arn: Some(f.arn.clone()),
+                status: f.status.clone(),
+                ..j.clone()
+            }
+        }
+        None => return Ok(Owner::Gone),
     };
     // batch.json stopped changing with its execution: Bedrock says where the job is.
     jobs::refresh(deps, &mut orphan).await?;
@@ -618,8 +678,11 @@ async fn stop_turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepE
         job.message = Some("The batch failed before this job was created.".into());
     }
     if config.job_queue_table.is_some() {
-        // Stopped jobs give their slots back, and waits end.
-        fair_turn(deps, &doc, &mut seen, false, now).await?;
+        // Stopped jobs give their slots back, and waits end. Trouble with the queue must not hold up the
+        // stop: what is left behind is reclaimed by the next batch that waits, once this execution ends.
+        if let Err(e) = fair_turn(deps, &doc, &mut seen, false, now).await {
+            tracing::warn!(batch_id = %doc.id, error = %e, "could not settle the batch's places in the job queue on the failure path");
+        }
     }
     let saved = update_batch(deps, &doc.id, |d| {
         jobs::merge_seen(&mut d.bedrock.jobs, &seen);

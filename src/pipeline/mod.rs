@@ -83,6 +83,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalServerError",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
+    // Another transaction is changing the item at this moment.
+    "TransactionConflictException",
 ];
 
 /// Sorts an SDK failure into retryable or not, keeping AWS's code and message for the reader.

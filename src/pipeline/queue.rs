@@ -64,6 +64,8 @@ pub struct Entry {
     pub job: usize,
     /// When a batch last found the owner alive (unix seconds), 0 if never checked.
     pub checked_at: u64,
+    /// When the slot was taken or the wait began (unix seconds).
+    pub since: u64,
 }
 
 /// A model's partition at one moment: the counter, the slots and the queue in order.
@@ -179,6 +181,7 @@ pub async fn view(deps: &Deps, model: &str) -> Result<View, StepError> {
                 batch_id: batch_id.to_string(),
                 job: usize::try_from(job).unwrap_or(usize::MAX),
                 checked_at: number(item, "checked_at").unwrap_or(0),
+                since: number(item, "since").unwrap_or(0),
             };
             if sk.starts_with("slot#") {
                 view.slots.push(entry);
@@ -256,15 +259,26 @@ async fn transact(deps: &Deps, what: &str, items: Vec<TransactWriteItem>) -> Res
         .await
     {
         Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(TransactWriteItemsError::TransactionCanceledException(_))
-            ) =>
-        {
-            Ok(false)
+        Err(e) => {
+            if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = e.as_service_error() {
+                // A condition that did not hold, or another transaction on the same item, is a lost race: read
+                // again. Any other reason (throttling, a validation error) is trouble to report.
+                let other: Vec<&str> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code())
+                    .filter(|c| !matches!(*c, "None" | "ConditionalCheckFailed" | "TransactionConflict"))
+                    .collect();
+                if other.is_empty() {
+                    return Ok(false);
+                }
+                return Err(StepError::Transient(format!(
+                    "DynamoDB TransactWriteItems ({what}) was cancelled: {}",
+                    other.join(", ")
+                )));
+            }
+            Err(aws_error(&format!("DynamoDB TransactWriteItems ({what})"), e))
         }
-        Err(e) => Err(aws_error(&format!("DynamoDB TransactWriteItems ({what})"), e)),
     }
 }
 
@@ -300,10 +314,13 @@ pub async fn take(deps: &Deps, model: &str, view: &View, wait: &Entry, now: u64)
             .condition_expression("attribute_not_exists(sk)")
             .build(),
     )?;
+    // The wait must still be there: a turn that ended it meanwhile (a cancel, another invocation for the same
+    // batch) leaves the counter alone, so the counter's condition alone would not notice.
     let delete = build(
         Delete::builder()
             .table_name(table)
             .set_key(Some(key(model, &wait.sk)))
+            .condition_expression("attribute_exists(sk)")
             .build(),
     )?;
     let items = vec![
@@ -341,6 +358,8 @@ async fn give_back(
             .condition_expression("attribute_exists(sk)")
             .build(),
     )?;
+    // A refusal's cap stays until one of the model's slots is given back without a refusal: a job ended, or
+    // a slot was reclaimed.
     let mut count = Update::builder()
         .table_name(table)
         .set_key(Some(key(model, COUNT_SK)))
@@ -370,21 +389,32 @@ async fn give_back(
     transact(deps, &format!("give back {sk}"), items).await
 }
 
-/// Gives back a slot, reading the counter again as often as others change it meanwhile. `false` when the
-/// slot was not held (given back already).
-pub async fn release(deps: &Deps, model: &str, batch_id: &str, job: usize) -> Result<bool, StepError> {
+/// Gives back a slot (with `requeue`, as [`give_back`] takes it), reading the counter again as often as
+/// others change it meanwhile. `false` when the slot was not held (given back already).
+async fn give_back_read_again(
+    deps: &Deps,
+    model: &str,
+    batch_id: &str,
+    job: usize,
+    requeue: Option<(String, u64)>,
+) -> Result<bool, StepError> {
     for _ in 0..20 {
         let view = view(deps, model).await?;
         if !view.holds(batch_id, job) {
             return Ok(false);
         }
-        if give_back(deps, model, &view, batch_id, job, None).await? {
+        if give_back(deps, model, &view, batch_id, job, requeue.clone()).await? {
             return Ok(true);
         }
     }
     Err(StepError::Transient(format!(
         "the job queue of {model} kept changing while job {job} of {batch_id} gave its slot back"
     )))
+}
+
+/// Gives back the slot of a job that ended, or whose batch is gone. `false` when it was given back already.
+pub async fn release(deps: &Deps, model: &str, batch_id: &str, job: usize) -> Result<bool, StepError> {
+    give_back_read_again(deps, model, batch_id, job, None).await
 }
 
 /// Bedrock refused the create although the ledger had a free slot: the slot goes back, the job waits in
@@ -398,18 +428,11 @@ pub async fn refused(
     now: u64,
 ) -> Result<(), StepError> {
     let wait = wait_sk(created_at, batch_id, job);
-    for _ in 0..20 {
-        let view = view(deps, model).await?;
-        if !view.holds(batch_id, job) {
-            return enqueue(deps, model, created_at, batch_id, job, now).await;
-        }
-        if give_back(deps, model, &view, batch_id, job, Some((wait.clone(), now))).await? {
-            return Ok(());
-        }
+    if !give_back_read_again(deps, model, batch_id, job, Some((wait, now))).await? {
+        // The slot was given back already (a repeated turn): the job only needs its place again.
+        enqueue(deps, model, created_at, batch_id, job, now).await?;
     }
-    Err(StepError::Transient(format!(
-        "the job queue of {model} kept changing while job {job} of {batch_id} went back to wait"
-    )))
+    Ok(())
 }
 
 /// Records that the owner of `entry` was found alive, so that other batches do not ask again soon. A lost
@@ -428,8 +451,13 @@ pub async fn checked(deps: &Deps, model: &str, entry: &Entry, now: u64) -> Resul
         .await;
     match result {
         Ok(_) => Ok(()),
+        // The entry is gone, or a transaction is changing it: the next checker asks again.
         Err(e) if is_condition_failed(&e) => Ok(()),
-        Err(e) => Err(aws_error(&format!("DynamoDB UpdateItem {table} {}", entry.sk), e)),
+        Err(e) => {
+            let why = aws_error("DynamoDB UpdateItem", e);
+            tracing::warn!(%table, sk = %entry.sk, error = %why, "could not record that a queue entry's owner runs");
+            Ok(())
+        }
     }
 }
 
@@ -455,6 +483,7 @@ mod tests {
             batch_id: batch.into(),
             job,
             checked_at,
+            since: 0,
         }
     }
 

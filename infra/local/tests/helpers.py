@@ -40,6 +40,15 @@ def emulator(path, payload):
         return r.read()
 
 
+def quota_stats(model):
+    """What the emulator's concurrency quota saw for `model` since its last reset (`/_emulator/quota`): the most
+    jobs in flight at once and the creates it refused."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{stack.EMULATOR_URL}/_emulator/quota", timeout=10) as r:
+        return json.loads(r.read()).get(model, {"peak_active": 0, "refused": 0})
+
+
 def s3_event(key, etag, bucket=None):
     """An S3 event notification for one created object, with every field of AWS's record structure that
     aws_lambda_events requires (submit's event type): a redelivery of an upload's event, as S3 may send."""

@@ -8,16 +8,10 @@ functions' settings (stack.py) and the emulator's own concurrency quota, which c
 import json
 import threading
 import time
-import urllib.request
 
 import stack
-from helpers import check_batch, emulator, lines, upload, where_it_stands
+from helpers import check_batch, emulator, lines, quota_stats, upload, where_it_stands
 from localtools import find_batch, wait_for_event
-
-
-def quota_stats():
-    with urllib.request.urlopen(f"{stack.EMULATOR_URL}/_emulator/quota", timeout=10) as r:
-        return json.loads(r.read())
 
 
 def set_quota(model, n):
@@ -54,7 +48,7 @@ def test_twenty_batches_at_once_share_a_quota_of_five_fairly(local_stack):
     for name, r in results.items():
         assert r["doc"]["status"] == "completed", (name, r["doc"]["status"])
         assert len(r["output"]) == 100 and not r["errors"], (name, r["errors"][:1])
-    stats = quota_stats()[model]
+    stats = quota_stats(model)
     # Never more than the quota in flight, and Bedrock was never asked for more.
     assert stats["refused"] == 0, stats
     assert 1 <= stats["peak_active"] <= 5, stats
@@ -118,7 +112,7 @@ def test_a_killed_batch_gives_its_slot_back(local_stack):
         emulator("config", {"step_ms": 200})
     r = check_batch(c, waiting, second, event, quiet=0.2)
     assert r["doc"]["status"] == "completed" and len(r["output"]) == 100
-    stats = quota_stats()[model]
+    stats = quota_stats(model)
     assert stats == {"peak_active": 1, "refused": 0}, stats
     # The killed batch's job does not run on unseen: the batch that reclaimed its slot stopped it first.
     [job] = c["bedrock"].list_model_invocation_jobs(nameContains=holder)["invocationJobSummaries"]
@@ -146,5 +140,5 @@ def test_refusals_from_a_quota_shared_with_another_tool_only_delay_jobs(local_st
             assert [j["status"] for j in r["doc"]["bedrock"]["jobs"]] == ["Completed"], r["doc"]["bedrock"]["jobs"]
     finally:
         set_quota(model, 5)
-    stats = quota_stats()[model]
+    stats = quota_stats(model)
     assert stats["refused"] >= 1 and stats["peak_active"] <= 2, stats
