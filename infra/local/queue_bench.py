@@ -27,7 +27,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 import stack  # noqa: E402
-from helpers import check_batch, emulator, lines, quota_stats, upload  # noqa: E402
+from helpers import check_batch, emulator, lines, quota_stats, upload_at_once  # noqa: E402
 from localtools import find_batch, wait_for_event  # noqa: E402
 
 MODEL = stack.QUEUE_MODELS["fair"]
@@ -56,16 +55,7 @@ def run(c, batches: int, quota: int) -> tuple[dict, list[str]]:
     emulator("quota/reset", {})
     stamp = int(time.time())
     files = {f"queue-bench-{stamp}-{i:03d}": lines(100, f"qb{i:03d}-", model=MODEL, max_tokens=10) for i in range(batches)}
-    uploads: dict[str, tuple] = {}
-
-    def drop(name: str) -> None:
-        uploads[name] = upload(c, name, files[name])
-
-    threads = [threading.Thread(target=drop, args=(name,)) for name in files]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    uploads = upload_at_once(c, files)
     failures: list[str] = []
     jobs = []
     for name, input_lines in files.items():

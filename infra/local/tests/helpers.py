@@ -164,6 +164,24 @@ def upload(c, name, input_lines, folder=None):
     return key, put
 
 
+def upload_at_once(c, files):
+    """Uploads every file of `files` (name → lines) at the same moment, each from its own thread, as a team that
+    drops many files together; returns name → (key, PutObject reply)."""
+    import threading
+
+    uploads = {}
+
+    def one(name):
+        uploads[name] = upload(c, name, files[name])
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return uploads
+
+
 def run_batch(c, name, input_lines, folder=None, during=None, timeout=240):
     """Uploads a file, waits for its completion event, and checks the promises every batch keeps."""
     key, put = upload(c, name, input_lines, folder)

@@ -6,11 +6,10 @@ Each test uses a model no other test uses, with its quota set on both sides: MOD
 functions' settings (stack.py) and the emulator's own concurrency quota, which counts what it saw."""
 
 import json
-import threading
 import time
 
 import stack
-from helpers import check_batch, emulator, lines, quota_stats, upload, where_it_stands
+from helpers import check_batch, emulator, lines, quota_stats, upload, upload_at_once, where_it_stands
 from localtools import find_batch, wait_for_event
 
 
@@ -25,17 +24,7 @@ def test_twenty_batches_at_once_share_a_quota_of_five_fairly(local_stack):
     set_quota(model, 5)
     emulator("quota/reset", {})
     files = {f"queue-{i:02d}": lines(100, f"q{i:02d}-", model=model, max_tokens=10) for i in range(20)}
-    uploads = {}
-
-    def drop(name):
-        uploads[name] = upload(c, name, files[name])
-
-    # Dropped at once, from as many threads.
-    threads = [threading.Thread(target=drop, args=(name,)) for name in files]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    uploads = upload_at_once(c, files)
     batches = {name: find_batch(c, *uploads[name], timeout=240) for name in files}
     results = {}
     for name, batch_id in batches.items():
