@@ -3,7 +3,8 @@ local stack, with a quota of Q jobs for their model on both sides (MODEL_JOB_QUO
 
     python infra/local/queue_bench.py [--batches N] [--quota Q] [--step-ms MS] [--check]
 
-It starts the local stack itself with that quota, and stops it at the end; a stack that is already running has
+It starts the local stack itself with that quota and four invocations of each function at a time
+(BATCHDROP_LAMBDA_CONCURRENCY, if higher, wins), and stops it at the end; a stack that is already running has
 its own settings, so it refuses to start then. Each batch is one job of 100 requests. It prints:
 
 - peak jobs in flight for the model, as the emulator counted them and from the jobs' own submit and end times
@@ -11,6 +12,8 @@ its own settings, so it refuses to start then. Each batch is one job of 100 requ
 - creates the emulator refused for its quota (target: 0);
 - the makespan, from the first job's submission to the last job's end, against the ideal, the sum of the jobs'
   durations over Q (or the longest job, if longer) (target: within 10%);
+- the hand-off: from a job's end to the submission of the job that takes its slot, median and maximum (what
+  the makespan loses to each slot's turn-over);
 - the longest wait of any batch, from its creation to its job's submission, against its fair share: a batch
   created k-th waits for the k // Q rounds of jobs before it, each as long as the mean job; the figure is the
   largest excess of a batch's wait over its share.
@@ -86,7 +89,12 @@ def run(c, batches: int, quota: int) -> tuple[dict, list[str]]:
         (j["submitted"] - j["created"]) - (k // quota) * mean
         for k, j in enumerate(order)
     ]
+    # The hand-offs: the i-th job to start once the first Q have is started by the i-th job to end.
+    starts = sorted(j["submitted"] for j in jobs)[quota:]
+    ends = sorted(j["ended"] for j in jobs)
+    handoffs = [s - e for s, e in zip(starts, ends)]
     figures = {
+        "handoff_s": (statistics.median(handoffs), max(handoffs)) if handoffs else None,
         "stats": stats,
         "peak_from_times": peak_overlap([(j["submitted"], j["ended"]) for j in jobs]),
         "jobs": len(jobs),
@@ -113,6 +121,9 @@ def main() -> None:
         raise SystemExit("queue_bench: a local stack is running with its own settings; stop it first (make stack-down)")
     print(f"queue_bench: {args.batches} batches of one job at once, quota {args.quota} for {MODEL}", flush=True)
     os.environ["BATCHDROP_FUNCTION_ENV"] = json.dumps({"MODEL_JOB_QUOTAS": f"{MODEL}={args.quota}"})
+    # Lambda runs the batches' invocations side by side; one at a time per function (the local stack's default)
+    # would put every batch's turn in one line and measure that line instead of the queue's hand-offs.
+    stack.LAMBDA_CONCURRENCY = max(stack.LAMBDA_CONCURRENCY, 4)
     stack.start()
     try:
         c = stack.clients()
@@ -131,6 +142,9 @@ def main() -> None:
         over = figures["makespan_s"] / figures["ideal_s"] - 1
         print(f"makespan {figures['makespan_s']:.1f} s for {figures['jobs']} jobs of {figures['mean_job_s']:.1f} s on average; "
               f"ideal {figures['ideal_s']:.1f} s; {over:+.0%}: {verdict(over <= 0.10)} (target within 10%)")
+        if figures["handoff_s"]:
+            median, longest = figures["handoff_s"]
+            print(f"hand-off from a job's end to the next job's submission: {median:.1f} s median, {longest:.1f} s max")
         print(f"longest wait of a batch {figures['longest_wait_s']:.1f} s; the last batch's fair share "
               f"{figures['fair_share_s']:.1f} s; largest excess of a batch's wait over its share {figures['worst_excess_s']:+.1f} s")
         if peak > args.quota:
