@@ -461,7 +461,11 @@ async fn fair_model(
                 .collect();
             let mut lost_race = false;
             for wait in mine {
-                let Some(job) = seen.get_mut(wait.job).filter(|j| j.model == model && unborn(j)) else {
+                let Some(job) = seen
+                    .iter_mut()
+                    .find(|j| j.index == wait.job)
+                    .filter(|j| j.model == model && unborn(j))
+                else {
                     queue::leave(deps, model, &wait.sk).await?;
                     continue;
                 };
