@@ -252,7 +252,6 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
     }
 
     let fair = config.job_queue_table.is_some();
-    let mut may_create = false;
     if cancel {
         for job in seen.iter_mut().filter(|j| j.job_arn.is_none() && j.status == QUEUED) {
             job.status = "Stopped".into();
@@ -268,14 +267,13 @@ async fn turn(deps: &Deps, input: &CheckInput) -> Result<CheckOutput, StepError>
                 config.queue_timeout_seconds / 3600
             ));
         }
-    } else if fair {
-        may_create = true;
-    } else {
+    } else if !fair {
         create_queued(deps, &doc.id, &mut seen).await;
     }
     if fair {
-        // Every turn settles the batch's places in the job queue, whether or not it may create jobs.
-        fair_turn(deps, &doc, &mut seen, may_create, now).await?;
+        // Every turn settles the batch's places in the job queue; it creates jobs unless the batch is cancelled
+        // or its queue window is over.
+        fair_turn(deps, &doc, &mut seen, !cancel && !expiring, now).await?;
     }
 
     let saved = update_batch(deps, &doc.id, |d| {

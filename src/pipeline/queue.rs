@@ -286,12 +286,23 @@ fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, Step
     r.map_err(|e| StepError::Fatal(format!("DynamoDB request: {e}")))
 }
 
-/// The counter moved from `held` as read to `to`, only if it still holds what was read.
-fn count_update(table: &str, model: &str, held: Option<u64>, to: u64) -> Result<TransactWriteItem, StepError> {
-    let update = Update::builder()
+/// The counter moved from `held` as read to `to`, only if it still holds what was read. `also` continues the
+/// update expression (`, cap = :cap`, ` REMOVE cap`), with the values it names.
+fn count_update(
+    table: &str,
+    model: &str,
+    held: Option<u64>,
+    to: u64,
+    also: &str,
+    values: &[(&str, u64)],
+) -> Result<TransactWriteItem, StepError> {
+    let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(key(model, COUNT_SK)))
-        .update_expression("SET held = :to");
+        .update_expression(format!("SET held = :to{also}"));
+    for (name, value) in values {
+        update = update.expression_attribute_values(*name, n(*value));
+    }
     let update = match held {
         Some(old) => update
             .condition_expression("held = :old")
@@ -324,7 +335,7 @@ pub async fn take(deps: &Deps, model: &str, view: &View, wait: &Entry, now: u64)
             .build(),
     )?;
     let items = vec![
-        count_update(table, model, view.held, view.held() + 1)?,
+        count_update(table, model, view.held, view.held() + 1, "", &[])?,
         TransactWriteItem::builder().put(put).build(),
         TransactWriteItem::builder().delete(delete).build(),
     ];
@@ -358,16 +369,10 @@ async fn give_back(
             .condition_expression("attribute_exists(sk)")
             .build(),
     )?;
-    // A refusal's cap stays until one of the model's slots is given back without a refusal: a job ended, or
-    // a slot was reclaimed.
-    let mut count = Update::builder()
-        .table_name(table)
-        .set_key(Some(key(model, COUNT_SK)))
-        .condition_expression("held = :old")
-        .expression_attribute_values(":old", n(view.held()))
-        .expression_attribute_values(":to", n(view.held().saturating_sub(1)));
+    // The counter as read: a slot without a counter is a corrupt ledger, which no give-back may paper over.
+    let (held, to) = (Some(view.held()), view.held().saturating_sub(1));
     let mut items = Vec::new();
-    count = match &requeue {
+    let count = match &requeue {
         // A refusal: the job waits again in its place, and the quota is capped at the slots left.
         Some((wait, now)) => {
             let put = build(
@@ -377,14 +382,14 @@ async fn give_back(
                     .build(),
             )?;
             items.push(TransactWriteItem::builder().put(put).build());
-            count
-                .update_expression("SET held = :to, cap = :cap, cap_until = :until")
-                .expression_attribute_values(":cap", n(refusal_cap(view.held())))
-                .expression_attribute_values(":until", n(now + CAP_SECONDS))
+            let values = [(":cap", refusal_cap(view.held())), (":until", now + CAP_SECONDS)];
+            count_update(table, model, held, to, ", cap = :cap, cap_until = :until", &values)?
         }
-        None => count.update_expression("SET held = :to REMOVE cap, cap_until"),
+        // A refusal's cap stays until one of the model's slots is given back without a refusal: a job ended,
+        // or a slot was reclaimed.
+        None => count_update(table, model, held, to, " REMOVE cap, cap_until", &[])?,
     };
-    items.push(TransactWriteItem::builder().update(build(count.build())?).build());
+    items.push(count);
     items.push(TransactWriteItem::builder().delete(delete).build());
     transact(deps, &format!("give back {sk}"), items).await
 }
