@@ -115,9 +115,11 @@ def test_refusals_from_a_quota_shared_with_another_tool_only_delay_jobs(local_st
     model = stack.QUEUE_MODELS["fair"]
     set_quota(model, 2)
     emulator("quota/reset", {})
+    # Jobs long enough, and files dropped together, so that more than two batches want a job at once.
+    emulator("config", {"step_ms": 1000})
     try:
         files = {f"shared-quota-{i}": lines(100, f"sq{i}-", model=model, max_tokens=10) for i in range(5)}
-        uploads = {name: upload(c, name, body) for name, body in files.items()}
+        uploads = upload_at_once(c, files)
         for name, body in files.items():
             batch_id = find_batch(c, *uploads[name], timeout=240)
             try:
@@ -129,5 +131,6 @@ def test_refusals_from_a_quota_shared_with_another_tool_only_delay_jobs(local_st
             assert [j["status"] for j in r["doc"]["bedrock"]["jobs"]] == ["Completed"], r["doc"]["bedrock"]["jobs"]
     finally:
         set_quota(model, 5)
+        emulator("config", {"step_ms": 200})
     stats = quota_stats(model)
     assert stats["refused"] >= 1 and stats["peak_active"] <= 2, stats
